@@ -1,0 +1,1 @@
+"""Machine learning for the testbed: datasets, partitions, model families, bagging, metrics, the worker."""

@@ -1,0 +1,1 @@
+"""The live drivers: the protocol nodes in real time."""

@@ -1,0 +1,1 @@
+"""Sans-IO protocol cores: nodes that own their state and return effects."""

@@ -1,0 +1,1 @@
+"""The simulation driver: discrete-event engine, network models, experiments and reports."""

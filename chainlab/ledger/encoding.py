@@ -1,0 +1,112 @@
+"""Canonical encoding: frozen dataclasses to deterministic protobuf bytes and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from chainlab.ledger.hashing import sha256
+
+
+class ProtoBacked(Protocol):
+    """A dataclass that names the protobuf message it is encoded as."""
+
+    PROTO: ClassVar[type[Message]]
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+T = TypeVar("T", bound=ProtoBacked)
+
+
+class EncodingError(ValueError):
+    """Bytes or values that do not form a valid message."""
+
+
+def to_proto(obj: ProtoBacked, *, exclude: Iterable[str] = ()) -> Message:
+    """Build the protobuf message of a dataclass; fields named in `exclude` are left unset."""
+    skip = set(exclude)
+    msg = obj.PROTO()
+    for field in dataclasses.fields(obj):  # type: ignore[arg-type]
+        if field.name in skip:
+            continue
+        _set(msg, field.name, getattr(obj, field.name))
+    return msg
+
+
+def _set(msg: Message, name: str, value: Any) -> None:
+    if value is None:
+        return
+    if dataclasses.is_dataclass(value):
+        getattr(msg, name).CopyFrom(to_proto(value))  # type: ignore[arg-type]
+    elif isinstance(value, tuple):
+        target = getattr(msg, name)
+        for item in value:
+            if dataclasses.is_dataclass(item):
+                target.add().CopyFrom(to_proto(item))  # type: ignore[arg-type]
+            else:
+                target.append(item)
+    elif isinstance(value, enum.Enum):
+        setattr(msg, name, value.value)
+    else:
+        setattr(msg, name, value)
+
+
+def canonical_bytes(obj: ProtoBacked, *, exclude: Iterable[str] = ("signature",)) -> bytes:
+    """Deterministic serialization of obj without its signature: the bytes that are hashed and signed."""
+    return to_proto(obj, exclude=exclude).SerializeToString(deterministic=True)
+
+
+def digest(obj: ProtoBacked, *, exclude: Iterable[str] = ("signature",)) -> bytes:
+    """SHA-256 of the canonical encoding."""
+    return sha256(canonical_bytes(obj, exclude=exclude))
+
+
+def encode(obj: ProtoBacked) -> bytes:
+    """Full wire encoding, signature included."""
+    return to_proto(obj).SerializeToString(deterministic=True)
+
+
+def from_proto(cls: type[T], msg: Message) -> T:
+    """Rebuild a dataclass from its protobuf message, checking the field types on the way."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        values[field.name] = _get(msg, field.name, hints[field.name])
+    return cls(**values)
+
+
+def _get(msg: Message, name: str, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        return _get(msg, name, inner) if msg.HasField(name) else None
+    raw = getattr(msg, name)
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        if dataclasses.is_dataclass(item):
+            return tuple(from_proto(item, m) for m in raw)  # type: ignore[arg-type]
+        return tuple(item(v) for v in raw)
+    if dataclasses.is_dataclass(hint):
+        return from_proto(hint, raw)  # type: ignore[arg-type]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(raw)
+        except ValueError as exc:
+            raise EncodingError(f"{name}: {raw} is not a {hint.__name__}") from exc
+    return hint(raw)
+
+
+def decode(cls: type[T], data: bytes) -> T:
+    """Parse wire bytes into a dataclass; malformed bytes raise EncodingError."""
+    msg = cls.PROTO()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError as exc:
+        raise EncodingError(f"malformed {cls.__name__}: {exc}") from exc
+    return from_proto(cls, msg)

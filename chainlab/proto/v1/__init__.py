@@ -1,0 +1,1 @@
+"""chainlab.v1 wire contracts, generated from proto/chainlab/v1."""

@@ -1,0 +1,557 @@
+"""A BagChain full node: validates all three block kinds (Algorithms 2.1-2.3) and keeps the best chain."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from chainlab.ledger.chain import ChainEntry, ChainIndex
+from chainlab.ledger.hashing import sha256, short
+from chainlab.ledger.identity import Identity
+from chainlab.ledger.pow import meets_target
+from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain.messages import (
+    DatasetKind,
+    DatasetRelease,
+    EnsembleBlock,
+    KeyBlock,
+    Message,
+    MiniBlock,
+    ModelRequest,
+    RankedEnsemble,
+    Task,
+    model_hash,
+)
+from chainlab.protocols.bagchain.params import BagChainParams
+from chainlab.protocols.bagchain.reasons import Reason, Rejected
+from chainlab.protocols.effects import (
+    Effect,
+    Evaluate,
+    FetchDataset,
+    FetchModel,
+    Record,
+    StartTimer,
+)
+
+
+class Waiting(Exception):
+    """Validation needs data that has been asked for; `reason` applies if it never comes."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EvaluationFailed:
+    """An Evaluate result: the models could not be decoded or run."""
+
+    detail: str
+
+
+MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
+_RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
+
+
+class FullNode:
+    """Validates everything it receives and follows the longest chain, best Metric_best first; mines nothing."""
+
+    role: ClassVar[str] = "validator"
+
+    def __init__(
+        self, identity: Identity, params: BagChainParams, genesis: KeyBlock, *, seed: int = 0
+    ) -> None:
+        self.identity = identity
+        self.params = params
+        self.seed = seed
+        self.genesis = genesis
+        self.chain = ChainIndex(ChainEntry(genesis.hash, b"", 0, 0.0))
+        self.key_blocks: dict[bytes, KeyBlock] = {genesis.hash: genesis}
+        self.tasks: dict[bytes, Task] = {}
+        self.releases: dict[tuple[int, bytes, DatasetKind], DatasetRelease] = {}
+        self.datasets: set[bytes] = set()
+        self.miniblocks: dict[bytes, MiniBlock] = {}
+        self.ensembles: dict[bytes, EnsembleBlock] = {}
+        # Verdicts: absent = pending, None = valid, a Reason = rejected.
+        self.mb_verdict: dict[bytes, Reason | None] = {}
+        self.eb_verdict: dict[bytes, Reason | None] = {}
+        self.models: dict[bytes, bytes] = {}
+        self.metrics: dict[MetricKey, float] = {}
+        self.rejected: dict[bytes, Reason] = {}
+        self._mb_at: defaultdict[tuple[int, bytes], list[bytes]] = defaultdict(list)
+        self._eb_at: defaultdict[tuple[int, bytes], list[bytes]] = defaultdict(list)
+        self._pending_kbs: dict[bytes, KeyBlock] = {}
+        self._waiting_on: dict[bytes, Reason] = {}
+        self._model_failures: dict[bytes, Reason] = {}  # by MiniBlock hash
+        self._metric_failures: dict[MetricKey, str] = {}
+        self._dataset_retry_at: dict[bytes, int] = {}
+        self._jobs: dict[int, tuple[str, Any]] = {}
+        self._inflight: set[tuple[str, Any]] = set()
+        self._next_job = 0
+        self._out: list[Effect] = []
+        self.now = 0
+
+    # ----- driver interface -------------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's ID: the hash of its public key."""
+        return self.identity.node_id
+
+    @property
+    def tip(self) -> KeyBlock:
+        """The Key Block at the head of the chain chosen by fork choice."""
+        return self.key_blocks[self.chain.tip.block_hash]
+
+    def start(self, now: int) -> list[Effect]:
+        """Begin taking part; returns the first effects."""
+        self.now = now
+        self._progress()
+        return self._flush()
+
+    def on_message(self, sender: bytes, message: Message, now: int) -> list[Effect]:
+        """A message arrived from a peer."""
+        self.now = now
+        kind = type(message).__name__
+        if message.hash in self.rejected:
+            return []
+        try:
+            self._admit(message)
+        except Rejected as exc:
+            self._reject(kind, message.hash, exc.reason, exc.detail, sender)
+        self._progress()
+        return self._flush()
+
+    def on_timer(self, timer: str, now: int) -> list[Effect]:
+        """A timer started by StartTimer fired."""
+        self.now = now
+        name, _, arg = timer.partition(":")
+        if name == "expire":
+            block_hash = bytes.fromhex(arg)
+            block = self._pending_kbs.pop(block_hash, None)
+            if block is not None:
+                reason = self._waiting_on.pop(block_hash, Reason.UNKNOWN_PARENT)
+                self._reject("KeyBlock", block_hash, reason, "gave up waiting")
+        else:
+            self._on_own_timer(name, arg)
+        self._progress()
+        return self._flush()
+
+    def on_result(self, job: int, result: object, now: int) -> list[Effect]:
+        """A Train, Evaluate, Mine or Fetch job finished."""
+        self.now = now
+        entry = self._jobs.pop(job, None)
+        if entry is None:
+            return []
+        self._inflight.discard(entry)
+        kind, key = entry
+        if kind == "dataset":
+            if result is True:
+                self.datasets.add(key)
+            else:
+                self._dataset_retry_at[key] = now + _RETRY_ROUNDS
+        elif kind == "model":
+            self._on_model(key, result)
+        elif kind == "metric":
+            if isinstance(result, EvaluationFailed):
+                self._metric_failures[key] = result.detail
+            else:
+                self.metrics[key] = self.params.round_metric(float(result))  # type: ignore[arg-type]
+        else:
+            self._on_own_result(kind, key, result)
+        self._progress()
+        return self._flush()
+
+    def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
+        """Answer Fetch(M_i, ModelHash); a full node trains nothing, so it serves nothing."""
+        return None
+
+    # ----- hooks for miners ---------------------------------------------------------------------------------
+
+    def _on_own_timer(self, name: str, arg: str) -> None:
+        """Timers of subclasses."""
+
+    def _on_own_result(self, kind: str, key: Any, result: object) -> None:
+        """Job results of subclasses."""
+
+    def _after_progress(self) -> None:
+        """Called after validation settles: where a miner produces blocks."""
+
+    # ----- admission: the checks a message passes on arrival -----------------------------------------------------
+
+    def _admit(self, message: Message) -> None:
+        if isinstance(message, Task):
+            self._admit_task(message)
+        elif isinstance(message, DatasetRelease):
+            self._admit_release(message)
+        elif isinstance(message, MiniBlock):
+            self._admit_miniblock(message)
+        elif isinstance(message, EnsembleBlock):
+            self._admit_ensemble(message)
+        else:
+            self._admit_key_block(message)
+
+    def _admit_task(self, task: Task) -> None:
+        if not task.signature_valid(task.requester_key):
+            raise Rejected(Reason.BAD_SIGNATURE, "task")
+        self.tasks.setdefault(task.task_id, task)
+
+    def _admit_release(self, release: DatasetRelease) -> None:
+        task = self._task(release.task_id)
+        if not release.signature_valid(task.requester_key):
+            raise Rejected(Reason.UNAUTHORIZED_RELEASE, "not signed by the task's requester")
+        expected = (
+            task.validation_commitment if release.kind is DatasetKind.VALIDATION else task.test_commitment
+        )
+        if release.dataset != expected:
+            raise Rejected(Reason.WRONG_DATASET, "does not match the task's commitment")
+        key = (release.height, release.task_id, release.kind)
+        if key not in self.releases:
+            self.releases[key] = release
+            self._record("release", kind=release.kind.name.lower(), height=release.height)
+            self._on_release(release)
+
+    def _on_release(self, release: DatasetRelease) -> None:
+        """Subclass hook when a dataset is first released."""
+
+    def _admit_miniblock(self, mb: MiniBlock) -> None:
+        if mb.hash in self.miniblocks:
+            return
+        if not mb.signature_valid(mb.miner_key):
+            raise Rejected(Reason.BAD_SIGNATURE, "MiniBlock")
+        self._task(mb.task_id)
+        # The two-stage submitting scheme (section VI-B): nothing new is accepted once D_V is out.
+        if (mb.height, mb.task_id, DatasetKind.VALIDATION) in self.releases:
+            raise Rejected(Reason.AFTER_VALIDATION_RELEASE)
+        self._store_miniblock(mb)
+
+    def _store_miniblock(self, mb: MiniBlock) -> None:
+        self.miniblocks[mb.hash] = mb
+        self._mb_at[(mb.height, mb.task_id)].append(mb.hash)
+
+    def _admit_ensemble(self, eb: EnsembleBlock) -> None:
+        if eb.hash in self.ensembles:
+            return
+        if not eb.signature_valid(eb.miner_key):
+            raise Rejected(Reason.BAD_SIGNATURE, "Ensemble Block")
+        self._task(eb.task_id)
+        if not eb.miniblocks:
+            raise Rejected(Reason.EMPTY_ENSEMBLE)
+        if len(set(eb.miniblocks)) != len(eb.miniblocks):
+            raise Rejected(Reason.DUPLICATE_MODEL, "a MiniBlock is listed twice")
+        for mb_hash in eb.miniblocks:
+            if mb_hash not in self.miniblocks:
+                raise Rejected(Reason.UNKNOWN_MINIBLOCK, short(mb_hash))
+        self._store_ensemble(eb)
+
+    def _store_ensemble(self, eb: EnsembleBlock) -> None:
+        self.ensembles[eb.hash] = eb
+        self._eb_at[(eb.height, eb.task_id)].append(eb.hash)
+
+    def _admit_key_block(self, kb: KeyBlock) -> None:
+        if kb.hash in self.key_blocks or kb.hash in self._pending_kbs:
+            return
+        if not kb.miner_key or not kb.signature_valid(kb.miner_key):
+            raise Rejected(Reason.BAD_SIGNATURE, "Key Block")
+        if not meets_target(kb.hash, self.params.target):
+            raise Rejected(Reason.BAD_POW)
+        self._pending_kbs[kb.hash] = kb
+        self._emit(StartTimer(f"expire:{kb.hash.hex()}", self.params.pending_rounds))
+
+    # ----- validation: Algorithms 2.1, 2.2 and 2.3 -------------------------------------------------------------
+
+    def _progress(self) -> None:
+        """Re-check pending blocks until nothing changes, then let a miner act."""
+        changed = True
+        while changed:
+            changed = False
+            # A competing Key Block may still arrive for a recent height, so its blocks stay under review
+            # for Q heights below the tip; older pending blocks can no longer matter.
+            floor = self.chain.tip.height - self.params.queue_length
+            for mb_hash, mb in list(self.miniblocks.items()):
+                if mb_hash not in self.mb_verdict and mb.height > floor:
+                    changed |= self._settle(self.mb_verdict, "MiniBlock", mb_hash, self._check_miniblock, mb)
+            for eb_hash, eb in list(self.ensembles.items()):
+                if eb_hash not in self.eb_verdict and eb.height > floor:
+                    changed |= self._settle(
+                        self.eb_verdict, "EnsembleBlock", eb_hash, self._check_ensemble, eb
+                    )
+            for kb_hash, kb in list(self._pending_kbs.items()):
+                try:
+                    self._check_key_block(kb)
+                except Waiting as wait:
+                    self._waiting_on[kb_hash] = wait.reason
+                    continue
+                except Rejected as exc:
+                    del self._pending_kbs[kb_hash]
+                    self._reject("KeyBlock", kb_hash, exc.reason, exc.detail)
+                else:
+                    del self._pending_kbs[kb_hash]
+                    self._accept_key_block(kb)
+                changed = True
+        self._after_progress()
+
+    def _settle(
+        self, verdicts: dict[bytes, Reason | None], kind: str, block_hash: bytes, check: Any, block: Any
+    ) -> bool:
+        try:
+            check(block)
+        except Waiting:
+            return False
+        except Rejected as exc:
+            verdicts[block_hash] = exc.reason
+            self._reject(kind, block_hash, exc.reason, exc.detail)
+            return True
+        verdicts[block_hash] = None
+        self._record("accepted", kind=kind, block=block_hash.hex(), height=block.height)
+        return True
+
+    def _check_miniblock(self, mb: MiniBlock) -> None:
+        """Algorithm 2.1, after checking that the MiniBlock works on the task its height executes."""
+        task = self._task(mb.task_id)
+        self._check_miniblock_task(mb)
+        release = self._release(mb.height, mb.task_id, DatasetKind.VALIDATION)
+        self._model(mb, release)
+        value = self._metric((mb.model_hash,), task, release.dataset)
+        if not value > task.metric_min:
+            raise Rejected(Reason.BELOW_METRIC_MIN, f"{value} <= {task.metric_min}")
+
+    def _check_miniblock_task(self, mb: MiniBlock) -> None:
+        """The parent's queue head must be the MiniBlock's task.
+
+        With CFS the parent may be a fork this node has not seen yet (Algorithm 2.1 never looks at it, and
+        section V lifts the prehash rule); the task queue makes every fork run the same task at a height,
+        so the node's own chain can vouch for the task instead.
+        """
+        parent = self.key_blocks.get(mb.prehash)
+        if parent is None and self.params.cfs and mb.prehash not in self.rejected:
+            own = [e for e in self.chain.main_chain() if e.height == mb.height - 1]
+            if own:
+                parent = self.key_blocks[own[0].block_hash]
+        if parent is None:
+            parent = self._parent(mb.prehash)
+        if parent.height + 1 != mb.height:
+            raise Rejected(Reason.WRONG_HEIGHT)
+        if not parent.task_queue or parent.task_queue[0] != mb.task_id:
+            raise Rejected(Reason.TASK_MISMATCH, "not the head of the parent's task queue")
+
+    def _check_ensemble(self, eb: EnsembleBlock) -> None:
+        """Algorithm 2.2 (with CFS, section V, when enabled)."""
+        task = self._task(eb.task_id)
+        release = self._release(eb.height, eb.task_id, DatasetKind.VALIDATION)
+        members = self._valid_members(eb)
+        value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+        if value != eb.metric_v:
+            raise Rejected(Reason.FALSE_METRIC_V, f"claimed {eb.metric_v}, computed {value}")
+        if not eb.metric_v > task.metric_min:
+            raise Rejected(Reason.BELOW_METRIC_MIN, f"ensemble {eb.metric_v}")
+
+    def _valid_members(self, eb: EnsembleBlock) -> list[MiniBlock]:
+        members = [self.miniblocks[h] for h in eb.miniblocks]
+        for mb in members:
+            if mb.height != eb.height or mb.task_id != eb.task_id:
+                raise Rejected(Reason.TASK_MISMATCH, "MiniBlock of another height or task")
+            if mb.hash not in self.mb_verdict:
+                raise Waiting(Reason.INVALID_MINIBLOCK)
+            verdict = self.mb_verdict[mb.hash]
+            if verdict is not None:
+                raise Rejected(Reason.INVALID_MINIBLOCK, f"{short(mb.hash)}: {verdict}")
+        if self.params.cfs:
+            if len({mb.model_hash for mb in members}) != len(members):
+                raise Rejected(Reason.DUPLICATE_MODEL)
+        elif len({mb.prehash for mb in members}) != 1:
+            raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "MiniBlocks point to different Key Blocks")
+        return members
+
+    def _check_key_block(self, kb: KeyBlock) -> None:
+        """Algorithm 2.3: structure first, then every ranked Ensemble Block re-evaluated on D_E."""
+        parent = self._parent(kb.prehash)
+        if kb.height != parent.height + 1:
+            raise Rejected(Reason.WRONG_HEIGHT)
+        if not parent.task_queue or kb.task_id != parent.task_queue[0]:
+            raise Rejected(Reason.TASK_MISMATCH, "not the head of the parent's task queue")
+        task = self._task(kb.task_id)
+        self._check_queue(kb, parent)
+        if rules.rank(kb.ranking) != kb.ranking:
+            raise Rejected(Reason.RANKING_NOT_SORTED)
+        best = kb.ranking[0].metric_e if kb.ranking else 0.0
+        if kb.metric_best != best:
+            raise Rejected(Reason.FALSE_METRIC_BEST, f"claimed {kb.metric_best}, ranking says {best}")
+        ranked = [self._ranked_ensemble(entry, kb) for entry in kb.ranking]
+        winners = ranked[0][1] if ranked else []
+        if self.params.cfs:
+            if winners and kb.prehash not in rules.majority_parents(winners):
+                raise Rejected(Reason.WRONG_PARENT, "not the majority vote of the winning MiniBlocks")
+        elif any(mb.prehash != kb.prehash for _, members in ranked for mb in members):
+            raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "a ranked MiniBlock points elsewhere")
+        expected = rules.allocate_rewards(
+            task.fee if winners else 0, winners, kb.miner_id, self.params.key_block_reward
+        )
+        if kb.rewards != expected:
+            raise Rejected(Reason.WRONG_REWARDS)
+        if kb.merkle_root != rules.rewards_root(kb.rewards):
+            raise Rejected(Reason.BAD_MERKLE_ROOT)
+        if kb.ranking:
+            release = self._release(kb.height, kb.task_id, DatasetKind.TEST)
+            for entry, members in ranked:
+                value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+                if value != entry.metric_e:
+                    raise Rejected(Reason.FALSE_METRIC_E, f"claimed {entry.metric_e}, computed {value}")
+
+    def _ranked_ensemble(self, entry: RankedEnsemble, kb: KeyBlock) -> tuple[RankedEnsemble, list[MiniBlock]]:
+        eb = self.ensembles.get(entry.ensemble_block)
+        if eb is None:
+            raise Waiting(Reason.UNKNOWN_ENSEMBLE_BLOCK)
+        if eb.height != kb.height or eb.task_id != kb.task_id:
+            raise Rejected(Reason.TASK_MISMATCH, "ranked Ensemble Block of another height or task")
+        if eb.hash not in self.eb_verdict:
+            raise Waiting(Reason.INVALID_ENSEMBLE_BLOCK)
+        if self.eb_verdict[eb.hash] is not None:
+            raise Rejected(Reason.INVALID_ENSEMBLE_BLOCK, f"{short(eb.hash)}: {self.eb_verdict[eb.hash]}")
+        return entry, [self.miniblocks[h] for h in eb.miniblocks]
+
+    def _check_queue(self, kb: KeyBlock, parent: KeyBlock) -> None:
+        """The queue must be the parent's minus its head, plus at most one new, not yet scheduled task."""
+        rest = parent.task_queue[1:]
+        if kb.task_queue[: len(rest)] != rest or len(kb.task_queue) - len(rest) not in (0, 1):
+            raise Rejected(Reason.WRONG_TASK_QUEUE, "not a rotation of the parent's queue")
+        if len(kb.task_queue) > len(rest):
+            appended = kb.task_queue[-1]
+            if appended not in self.tasks:
+                raise Waiting(Reason.WRONG_TASK_QUEUE)
+            if appended in self.scheduled_tasks(parent):
+                raise Rejected(Reason.WRONG_TASK_QUEUE, "appended task was already scheduled")
+
+    def scheduled_tasks(self, block: KeyBlock) -> set[bytes]:
+        """Tasks executed on the chain ending at block, or waiting in its queue."""
+        done = {self.key_blocks[e.block_hash].task_id for e in self.chain.path_to(block.hash)}
+        return done | set(block.task_queue)
+
+    # ----- what validation needs ------------------------------------------------------------------------------
+
+    def _task(self, task_id: bytes) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise Rejected(Reason.UNKNOWN_TASK, short(task_id))
+        return task
+
+    def _parent(self, prehash: bytes) -> KeyBlock:
+        parent = self.key_blocks.get(prehash)
+        if parent is not None:
+            return parent
+        if prehash in self.rejected:
+            raise Rejected(Reason.INVALID_PARENT, short(prehash))
+        raise Waiting(Reason.UNKNOWN_PARENT)
+
+    def _release(self, height: int, task_id: bytes, kind: DatasetKind) -> DatasetRelease:
+        release = self.releases.get((height, task_id, kind))
+        if release is None:
+            raise Waiting(Reason.UNKNOWN_TASK)
+        self._dataset(release.dataset, self.tasks[task_id].requester_id)
+        return release
+
+    def _dataset(self, commitment: bytes, peer: bytes) -> None:
+        if commitment in self.datasets:
+            return
+        if self.now >= self._dataset_retry_at.get(commitment, 0):
+            self._start_job("dataset", commitment, lambda job: FetchDataset(job, peer, commitment))
+        raise Waiting(Reason.UNKNOWN_TASK)
+
+    def _model(self, mb: MiniBlock, release: DatasetRelease) -> bytes:
+        if mb.hash in self._model_failures:
+            raise Rejected(self._model_failures[mb.hash])
+        model = self.models.get(mb.model_hash)
+        if model is not None:
+            return model
+        request = ModelRequest(mb.model_hash, release)
+        self._start_job("model", mb, lambda job: FetchModel(job, mb.miner_id, request))
+        raise Waiting(Reason.MODEL_UNAVAILABLE)
+
+    def _on_model(self, mb: MiniBlock, result: object) -> None:
+        # Failures belong to the MiniBlock, not the ModelHash: a plagiarist's copy must not sink the original.
+        if not isinstance(result, bytes):
+            self._model_failures[mb.hash] = Reason.MODEL_UNAVAILABLE
+        elif model_hash(result, mb.miner_id) != mb.model_hash:
+            # Section VI-B: a copied ModelHash under another miner's ID fails here.
+            self._model_failures[mb.hash] = Reason.MODEL_HASH_MISMATCH
+        else:
+            self.models[mb.model_hash] = result
+
+    def _metric(self, model_hashes: tuple[bytes, ...], task: Task, dataset: bytes) -> float:
+        key: MetricKey = (tuple(sorted(model_hashes)), dataset)
+        if key in self.metrics:
+            return self.metrics[key]
+        if key in self._metric_failures:
+            raise Rejected(Reason.MODEL_UNDECODABLE, self._metric_failures[key])
+        models = tuple((h, self.models[h]) for h in key[0])
+        self._start_job(
+            "metric", key, lambda job: Evaluate(job, models, task.train, dataset, task.aggregate, task.metric)
+        )
+        raise Waiting(Reason.MODEL_UNDECODABLE)
+
+    def _start_job(self, kind: str, key: Any, effect: Any) -> int | None:
+        """Emit a job's effect unless the same job is already under way."""
+        if (kind, key) in self._inflight:
+            return None
+        job = self._new_job(kind, key)
+        self._inflight.add((kind, key))
+        self._emit(effect(job))
+        return job
+
+    def _new_job(self, kind: str, key: Any) -> int:
+        self._next_job += 1
+        self._jobs[self._next_job] = (kind, key)
+        return self._next_job
+
+    # ----- chain -----------------------------------------------------------------------------------------------
+
+    def _accept_key_block(self, kb: KeyBlock) -> None:
+        self.key_blocks[kb.hash] = kb
+        self._waiting_on.pop(kb.hash, None)
+        old_tip = self.chain.tip.block_hash
+        self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
+        self._record("accepted", kind="KeyBlock", block=kb.hash.hex(), height=kb.height)
+        if self.chain.tip.block_hash != old_tip:
+            self._record("tip", block=kb.hash.hex(), height=kb.height, metric_best=kb.metric_best)
+
+    def balances(self) -> dict[bytes, int]:
+        """Account balances along the main chain: rewards earned minus the fees requesters paid."""
+        totals: defaultdict[bytes, int] = defaultdict(int)
+        for entry in self.chain.main_chain()[1:]:
+            kb = self.key_blocks[entry.block_hash]
+            for reward in kb.rewards:
+                totals[reward.recipient] += reward.amount
+            if kb.ranking:
+                task = self.tasks[kb.task_id]
+                totals[task.requester_id] -= task.fee
+        return dict(totals)
+
+    # ----- effects ---------------------------------------------------------------------------------------------
+
+    def _reject(
+        self, kind: str, block_hash: bytes, reason: Reason, detail: str = "", sender: bytes = b""
+    ) -> None:
+        self.rejected[block_hash] = reason
+        self._record(
+            "rejected",
+            kind=kind,
+            reason=str(reason),
+            block=block_hash.hex(),
+            detail=detail,
+            sender=sender.hex(),
+        )
+
+    def _record(self, event: str, **data: Any) -> None:
+        self._out.append(Record(event, data))
+
+    def _emit(self, effect: Effect) -> None:
+        self._out.append(effect)
+
+    def _flush(self) -> list[Effect]:
+        out, self._out = self._out, []
+        return out
+
+    def _seed_for(self, *parts: bytes) -> int:
+        """A per-job seed derived from the node's seed, so runs are reproducible."""
+        return int.from_bytes(sha256(self.seed.to_bytes(8, "big"), self.node_id, *parts)[:4], "big")

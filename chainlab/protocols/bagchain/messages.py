@@ -1,0 +1,256 @@
+"""BagChain's signed objects: tasks, dataset releases, MiniBlocks, Ensemble Blocks and Key Blocks."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+from chainlab.ledger import encoding
+from chainlab.ledger.hashing import sha256
+from chainlab.ledger.identity import Identity, node_id_of, verify
+from chainlab.proto.v1 import bagchain_pb2 as pb
+
+# KeyBlock.nonce is field 14 (fixed64): its wire bytes are this tag then 8 little-endian bytes.
+_NONCE_TAG = bytes([(14 << 3) | 1])
+
+
+class _Signed:
+    """Hashing and signing shared by every object with a signature field."""
+
+    signature: bytes
+
+    @cached_property
+    def hash(self) -> bytes:
+        """SHA-256 of the canonical encoding without the signature."""
+        return encoding.digest(self)  # type: ignore[arg-type]
+
+    def signed_by(self, identity: Identity) -> Any:
+        """A copy carrying identity's signature over the hash."""
+        unsigned = dataclasses.replace(self, signature=b"")  # type: ignore[type-var]
+        return dataclasses.replace(unsigned, signature=identity.sign(unsigned.hash))
+
+    def signature_valid(self, public_key: bytes) -> bool:
+        """Whether the signature is public_key's over this object's hash."""
+        return verify(public_key, self.signature, self.hash)
+
+    def encode(self) -> bytes:
+        """Wire bytes, signature included."""
+        return encoding.encode(self)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Train(.; f): a model family and its hyper-parameters as canonical JSON."""
+
+    PROTO: ClassVar = pb.ModelSpec
+    family: str
+    params_json: str = "{}"
+
+    @classmethod
+    def of(cls, family: str, params: Mapping[str, Any]) -> ModelSpec:
+        """Build from a mapping; keys are sorted so equal specs hash equally."""
+        return cls(family, json.dumps(dict(params), sort_keys=True, separators=(",", ":")))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The hyper-parameters as a dict."""
+        value = json.loads(self.params_json)
+        if not isinstance(value, dict):
+            raise encoding.EncodingError("model params must be a JSON object")
+        return value
+
+
+@dataclass(frozen=True)
+class Task(_Signed):
+    """TASK: dataset commitments, Train, Aggregate, Metric, Metric_min, the fee and the requester."""
+
+    PROTO: ClassVar = pb.Task
+    train_commitment: bytes
+    validation_commitment: bytes
+    test_commitment: bytes
+    train: ModelSpec
+    aggregate: str
+    metric: str
+    metric_min: float
+    fee: int
+    requester_key: bytes
+    sequence: int = 0
+    signature: bytes = b""
+
+    @property
+    def task_id(self) -> bytes:
+        """Task ID = Hash(TASK)."""
+        return self.hash
+
+    @property
+    def requester_id(self) -> bytes:
+        """The requester's node ID."""
+        return node_id_of(self.requester_key)
+
+
+class DatasetKind(enum.IntEnum):
+    """Which dataset a release publishes."""
+
+    VALIDATION = pb.DATASET_KIND_VALIDATION
+    TEST = pb.DATASET_KIND_TEST
+
+
+@dataclass(frozen=True)
+class DatasetRelease(_Signed):
+    """The requester's dataset publication message."""
+
+    PROTO: ClassVar = pb.DatasetRelease
+    height: int
+    kind: DatasetKind
+    timestamp: int
+    task_id: bytes
+    dataset: bytes
+    signature: bytes = b""
+
+
+def model_hash(model_bytes: bytes, miner_id: bytes) -> bytes:
+    """ModelHash = Hash(omega || M_i): binds the model to its owner against plagiarism."""
+    return sha256(model_bytes, miner_id)
+
+
+@dataclass(frozen=True)
+class MiniBlock(_Signed):
+    """MB_h^i: commits to a base model by ModelHash and points to its parent Key Block."""
+
+    PROTO: ClassVar = pb.MiniBlock
+    timestamp: int
+    miner_key: bytes
+    task_id: bytes
+    model_hash: bytes
+    prehash: bytes
+    height: int
+    signature: bytes = b""
+
+    @property
+    def miner_id(self) -> bytes:
+        """The producing miner's ID."""
+        return node_id_of(self.miner_key)
+
+
+@dataclass(frozen=True)
+class EnsembleBlock(_Signed):
+    """EB_h^k: the MiniBlocks of an ensemble and its Metric_V on D_V."""
+
+    PROTO: ClassVar = pb.EnsembleBlock
+    miniblocks: tuple[bytes, ...]
+    metric_v: float
+    miner_key: bytes
+    task_id: bytes
+    timestamp: int
+    height: int
+    signature: bytes = b""
+
+    @property
+    def miner_id(self) -> bytes:
+        """The producing miner's ID."""
+        return node_id_of(self.miner_key)
+
+
+@dataclass(frozen=True)
+class RankedEnsemble:
+    """One entry of a Key Block's ranking: an Ensemble Block and its Metric_E on D_E."""
+
+    PROTO: ClassVar = pb.RankedEnsemble
+    ensemble_block: bytes
+    metric_e: float
+
+
+@dataclass(frozen=True)
+class Reward:
+    """A payment recorded in a Key Block's payload."""
+
+    PROTO: ClassVar = pb.Reward
+    recipient: bytes
+    amount: int
+
+    def encode(self) -> bytes:
+        """Canonical bytes: a Merkle leaf."""
+        return encoding.encode(self)
+
+
+@dataclass(frozen=True)
+class KeyBlock(_Signed):
+    """KB_h: the ranking of Ensemble Blocks, rewards, the task queue and the proof of work."""
+
+    PROTO: ClassVar = pb.KeyBlock
+    merkle_root: bytes
+    timestamp: int
+    metric_best: float
+    ranking: tuple[RankedEnsemble, ...]
+    miner_key: bytes
+    task_id: bytes
+    task_queue: tuple[bytes, ...]
+    prehash: bytes
+    height: int
+    rewards: tuple[Reward, ...]
+    nonce: int | None = None
+    signature: bytes = b""
+
+    @property
+    def miner_id(self) -> bytes:
+        """The producer's ID (empty for genesis)."""
+        return node_id_of(self.miner_key) if self.miner_key else b""
+
+    def pow_prefix(self) -> bytes:
+        """Canonical bytes without nonce and signature: proof-of-work trials append nonce_suffix(n)."""
+        return encoding.canonical_bytes(self, exclude=("signature", "nonce"))
+
+
+def nonce_suffix(nonce: int) -> bytes:
+    """The wire bytes a nonce adds after pow_prefix(), so H(prefix + suffix) = KeyBlock.hash."""
+    return _NONCE_TAG + nonce.to_bytes(8, "little")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Fetch(M_j, ModelHash), carrying the D_V release as proof that models may be served."""
+
+    PROTO: ClassVar = pb.ModelRequest
+    model_hash: bytes
+    release: DatasetRelease | None
+
+
+Message = Task | DatasetRelease | MiniBlock | EnsembleBlock | KeyBlock
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (Task, DatasetRelease, MiniBlock, EnsembleBlock, KeyBlock)
+
+
+def genesis(task_queue: tuple[bytes, ...]) -> KeyBlock:
+    """KB_0: no producer, no proof of work; its queue holds the first Q tasks."""
+    return KeyBlock(
+        merkle_root=sha256(b""),
+        timestamp=0,
+        metric_best=0.0,
+        ranking=(),
+        miner_key=b"",
+        task_id=b"",
+        task_queue=task_queue,
+        prehash=b"",
+        height=0,
+        rewards=(),
+    )
+
+
+_WIRE_TAGS: dict[type[Message], int] = {cls: tag for tag, cls in enumerate(MESSAGE_TYPES, start=1)}
+
+
+def to_wire(message: Message) -> bytes:
+    """An envelope: one tag byte naming the message type, then its encoding."""
+    return bytes([_WIRE_TAGS[type(message)]]) + message.encode()
+
+
+def from_wire(data: bytes) -> Message:
+    """Parse an envelope; anything malformed raises EncodingError."""
+    if not data or not 1 <= data[0] <= len(MESSAGE_TYPES):
+        raise encoding.EncodingError("unknown message tag")
+    return encoding.decode(MESSAGE_TYPES[data[0] - 1], data[1:])

@@ -1,0 +1,269 @@
+"""A BagChain miner: a full node that trains base models and produces all three block kinds."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from chainlab.ledger.hashing import short
+from chainlab.ledger.pow import meets_target
+from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain.fullnode import FullNode, Waiting
+from chainlab.protocols.bagchain.messages import (
+    DatasetKind,
+    DatasetRelease,
+    EnsembleBlock,
+    KeyBlock,
+    MiniBlock,
+    ModelRequest,
+    RankedEnsemble,
+    Task,
+    model_hash,
+)
+from chainlab.protocols.bagchain.reasons import Reason, Rejected
+from chainlab.protocols.effects import Broadcast, CancelJob, Mine, StartTimer, Train
+
+
+class Miner(FullNode):
+    """Algorithms 1.1-1.3 on top of the full node's validation."""
+
+    role: ClassVar[str] = "miner"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trained: set[tuple[int, bytes]] = set()
+        self._own: dict[bytes, MiniBlock] = {}  # ModelHash -> own MiniBlock
+        self._ensembled: set[tuple[int, bytes, bytes]] = set()
+        self._collection_closed: set[tuple[int, bytes]] = set()
+        self._mining_job: int | None = None
+        self._candidate: KeyBlock | None = None
+
+    def own_models(self) -> dict[bytes, bytes]:
+        """The base models this miner trained, by ModelHash."""
+        return {h: self.models[h] for h in self._own}
+
+    # ----- serving -----------------------------------------------------------------------------------------
+
+    def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
+        """Serve an own base model, but only once D_V is out (section VI-B): the request carries the release."""
+        mb = self._own.get(request.model_hash)
+        if mb is None:
+            return None
+        if (mb.height, mb.task_id, DatasetKind.VALIDATION) in self.releases:
+            return self.models[mb.model_hash]
+        release = request.release
+        if release is None or not self._proves_release(release, mb):
+            return None
+        return self.models[mb.model_hash]
+
+    def _proves_release(self, release: DatasetRelease, mb: MiniBlock) -> bool:
+        task = self.tasks.get(mb.task_id)
+        return (
+            task is not None
+            and release.kind is DatasetKind.VALIDATION
+            and release.height == mb.height
+            and release.task_id == mb.task_id
+            and release.dataset == task.validation_commitment
+            and release.signature_valid(task.requester_key)
+        )
+
+    # ----- the three phases ---------------------------------------------------------------------------------------
+
+    def _after_progress(self) -> None:
+        tip = self.tip
+        if self._candidate is not None and self._candidate.height <= tip.height:
+            self._stop_mining()
+        if not tip.task_queue:
+            return
+        task = self.tasks.get(tip.task_queue[0])
+        if task is None:
+            return
+        height = tip.height + 1
+        self._train_if_due(height, task)
+        try:
+            self._ensemble_if_due(height, task, tip)
+            self._mine_if_due(height, task, tip)
+        except (Waiting, Rejected):
+            pass
+
+    def _train_if_due(self, height: int, task: Task) -> None:
+        """Phase I (Algorithm 1.1): one base model per height, trained on a bootstrap of D_T and private data."""
+        key = (height, task.task_id)
+        if key in self._trained or (height, task.task_id, DatasetKind.VALIDATION) in self.releases:
+            return
+        self._trained.add(key)
+        job = self._new_job("train", key)
+        seed = self._seed_for(task.task_id, height.to_bytes(8, "big"))
+        self._emit(Train(job, task.train, task.train_commitment, seed))
+        self._record("training_started", height=height, task=task.task_id.hex())
+
+    def _on_own_result(self, kind: str, key: Any, result: object) -> None:
+        if kind == "train" and isinstance(result, bytes):
+            self._on_trained(key, result)
+        elif kind == "mine" and isinstance(result, int):
+            self._on_nonce(result)
+
+    def _on_trained(self, key: tuple[int, bytes], model: bytes) -> None:
+        height, task_id = key
+        tip = self.tip
+        if (height, task_id, DatasetKind.VALIDATION) in self.releases:
+            self._record("miniblock_too_late", height=height)
+            return
+        if tip.height + 1 != height or not tip.task_queue or tip.task_queue[0] != task_id:
+            self._record("training_obsolete", height=height)
+            return
+        digest = model_hash(model, self.node_id)
+        mb = MiniBlock(self.now, self.identity.public_key, task_id, digest, tip.hash, height).signed_by(
+            self.identity
+        )
+        self.models[digest] = model
+        self._own[digest] = mb
+        self._store_miniblock(mb)
+        self._emit(Broadcast(mb, self.params.miniblock_size_mb))
+        self._record(
+            "miniblock_created",
+            block=mb.hash.hex(),
+            height=height,
+            model_hash=digest.hex(),
+            parent=tip.hash.hex(),
+        )
+
+    def _on_release(self, release: DatasetRelease) -> None:
+        if release.kind is DatasetKind.VALIDATION:
+            timer = f"collect:{release.height}:{release.task_id.hex()}"
+            self._emit(StartTimer(timer, self.params.ensemble_wait_rounds))
+
+    def _on_own_timer(self, name: str, arg: str) -> None:
+        if name == "collect":
+            height, _, task_hex = arg.partition(":")
+            self._collection_closed.add((int(height), bytes.fromhex(task_hex)))
+
+    def _ensemble_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
+        """Phase II (Algorithm 1.2): aggregate every valid MiniBlock held and publish Metric_V."""
+        release = self._release(height, task.task_id, DatasetKind.VALIDATION)
+        scope = b"" if self.params.cfs else tip.hash
+        if (height, task.task_id, scope) in self._ensembled:
+            return
+        candidates = [
+            self.miniblocks[h]
+            for h in self._mb_at[(height, task.task_id)]
+            if self.params.cfs or self.miniblocks[h].prehash == tip.hash
+        ]
+        pending = [mb for mb in candidates if mb.hash not in self.mb_verdict]
+        if pending and (height, task.task_id) not in self._collection_closed:
+            return
+        members = self._unique_models(
+            [mb for mb in candidates if self.mb_verdict.get(mb.hash, False) is None]
+        )
+        if not members:
+            return
+        value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+        self._ensembled.add((height, task.task_id, scope))
+        if not value > task.metric_min:
+            return
+        eb = EnsembleBlock(
+            tuple(sorted(mb.hash for mb in members)),
+            value,
+            self.identity.public_key,
+            task.task_id,
+            self.now,
+            height,
+        ).signed_by(self.identity)
+        self._store_ensemble(eb)
+        self.eb_verdict[eb.hash] = None
+        self._emit(Broadcast(eb, self.params.ensemble_block_size_mb))
+        self._record(
+            "ensemble_created", block=eb.hash.hex(), height=height, size=len(members), metric_v=value
+        )
+
+    @staticmethod
+    def _unique_models(members: list[MiniBlock]) -> list[MiniBlock]:
+        """CFS condition 2: one MiniBlock per base model."""
+        seen: dict[bytes, MiniBlock] = {}
+        for mb in sorted(members, key=lambda m: m.hash):
+            seen.setdefault(mb.model_hash, mb)
+        return list(seen.values())
+
+    def _mine_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
+        """Phase III (Algorithm 1.3): rank the valid Ensemble Blocks on D_E and search a nonce."""
+        release = self._release(height, task.task_id, DatasetKind.TEST)
+        entries: list[RankedEnsemble] = []
+        members_of: dict[bytes, list[MiniBlock]] = {}
+        for eb_hash in self._eb_at[(height, task.task_id)]:
+            if self.eb_verdict.get(eb_hash, False) is not None:
+                continue
+            members = [self.miniblocks[h] for h in self.ensembles[eb_hash].miniblocks]
+            if not self.params.cfs and members[0].prehash != tip.hash:
+                continue
+            value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+            entries.append(RankedEnsemble(eb_hash, value))
+            members_of[eb_hash] = members
+        ranking = rules.rank(entries)
+        winners = members_of[ranking[0].ensemble_block] if ranking else []
+        parent = self._choose_parent(winners, tip)
+        queue = rules.rotate_queue(parent.task_queue, self._next_task(parent))
+        rewards = rules.allocate_rewards(
+            task.fee if winners else 0, winners, self.node_id, self.params.key_block_reward
+        )
+        candidate = KeyBlock(
+            merkle_root=rules.rewards_root(rewards),
+            timestamp=self.now,
+            metric_best=ranking[0].metric_e if ranking else 0.0,
+            ranking=ranking,
+            miner_key=self.identity.public_key,
+            task_id=task.task_id,
+            task_queue=queue,
+            prehash=parent.hash,
+            height=height,
+            rewards=rewards,
+        )
+        current = self._candidate
+        if current is not None and dataclasses.replace(current, timestamp=self.now) == candidate:
+            return
+        self._stop_mining()
+        self._candidate = candidate
+        self._mining_job = self._new_job("mine", candidate.hash)
+        self._emit(Mine(self._mining_job, candidate.pow_prefix(), self.params.target))
+        self._record("mining", height=height, ranked=len(ranking), parent=short(parent.hash))
+
+    def _choose_parent(self, winners: list[MiniBlock], tip: KeyBlock) -> KeyBlock:
+        """Without CFS the tip; with CFS the majority vote of the winning MiniBlocks (section V)."""
+        if not self.params.cfs or not winners:
+            return tip
+        voted = [h for h in rules.majority_parents(winners) if h in self.key_blocks]
+        if not voted:
+            raise Waiting(Reason.UNKNOWN_PARENT)  # the voted parent is still on its way
+        return tip if tip.hash in voted else self.key_blocks[min(voted)]
+
+    def _next_task(self, parent: KeyBlock) -> bytes | None:
+        """The waiting task with the highest fee (then earliest sequence) joins the queue's tail."""
+        scheduled = self.scheduled_tasks(parent)
+        waiting = [t for t in self.tasks.values() if t.task_id not in scheduled]
+        if not waiting:
+            return None
+        return min(waiting, key=lambda t: (-t.fee, t.sequence, t.task_id)).task_id
+
+    def _on_nonce(self, nonce: int) -> None:
+        candidate = self._candidate
+        if candidate is None:
+            return
+        kb = dataclasses.replace(candidate, nonce=nonce).signed_by(self.identity)
+        self._mining_job, self._candidate = None, None
+        if not meets_target(kb.hash, self.params.target):
+            self._record("bad_nonce", nonce=nonce)
+            return
+        self._accept_key_block(kb)
+        self._emit(Broadcast(kb, self.params.key_block_size_mb))
+        self._record(
+            "key_block_mined",
+            block=kb.hash.hex(),
+            height=kb.height,
+            parent=kb.prehash.hex(),
+            metric_best=kb.metric_best,
+        )
+
+    def _stop_mining(self) -> None:
+        if self._mining_job is not None:
+            self._jobs.pop(self._mining_job, None)
+            self._emit(CancelJob(self._mining_job))
+        self._mining_job, self._candidate = None, None

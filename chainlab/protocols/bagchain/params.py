@@ -1,0 +1,53 @@
+"""Protocol parameters shared by every BagChain node of a network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULT_TARGET = 2**244 - 1
+
+
+@dataclass(frozen=True)
+class BagChainParams:
+    """Rules every node agrees on; defaults are the paper's experiments (section VII-A)."""
+
+    phase1_rounds: int = 100  # D_V is released this long after KB_{h-1}
+    phase2_rounds: int = 10  # D_E is released this long after D_V
+    target: int = DEFAULT_TARGET
+    cfs: bool = False  # cross-fork sharing, section V
+    queue_length: int = 3  # Q, section VI-C
+    key_block_reward: int = 50
+    ensemble_wait_rounds: int = 5  # longest wait for model fetches before building an Ensemble Block
+    pending_rounds: int = 200  # longest a Key Block may wait for a missing parent or Ensemble Block
+    miniblock_size_mb: float = 2.0
+    ensemble_block_size_mb: float = 2.0
+    key_block_size_mb: float = 6.0
+    small_message_size_mb: float = 0.01
+    metric_decimals: int = 6  # metrics are rounded so that every node computes the same value
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> BagChainParams:
+        """Build from config, naming any unknown key."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown protocol parameter(s): {', '.join(sorted(unknown))}")
+        values = dict(data)
+        if isinstance(values.get("target"), str):
+            values["target"] = _parse_target(values["target"])
+        return cls(**values)
+
+    def round_metric(self, value: float) -> float:
+        """The metric as written in blocks."""
+        return round(float(value), self.metric_decimals)
+
+
+def _parse_target(text: str) -> int:
+    """Accept '2**244-1' style targets from YAML without eval."""
+    compact = text.replace(" ", "")
+    base_exp, _, minus = compact.partition("-")
+    base, _, exp = base_exp.partition("**")
+    value = int(base) ** int(exp) if exp else int(base)
+    return value - int(minus) if minus else value

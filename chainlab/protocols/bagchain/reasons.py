@@ -1,0 +1,49 @@
+"""Why a BagChain node rejects a message: every rejection names one of these."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.StrEnum):
+    """A rejection reason; the value is the metric label and log field."""
+
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_TASK = "unknown_task"
+    UNAUTHORIZED_RELEASE = "unauthorized_release"
+    WRONG_DATASET = "wrong_dataset"
+    UNKNOWN_PARENT = "unknown_parent"
+    WRONG_HEIGHT = "wrong_height"
+    TASK_MISMATCH = "task_mismatch"
+    AFTER_VALIDATION_RELEASE = "after_validation_release"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    MODEL_HASH_MISMATCH = "model_hash_mismatch"
+    MODEL_UNDECODABLE = "model_undecodable"
+    BELOW_METRIC_MIN = "below_metric_min"
+    UNKNOWN_MINIBLOCK = "unknown_miniblock"
+    INVALID_MINIBLOCK = "invalid_miniblock"
+    MINIBLOCK_WRONG_PARENT = "miniblock_wrong_parent"
+    DUPLICATE_MODEL = "duplicate_model"
+    EMPTY_ENSEMBLE = "empty_ensemble"
+    FALSE_METRIC_V = "false_metric_v"
+    BAD_POW = "bad_pow"
+    UNKNOWN_ENSEMBLE_BLOCK = "unknown_ensemble_block"
+    INVALID_ENSEMBLE_BLOCK = "invalid_ensemble_block"
+    FALSE_METRIC_E = "false_metric_e"
+    RANKING_NOT_SORTED = "ranking_not_sorted"
+    FALSE_METRIC_BEST = "false_metric_best"
+    WRONG_REWARDS = "wrong_rewards"
+    BAD_MERKLE_ROOT = "bad_merkle_root"
+    WRONG_TASK_QUEUE = "wrong_task_queue"
+    WRONG_PARENT = "wrong_parent"
+    INVALID_PARENT = "invalid_parent"
+
+
+class Rejected(Exception):
+    """Raised inside validation; carries the reason."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+        self.detail = detail

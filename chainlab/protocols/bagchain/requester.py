@@ -1,0 +1,135 @@
+"""The BagChain requester: publishes tasks and releases D_V and D_E on schedule after each Key Block."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from chainlab.ledger.chain import ChainEntry, ChainIndex
+from chainlab.ledger.identity import Identity
+from chainlab.ledger.pow import meets_target
+from chainlab.protocols.bagchain.messages import DatasetKind, DatasetRelease, KeyBlock, Message, Task
+from chainlab.protocols.bagchain.params import BagChainParams
+from chainlab.protocols.effects import Broadcast, Effect, Record, StartTimer
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A finished task as the requester's chain records it."""
+
+    task_id: bytes
+    height: int
+    key_block: bytes
+    winning_ensemble: bytes | None
+    metric_best: float
+
+
+class Requester:
+    """Publishes tasks, follows Key Blocks as a light client (signature, PoW, linkage) and releases datasets.
+
+    The paper assumes requesters are honest and lack motivation to disrupt (section II-A); the requester
+    therefore does not re-run the miners' ML checks and relies on the full nodes for them.
+    """
+
+    role: ClassVar[str] = "requester"
+
+    def __init__(
+        self, identity: Identity, params: BagChainParams, genesis: KeyBlock, tasks: Sequence[Task]
+    ) -> None:
+        self.identity = identity
+        self.params = params
+        self.tasks = {t.task_id: t for t in tasks}
+        self.chain = ChainIndex(ChainEntry(genesis.hash, b"", 0, 0.0))
+        self.key_blocks: dict[bytes, KeyBlock] = {genesis.hash: genesis}
+        self.released: dict[tuple[int, DatasetKind], DatasetRelease] = {}
+        self._scheduled: set[int] = set()
+        self._orphans: dict[bytes, list[KeyBlock]] = {}
+        self._out: list[Effect] = []
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's ID."""
+        return self.identity.node_id
+
+    def start(self, now: int) -> list[Effect]:
+        """Publish every task, then schedule the releases for the first height."""
+        for task in self.tasks.values():
+            self._out.append(Broadcast(task, self.params.small_message_size_mb))
+        self._schedule(self.key_blocks[self.chain.tip.block_hash])
+        return self._flush()
+
+    def on_message(self, sender: bytes, message: Message, now: int) -> list[Effect]:
+        """Follow Key Blocks; everything else is the miners' business."""
+        if isinstance(message, KeyBlock):
+            self._on_key_block(message)
+        return self._flush()
+
+    def on_result(self, job: int, result: object, now: int) -> list[Effect]:
+        """The requester starts no jobs."""
+        return []
+
+    def _on_key_block(self, kb: KeyBlock) -> None:
+        if kb.hash in self.key_blocks or not kb.miner_key:
+            return
+        if not kb.signature_valid(kb.miner_key) or not meets_target(kb.hash, self.params.target):
+            self._out.append(Record("rejected", {"kind": "KeyBlock", "block": kb.hash.hex()}))
+            return
+        parent = self.key_blocks.get(kb.prehash)
+        if parent is None:
+            self._orphans.setdefault(kb.prehash, []).append(kb)
+            return
+        if kb.height != parent.height + 1:
+            return
+        self.key_blocks[kb.hash] = kb
+        self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
+        self._schedule(kb)
+        for child in self._orphans.pop(kb.hash, []):
+            self._on_key_block(child)
+
+    def _schedule(self, kb: KeyBlock) -> None:
+        """Phase I starts with KB_{h-1}: D_V follows after phase1_rounds, D_E phase2_rounds later."""
+        height = kb.height + 1
+        if height in self._scheduled or not kb.task_queue or kb.task_queue[0] not in self.tasks:
+            return
+        self._scheduled.add(height)
+        timer = f"release:{height}:{DatasetKind.VALIDATION.value}:{kb.task_queue[0].hex()}"
+        self._out.append(StartTimer(timer, self.params.phase1_rounds))
+
+    def on_timer(self, timer: str, now: int) -> list[Effect]:
+        """Release the dataset the timer names."""
+        _, height_text, kind_text, task_hex = timer.split(":")
+        height, kind, task = (
+            int(height_text),
+            DatasetKind(int(kind_text)),
+            self.tasks[bytes.fromhex(task_hex)],
+        )
+        dataset = task.validation_commitment if kind is DatasetKind.VALIDATION else task.test_commitment
+        release = DatasetRelease(height, kind, now, task.task_id, dataset).signed_by(self.identity)
+        self.released[(height, kind)] = release
+        self._out.append(Broadcast(release, self.params.small_message_size_mb))
+        self._out.append(Record("release", {"kind": kind.name.lower(), "height": height}))
+        if kind is DatasetKind.VALIDATION:
+            timer = f"release:{height}:{DatasetKind.TEST.value}:{task_hex}"
+            self._out.append(StartTimer(timer, self.params.phase2_rounds))
+        return self._flush()
+
+    def serve_dataset(self, commitment: bytes) -> bool:
+        """D_T is public from the start; D_V and D_E only once released."""
+        if any(t.train_commitment == commitment for t in self.tasks.values()):
+            return True
+        return any(r.dataset == commitment for r in self.released.values())
+
+    def results(self) -> list[TaskResult]:
+        """The tasks finished on the requester's best chain, by height."""
+        out = []
+        for entry in self.chain.main_chain()[1:]:
+            kb = self.key_blocks[entry.block_hash]
+            if kb.task_id in self.tasks:
+                winner = kb.ranking[0].ensemble_block if kb.ranking else None
+                out.append(TaskResult(kb.task_id, kb.height, kb.hash, winner, kb.metric_best))
+        return out
+
+    def _flush(self) -> list[Effect]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,329 @@
+"""Rendering of simulation results (results.json) as terminal tables, PNG plots and markdown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["markdown_table", "plot_results", "plot_sweep", "results_table", "sweep_table"]
+
+_MISSING = "—"
+_SHORT_ID = 8
+
+_METRIC_LABELS = {
+    "ensemble_accuracy": "Ensemble accuracy",
+    "public_accuracy": "Public-data accuracy",
+    "best_possible_accuracy": "Best possible accuracy",
+    "base_accuracy.min": "Base accuracy (min)",
+    "base_accuracy.mean": "Base accuracy (mean)",
+    "base_accuracy.max": "Base accuracy (max)",
+    "miniblock_wastage": "MiniBlock wastage",
+    "forks": "Forks",
+    "key_block_interval_rounds": "Key Block interval (rounds)",
+    "wall_seconds": "Wall time (s)",
+    "ml_seconds": "ML time (s)",
+}
+
+
+# --- value helpers ------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    """value as a float, or None where it is absent or not a number (a partial or failed run)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _metric(results: Mapping[str, Any], metric: str) -> float | None:
+    """A metric by name; "a.b" reaches into a nested mapping such as base_accuracy.mean."""
+    value: Any = results
+    for part in metric.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return _number(value)
+
+
+def _pct(value: Any) -> str:
+    number = _number(value)
+    return _MISSING if number is None else f"{100 * number:.2f}%"
+
+
+def _fixed(value: Any, digits: int = 2, unit: str = "") -> str:
+    number = _number(value)
+    return _MISSING if number is None else f"{number:.{digits}f}{unit}"
+
+
+def _short(value: Any) -> str:
+    return _MISSING if value is None else escape(str(value)[:_SHORT_ID])
+
+
+def _is_accuracy(metric: str) -> bool:
+    return "accuracy" in metric
+
+
+def _metric_label(metric: str) -> str:
+    label = _METRIC_LABELS.get(metric, metric.replace("_", " ").replace(".", " ").capitalize())
+    return f"{label} (%)" if _is_accuracy(metric) else label
+
+
+def _plotted(results: Mapping[str, Any], metric: str) -> float:
+    """The value drawn for a metric: accuracies in percent, NaN (a gap in the line) when missing."""
+    value = _metric(results, metric)
+    if value is None:
+        return math.nan
+    return 100 * value if _is_accuracy(metric) else value
+
+
+# --- tables -------------------------------------------------------------------------------------------
+
+
+def _summary(results: Mapping[str, Any]) -> str:
+    base = results.get("base_accuracy")
+    base = base if isinstance(base, Mapping) else {}
+    base_text = "/".join(_fixed(_scaled(base.get(key))) for key in ("min", "mean", "max"))
+    parts = [
+        f"public {_pct(results.get('public_accuracy'))}",
+        f"ensemble {_pct(results.get('ensemble_accuracy'))}",
+        f"base min/mean/max {base_text}%",
+        f"best possible {_pct(results.get('best_possible_accuracy'))}",
+        f"wastage {_fixed(results.get('miniblock_wastage'))}",
+        f"forks {_fixed(results.get('forks'), 0)}",
+        f"KB interval {_fixed(results.get('key_block_interval_rounds'), 1)} rounds",
+        f"wall {_fixed(results.get('wall_seconds'), 1)} s",
+        f"ML {_fixed(results.get('ml_seconds'), 1)} s",
+    ]
+    if "seed" in results:
+        parts.append(f"seed {results['seed']}")
+    return " · ".join(parts)
+
+
+def _scaled(value: Any) -> float | None:
+    number = _number(value)
+    return None if number is None else 100 * number
+
+
+def results_table(results: Mapping[str, Any], title: str) -> Table:
+    """One row per block height of a run, with the run's aggregate metrics as the caption."""
+    table = Table(title=escape(title), caption=escape(_summary(results)))
+    table.add_column("Height", justify="right")
+    table.add_column("Task")
+    table.add_column("Winner")
+    table.add_column("Ensemble", justify="right")
+    table.add_column("Base min~max", justify="right")
+    table.add_column("MiniBlocks used/gen", justify="right")
+    table.add_column("Best possible", justify="right")
+    for row in results.get("heights", []):
+        base = [b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None]
+        base_text = f"{100 * min(base):.2f}~{100 * max(base):.2f}%" if base else _MISSING
+        used, generated = row.get("miniblocks_used"), row.get("miniblocks_generated")
+        table.add_row(
+            str(row.get("height", _MISSING)),
+            _short(row.get("task_id")),
+            _short(row.get("key_block_miner")),
+            _pct(row.get("ensemble_accuracy")),
+            base_text,
+            f"{_MISSING if used is None else used}/{_MISSING if generated is None else generated}",
+            _pct(row.get("best_possible_accuracy")),
+        )
+    return table
+
+
+def sweep_table(points: Sequence[tuple[str, Mapping[str, Any]]], title: str) -> Table:
+    """One row per point of a parameter sweep, labelled by the swept value."""
+    table = Table(title=escape(title))
+    table.add_column("Point")
+    for header in ("Ensemble", "Base mean", "Public", "Best possible"):
+        table.add_column(header, justify="right")
+    for header in ("Wastage", "Forks", "KB interval", "Wall s", "ML s"):
+        table.add_column(header, justify="right")
+    for label, results in points:
+        table.add_row(
+            escape(label),
+            _pct(results.get("ensemble_accuracy")),
+            _pct(_metric(results, "base_accuracy.mean")),
+            _pct(results.get("public_accuracy")),
+            _pct(results.get("best_possible_accuracy")),
+            _fixed(results.get("miniblock_wastage")),
+            _fixed(results.get("forks"), 0),
+            _fixed(results.get("key_block_interval_rounds"), 1),
+            _fixed(results.get("wall_seconds"), 1),
+            _fixed(results.get("ml_seconds"), 1),
+        )
+    return table
+
+
+def _markdown_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        text = f"{value:.4g}"
+        # .4g switches to exponent notation from 10^4 up, which reads badly for seconds or rounds.
+        if "e+" in text:
+            text = f"{value:.0f}"
+        return text
+    # A pipe would end the cell early; a newline would end the row.
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A GitHub markdown table of columns; floats get 4 significant digits, missing cells stay empty."""
+    if not columns:
+        raise ValueError("a markdown table needs at least one column")
+    lines = [
+        "| " + " | ".join(_markdown_cell(c) for c in columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    lines.extend("| " + " | ".join(_markdown_cell(row.get(c)) for c in columns) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+# --- plots --------------------------------------------------------------------------------------------
+
+
+def _new_figure() -> Figure:
+    # An Agg canvas attached to a bare Figure renders PNGs without pyplot, so plotting neither
+    # switches the process-wide backend nor leaks figures into pyplot's global registry.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=120)
+
+
+def plot_results(results: Mapping[str, Any], path: Path) -> None:
+    """PNG of per-height ensemble accuracy against its base models, public-data and best-possible accuracy."""
+    rows = [row for row in results.get("heights", []) if _number(row.get("height")) is not None]
+    rows.sort(key=lambda row: row["height"])
+    heights = [row["height"] for row in rows]
+    figure = _new_figure()
+    axes = figure.add_subplot()
+
+    base_lists = [
+        [100 * b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None]
+        for row in rows
+    ]
+    band = [(h, min(b), max(b)) for h, b in zip(heights, base_lists, strict=True) if b]
+    if band:
+        axes.fill_between(
+            [h for h, _, _ in band],
+            [lo for _, lo, _ in band],
+            [hi for _, _, hi in band],
+            alpha=0.2,
+            color="tab:blue",
+            label="Base models (min-max)",
+        )
+        axes.scatter(
+            [h for h, b in zip(heights, base_lists, strict=True) for _ in b],
+            [x for b in base_lists for x in b],
+            s=10,
+            alpha=0.5,
+            color="tab:blue",
+            label="Base model",
+        )
+    if rows:
+        axes.plot(
+            heights,
+            [_plotted(row, "ensemble_accuracy") for row in rows],
+            marker="o",
+            color="tab:red",
+            label="Ensemble",
+        )
+        axes.plot(
+            heights,
+            [_plotted(row, "best_possible_accuracy") for row in rows],
+            linestyle=":",
+            color="tab:green",
+            label="Best possible",
+        )
+    else:
+        # Without per-height data the run-level best possible is the only value there is to show.
+        best = _plotted(results, "best_possible_accuracy")
+        if not math.isnan(best):
+            axes.axhline(best, linestyle=":", color="tab:green", label="Best possible")
+    public = _plotted(results, "public_accuracy")
+    if not math.isnan(public):
+        axes.axhline(public, linestyle="--", color="tab:gray", label="Public data only")
+
+    axes.set_xlabel("Block height")
+    axes.set_ylabel("Accuracy (%)")
+    if heights:
+        axes.set_xticks(sorted(set(heights)))
+    axes.set_title(f"Ensemble accuracy per height (ensemble {_pct(results.get('ensemble_accuracy'))})")
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        # Below the axes, so the legend never hides the curves it explains.
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 3))
+    _save(figure, path)
+
+
+def _sweep_x(labels: Sequence[str]) -> tuple[list[float], list[str] | None]:
+    """Numeric x positions when every label parses as a number, else categorical positions and tick labels."""
+    try:
+        return [float(label) for label in labels], None
+    except ValueError:
+        return [float(i) for i in range(len(labels))], list(labels)
+
+
+def plot_sweep(
+    points: Sequence[tuple[str, Mapping[str, Any]]],
+    x_label: str,
+    path: Path,
+    *,
+    metrics: Sequence[str] = ("ensemble_accuracy", "miniblock_wastage"),
+) -> None:
+    """PNG of metrics against a swept parameter; exactly two metrics get a y-axis each."""
+    if not metrics:
+        raise ValueError("plot_sweep needs at least one metric")
+    xs, ticks = _sweep_x([label for label, _ in points])
+    order = sorted(range(len(points)), key=lambda i: xs[i]) if ticks is None else list(range(len(points)))
+    x = [xs[i] for i in order]
+    figure = _new_figure()
+    left = figure.add_subplot()
+    # Two metrics usually have different units (accuracy vs. wasted MiniBlocks); more than two share
+    # one axis because a third y-axis is unreadable.
+    axes_for: list[Axes] = [left, left.twinx()] if len(metrics) == 2 else [left] * len(metrics)
+    colors = ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    handles = []
+    for k, (metric, axes) in enumerate(zip(metrics, axes_for, strict=True)):
+        (line,) = axes.plot(
+            x,
+            [_plotted(points[i][1], metric) for i in order],
+            marker=markers[k % len(markers)],
+            color=colors[k % len(colors)],
+            label=_metric_label(metric),
+        )
+        handles.append(line)
+    left.set_xlabel(x_label)
+    if len(metrics) == 2:
+        for axes, metric, line in zip(axes_for, metrics, handles, strict=True):
+            axes.set_ylabel(_metric_label(metric), color=line.get_color())
+    else:
+        left.set_ylabel(_metric_label(metrics[0]) if len(metrics) == 1 else "Value")
+    if ticks is not None:
+        left.set_xticks(x, ticks)
+    left.set_title(f"{', '.join(_METRIC_LABELS.get(m, m) for m in metrics)} vs. {x_label}")
+    left.grid(alpha=0.3)
+    # A figure legend, because an axes legend would be drawn under the twin axis's lines.
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+    _save(figure, path)

@@ -1,0 +1,200 @@
+"""An honest BagChain run to take blocks from, and a harness that drives one node synchronously."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from chainlab.learning.codec import ModelCodecError
+from chainlab.learning.datasets import Dataset
+from chainlab.learning.worker import ModelSpec as LearningSpec
+from chainlab.learning.worker import Worker
+from chainlab.ledger.identity import Identity
+from chainlab.ledger.pow import search_nonce
+from chainlab.protocols.bagchain import BagChainParams, EvaluationFailed, FullNode, Miner
+from chainlab.protocols.bagchain.messages import (
+    DatasetKind,
+    DatasetRelease,
+    EnsembleBlock,
+    KeyBlock,
+    Message,
+    MiniBlock,
+    ModelRequest,
+    Task,
+    nonce_suffix,
+)
+from chainlab.protocols.effects import Evaluate, FetchDataset, FetchModel, Record, StartTimer
+from chainlab.scenario import Experiment, Network
+from chainlab.sim.experiment import simulation_for
+
+TARGET = 2**252 - 1  # 1 in 16 hashes: tampered Key Blocks are re-mined in microseconds
+
+
+@dataclass
+class Honest:
+    """Blocks and parties of a finished honest run (3 miners, 2 tasks, no CFS)."""
+
+    net: Network
+    worker: Worker
+
+    @property
+    def params(self) -> BagChainParams:
+        return self.net.miners[0].params
+
+    @property
+    def observer(self) -> Miner:
+        return self.net.miners[0]
+
+    def key_block(self, height: int) -> KeyBlock:
+        entry = self.observer.chain.main_chain()[height]
+        return self.observer.key_blocks[entry.block_hash]
+
+    def miniblocks(self, height: int) -> list[MiniBlock]:
+        return sorted((mb for mb in self.observer.miniblocks.values() if mb.height == height), key=lambda m: m.hash)
+
+    def ensembles(self, height: int) -> list[EnsembleBlock]:
+        return sorted((eb for eb in self.observer.ensembles.values() if eb.height == height), key=lambda e: e.hash)
+
+    def release(self, height: int, kind: DatasetKind) -> DatasetRelease:
+        return self.net.requester.released[(height, kind)]
+
+    def identity_of(self, node_id: bytes) -> Identity:
+        return next(m.identity for m in self.net.miners if m.node_id == node_id)
+
+    def history(self, height: int) -> list[Message]:
+        """Everything a node needs, in arrival order, to validate KB_height and what came before it."""
+        out: list[Message] = list(self.net.tasks)
+        for h in range(1, height + 1):
+            out += self.miniblocks(h)
+            out.append(self.release(h, DatasetKind.VALIDATION))
+            out += self.ensembles(h)
+            out.append(self.release(h, DatasetKind.TEST))
+            if h < height:
+                out.append(self.key_block(h))
+        return out
+
+
+def honest_experiment() -> Experiment:
+    return Experiment.from_mapping(
+        {
+            "name": "honest",
+            "seed": 11,
+            "dataset": "digits",
+            "model": {"family": "decision_tree"},
+            "metric_min": 0.3,
+            "tasks": 2,
+            "miners": 3,
+            "partition": {"kappa": 0.1, "zeta": 0.25},
+            "network": {"kind": "full", "delay_rounds": 1},
+            "protocol": {"phase1_rounds": 20, "phase2_rounds": 10, "target": str(TARGET), "queue_length": 2},
+            "work": {"train_rounds": 2, "hash_trials_per_round": 1},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def honest() -> Honest:
+    worker = Worker()
+    net, simulation = simulation_for(honest_experiment(), worker)
+    simulation.run()
+    assert all(m.chain.tip.height == 2 for m in net.miners)
+    return Honest(net, worker)
+
+
+@dataclass
+class FakeServer:
+    """A peer that serves one model to anyone (what a plagiarist or a broken miner would do)."""
+
+    node_id: bytes
+    model: bytes | None
+
+    def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
+        return self.model
+
+
+@dataclass
+class Harness:
+    """Drives one node: every job completes at once, with the real learning worker."""
+
+    node: FullNode
+    honest: Honest
+    servers: dict[bytes, Any] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+    timers: list[str] = field(default_factory=list)
+    now: int = 0
+
+    def __post_init__(self) -> None:
+        for miner in self.honest.net.miners:
+            self.servers.setdefault(miner.node_id, miner)
+        self._run(self.node.start(self.now))
+
+    def send(self, *messages: Message | Iterable[Message]) -> None:
+        for item in messages:
+            for message in [item] if not isinstance(item, list | tuple) else item:
+                self.now += 1
+                self._run(self.node.on_message(b"peer", message, self.now))
+
+    def expire_all(self) -> None:
+        for timer in [t for t in self.timers if t.startswith("expire:")]:
+            self._run(self.node.on_timer(timer, self.now))
+
+    def rejections(self) -> list[tuple[str, str]]:
+        return [(r.data["kind"], r.data["reason"]) for r in self.records if r.event == "rejected"]
+
+    def reason_for(self, message: Message) -> str | None:
+        hits = [r.data["reason"] for r in self.records if r.event == "rejected" and r.data["block"] == message.hash.hex()]
+        return hits[0] if hits else None
+
+    def _run(self, effects: list[Any]) -> None:
+        queue = list(effects)
+        while queue:
+            effect = queue.pop(0)
+            if isinstance(effect, Record):
+                self.records.append(effect)
+            elif isinstance(effect, StartTimer):
+                self.timers.append(effect.timer)
+            elif isinstance(effect, Evaluate):
+                queue += self.node.on_result(effect.job, self._evaluate(effect), self.now)
+            elif isinstance(effect, FetchModel):
+                server = self.servers.get(effect.peer)
+                answer = server.serve_model(effect.request, self.now) if server else None
+                queue += self.node.on_result(effect.job, answer, self.now)
+            elif isinstance(effect, FetchDataset):
+                queue += self.node.on_result(effect.job, effect.commitment in self.honest.net.datasets, self.now)
+
+    def _evaluate(self, effect: Evaluate) -> float | EvaluationFailed:
+        spec = LearningSpec.from_mapping(effect.spec.family, effect.spec.params)
+        data: Dataset = self.honest.net.datasets[effect.dataset]
+        try:
+            return self.honest.worker.ensemble_metric(effect.models, spec, data, effect.aggregate, effect.metric)
+        except (ModelCodecError, ValueError) as exc:
+            return EvaluationFailed(str(exc))
+
+
+def validator(honest: Honest, **overrides: Any) -> FullNode:
+    params = dataclasses.replace(honest.params, **overrides)
+    return FullNode(Identity.from_seed(b"validator-under-test"), params, honest.observer.genesis)
+
+
+@pytest.fixture
+def harness(honest: Honest) -> Harness:
+    return Harness(validator(honest), honest)
+
+
+def remine(kb: KeyBlock, identity: Identity, **changes: Any) -> KeyBlock:
+    """A Key Block with changes, a fresh valid nonce and its producer's signature."""
+    draft = dataclasses.replace(kb, nonce=None, signature=b"", **changes)
+    nonce, _ = search_nonce(draft.pow_prefix(), nonce_suffix, TARGET, 0, 1 << 20)
+    assert nonce is not None
+    return dataclasses.replace(draft, nonce=nonce).signed_by(identity)
+
+
+def resign(block: Any, identity: Identity, **changes: Any) -> Any:
+    return dataclasses.replace(block, signature=b"", **changes).signed_by(identity)
+
+
+__all__ = ["FakeServer", "Harness", "Honest", "Task", "remine", "resign", "validator"]

@@ -1,0 +1,311 @@
+"""Every rejection reason of Algorithms 2.1-2.3, each on a block tampered from an honest run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from chainlab.learning.worker import ModelSpec as LearningSpec
+from chainlab.ledger.hashing import sha256
+from chainlab.ledger.identity import Identity
+from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain.messages import (
+    DatasetKind,
+    DatasetRelease,
+    EnsembleBlock,
+    MiniBlock,
+    RankedEnsemble,
+    Reward,
+    model_hash,
+)
+from chainlab.protocols.bagchain.reasons import Reason
+from tests.protocols.bagchain.conftest import FakeServer, Harness, Honest, remine, resign, validator
+
+V, E = DatasetKind.VALIDATION, DatasetKind.TEST
+
+
+def test_honest_history_is_accepted_in_full(honest: Honest, harness: Harness) -> None:
+    harness.send(honest.history(2), honest.key_block(2))
+    assert harness.rejections() == []
+    assert harness.node.tip.hash == honest.key_block(2).hash
+    assert harness.node.balances() == honest.observer.balances()
+
+
+# ----- MiniBlocks (Algorithm 2.1 and the submitting scheme) -------------------------------------------------
+
+
+def _lazy_miner(honest: Honest, model: bytes | None, digest: bytes | None = None) -> tuple[Identity, MiniBlock]:
+    """A miner of our own making whose MiniBlock commits to `digest` (default: H(model || its ID))."""
+    lazy = Identity.from_seed(b"lazy")
+    honest_mb = honest.miniblocks(1)[0]
+    digest = digest if digest is not None else model_hash(model or b"", lazy.node_id)
+    mb = MiniBlock(5, lazy.public_key, honest_mb.task_id, digest, honest_mb.prehash, 1).signed_by(lazy)
+    return lazy, mb
+
+
+def _through_phase_two(honest: Honest, harness: Harness, extra: MiniBlock) -> None:
+    harness.send(list(honest.net.tasks), honest.miniblocks(1), extra, honest.release(1, V))
+
+
+def test_plagiarised_model_hash_under_another_id_fails(honest: Honest, harness: Harness) -> None:
+    victim = honest.miniblocks(1)[0]
+    victim_miner = next(m for m in honest.net.miners if m.node_id == victim.miner_id)
+    stolen = victim_miner.own_models()[victim.model_hash]
+    lazy, copy = _lazy_miner(honest, stolen, digest=victim.model_hash)
+    harness.servers[lazy.node_id] = FakeServer(lazy.node_id, stolen)
+    _through_phase_two(honest, harness, copy)
+    assert harness.reason_for(copy) == Reason.MODEL_HASH_MISMATCH
+    assert harness.node.mb_verdict[victim.hash] is None  # the victim's own MiniBlock stays valid
+
+
+def test_miniblock_after_validation_release_is_rejected(honest: Honest, harness: Harness) -> None:
+    lazy, late = _lazy_miner(honest, b"whatever")
+    harness.send(list(honest.net.tasks), honest.miniblocks(1), honest.release(1, V), late)
+    assert harness.reason_for(late) == Reason.AFTER_VALIDATION_RELEASE
+
+
+def test_model_that_cannot_be_fetched(honest: Honest, harness: Harness) -> None:
+    _, mb = _lazy_miner(honest, b"never served")
+    _through_phase_two(honest, harness, mb)
+    assert harness.reason_for(mb) == Reason.MODEL_UNAVAILABLE
+
+
+def test_model_bytes_that_do_not_decode(honest: Honest, harness: Harness) -> None:
+    garbage = b"PK\x03\x04 not a model"
+    lazy, mb = _lazy_miner(honest, garbage)
+    harness.servers[lazy.node_id] = FakeServer(lazy.node_id, garbage)
+    _through_phase_two(honest, harness, mb)
+    assert harness.reason_for(mb) == Reason.MODEL_UNDECODABLE
+
+
+def test_model_below_metric_min(honest: Honest, harness: Harness) -> None:
+    public = honest.net.public
+    shuffled = dataclasses.replace(public, y=np.random.default_rng(0).permutation(public.y))
+    useless = honest.worker.fit_plain(LearningSpec.from_mapping("decision_tree", {"max_depth": 1}), shuffled, 0)
+    lazy, mb = _lazy_miner(honest, useless)
+    harness.servers[lazy.node_id] = FakeServer(lazy.node_id, useless)
+    _through_phase_two(honest, harness, mb)
+    assert harness.reason_for(mb) == Reason.BELOW_METRIC_MIN
+
+
+def test_bad_signature_and_unknown_task(honest: Honest, harness: Harness) -> None:
+    mb = honest.miniblocks(1)[0]
+    forged = dataclasses.replace(mb, signature=bytes(64))
+    lazy = Identity.from_seed(b"lazy")
+    stray = resign(mb, lazy, miner_key=lazy.public_key, task_id=sha256(b"no such task"))
+    harness.send(list(honest.net.tasks), forged, stray)
+    assert harness.reason_for(forged) == Reason.BAD_SIGNATURE
+    assert harness.reason_for(stray) == Reason.UNKNOWN_TASK
+
+
+def test_miniblock_for_the_wrong_task(honest: Honest, harness: Harness) -> None:
+    mb = honest.miniblocks(1)[0]
+    other_task = honest.net.tasks[1].task_id
+    wrong = resign(mb, honest.identity_of(mb.miner_id), task_id=other_task)
+    harness.send(list(honest.net.tasks), wrong, honest.release(1, V))
+    assert harness.reason_for(wrong) == Reason.TASK_MISMATCH
+
+
+# ----- dataset releases --------------------------------------------------------------------------------------
+
+
+def test_release_not_signed_by_the_requester(honest: Honest, harness: Harness) -> None:
+    release = honest.release(1, V)
+    impostor = resign(release, Identity.from_seed(b"impostor"))
+    wrong_data = resign(release, honest.net.requester.identity, dataset=honest.net.public.commitment())
+    harness.send(list(honest.net.tasks), impostor, wrong_data)
+    assert harness.reason_for(impostor) == Reason.UNAUTHORIZED_RELEASE
+    assert harness.reason_for(wrong_data) == Reason.WRONG_DATASET
+    assert not harness.node.releases
+
+
+# ----- Ensemble Blocks (Algorithm 2.2) ----------------------------------------------------------------------
+
+
+def _ensemble(honest: Honest, **changes: object) -> EnsembleBlock:
+    eb = honest.ensembles(1)[0]
+    return resign(eb, honest.identity_of(eb.miner_id), **changes)
+
+
+def test_false_metric_v(honest: Honest, harness: Harness) -> None:
+    eb = honest.ensembles(1)[0]
+    inflated = _ensemble(honest, metric_v=round(eb.metric_v + 0.01, 6))
+    harness.send(honest.history(1)[: -1 - len(honest.ensembles(1))], inflated)
+    assert harness.reason_for(inflated) == Reason.FALSE_METRIC_V
+
+
+def test_ensemble_structure_rejections(honest: Honest, harness: Harness) -> None:
+    mbs = [mb.hash for mb in honest.miniblocks(1)]
+    empty = _ensemble(honest, miniblocks=())
+    twice = _ensemble(honest, miniblocks=(mbs[0], mbs[0]))
+    unknown = _ensemble(honest, miniblocks=(*mbs, sha256(b"ghost")))
+    harness.send(list(honest.net.tasks), honest.miniblocks(1), honest.release(1, V), empty, twice, unknown)
+    assert harness.reason_for(empty) == Reason.EMPTY_ENSEMBLE
+    assert harness.reason_for(twice) == Reason.DUPLICATE_MODEL
+    assert harness.reason_for(unknown) == Reason.UNKNOWN_MINIBLOCK
+
+
+def test_ensemble_with_an_invalid_miniblock(honest: Honest, harness: Harness) -> None:
+    _, unserved = _lazy_miner(honest, b"never served")
+    with_bad = _ensemble(honest, miniblocks=tuple(sorted([*(m.hash for m in honest.miniblocks(1)), unserved.hash])))
+    harness.send(list(honest.net.tasks), honest.miniblocks(1), unserved, honest.release(1, V), with_bad)
+    assert harness.reason_for(with_bad) == Reason.INVALID_MINIBLOCK
+
+
+def test_ensemble_over_two_parents_without_cfs_and_duplicate_models_with_cfs(honest: Honest) -> None:
+    fork = _sibling_key_block(honest)
+    mb = honest.miniblocks(2)[0]
+    twin = resign(mb, honest.identity_of(mb.miner_id), prehash=fork.hash)  # same model on the other fork
+    mixed = resign(
+        honest.ensembles(2)[0],
+        honest.identity_of(honest.ensembles(2)[0].miner_id),
+        miniblocks=tuple(sorted([mb.hash, twin.hash])),
+    )
+    for cfs, expected in ((False, Reason.MINIBLOCK_WRONG_PARENT), (True, Reason.DUPLICATE_MODEL)):
+        h = Harness(validator(honest, cfs=cfs), honest)
+        h.send(honest.history(1), honest.key_block(1), fork, list(honest.miniblocks(2)), twin)
+        h.send(honest.release(2, V), mixed)
+        assert h.reason_for(mixed) == expected, cfs
+
+
+# ----- Key Blocks (Algorithm 2.3) -----------------------------------------------------------------------------
+
+
+def _sibling_key_block(honest: Honest) -> object:
+    """A valid competitor of KB_1: the same ranking, produced and rewarded by another miner."""
+    kb = honest.key_block(1)
+    other = next(m for m in honest.net.miners if m.node_id != kb.miner_id)
+    eb = honest.observer.ensembles[kb.ranking[0].ensemble_block]
+    winners = [honest.observer.miniblocks[h] for h in eb.miniblocks]
+    task = honest.net.tasks[0]
+    rewards = rules.allocate_rewards(task.fee, winners, other.node_id, honest.params.key_block_reward)
+    return remine(
+        kb, other.identity, miner_key=other.identity.public_key, rewards=rewards, merkle_root=rules.rewards_root(rewards)
+    )
+
+
+def _tampered(honest: Honest, **changes: object) -> object:
+    kb = honest.key_block(1)
+    return remine(kb, honest.identity_of(kb.miner_id), **changes)
+
+
+def _check_key_block(honest: Honest, harness: Harness, kb: object) -> str | None:
+    harness.send(honest.history(1), kb)
+    return harness.reason_for(kb)  # type: ignore[arg-type]
+
+
+def test_bad_pow(honest: Honest, harness: Harness) -> None:
+    kb = honest.key_block(1)
+    nonce = next(n for n in range(1000) if not dataclasses.replace(kb, nonce=n).hash[0] < 0x10)
+    unlucky = resign(kb, honest.identity_of(kb.miner_id), nonce=nonce)
+    assert _check_key_block(honest, harness, unlucky) == Reason.BAD_POW
+
+
+def test_false_metric_best(honest: Honest, harness: Harness) -> None:
+    kb = honest.key_block(1)
+    assert _check_key_block(honest, harness, _tampered(honest, metric_best=kb.metric_best + 0.01)) == (
+        Reason.FALSE_METRIC_BEST
+    )
+
+
+def test_false_metric_e_in_the_ranking(honest: Honest, harness: Harness) -> None:
+    kb = honest.key_block(1)
+    boosted = RankedEnsemble(kb.ranking[0].ensemble_block, round(kb.ranking[0].metric_e + 0.05, 6))
+    ranking = rules.rank([boosted, *kb.ranking[1:]])
+    forged = _tampered(honest, ranking=ranking, metric_best=ranking[0].metric_e)
+    assert _check_key_block(honest, harness, forged) == Reason.FALSE_METRIC_E
+
+
+def test_ranking_out_of_order(honest: Honest, harness: Harness) -> None:
+    kb = honest.key_block(1)
+    assert len(kb.ranking) >= 2
+    assert _check_key_block(honest, harness, _tampered(honest, ranking=kb.ranking[::-1])) == Reason.RANKING_NOT_SORTED
+
+
+def test_wrong_reward_split_and_merkle_root(honest: Honest) -> None:
+    kb = honest.key_block(1)
+    first, *rest = kb.rewards
+    greedy = (Reward(first.recipient, first.amount + 10), *rest)
+    cases = {
+        Reason.WRONG_REWARDS: _tampered(honest, rewards=greedy, merkle_root=rules.rewards_root(greedy)),
+        Reason.BAD_MERKLE_ROOT: _tampered(honest, merkle_root=sha256(b"not the payload")),
+    }
+    for reason, forged in cases.items():
+        assert _check_key_block(honest, Harness(validator(honest), honest), forged) == reason
+
+
+def test_wrong_height_task_and_queue(honest: Honest) -> None:
+    kb = honest.key_block(1)
+    cases = {
+        Reason.WRONG_HEIGHT: _tampered(honest, height=2),
+        Reason.TASK_MISMATCH: _tampered(honest, task_id=honest.net.tasks[1].task_id),
+        Reason.WRONG_TASK_QUEUE: _tampered(honest, task_queue=(*kb.task_queue, kb.task_queue[0])),
+    }
+    for reason, forged in cases.items():
+        assert _check_key_block(honest, Harness(validator(honest), honest), forged) == reason
+
+
+def test_unknown_and_invalid_ensemble_blocks(honest: Honest) -> None:
+    kb = honest.key_block(1)
+    ghost = _tampered(honest, ranking=rules.rank([RankedEnsemble(sha256(b"ghost"), kb.metric_best), *kb.ranking[1:]]))
+    h = Harness(validator(honest), honest)
+    h.send(honest.history(1), ghost)
+    assert h.reason_for(ghost) is None  # it waits for the Ensemble Block...
+    h.expire_all()
+    assert h.reason_for(ghost) == Reason.UNKNOWN_ENSEMBLE_BLOCK  # ...until it gives up
+
+    eb = honest.ensembles(1)[0]
+    inflated = resign(eb, honest.identity_of(eb.miner_id), metric_v=round(eb.metric_v + 0.01, 6))
+    ranking = rules.rank([RankedEnsemble(inflated.hash, kb.metric_best)])
+    forged = _tampered(honest, ranking=ranking, metric_best=ranking[0].metric_e)
+    h = Harness(validator(honest), honest)
+    h.send(honest.history(1), inflated, forged)
+    assert h.reason_for(forged) == Reason.INVALID_ENSEMBLE_BLOCK
+
+
+def test_unknown_and_invalid_parents(honest: Honest) -> None:
+    orphan = _tampered(honest, prehash=sha256(b"nowhere"))
+    h = Harness(validator(honest), honest)
+    h.send(honest.history(1), orphan)
+    h.expire_all()
+    assert h.reason_for(orphan) == Reason.UNKNOWN_PARENT
+
+    # A node that never saw KB_1's Ensemble Blocks gives up on it; KB_2 then has an invalid parent.
+    h = Harness(validator(honest), honest)
+    h.send([m for m in honest.history(1) if not isinstance(m, EnsembleBlock)], honest.key_block(1))
+    h.expire_all()
+    h.send(honest.key_block(2))
+    assert h.reason_for(honest.key_block(2)) == Reason.INVALID_PARENT
+
+
+def test_wrong_parent_against_the_cfs_majority(honest: Honest) -> None:
+    fork = _sibling_key_block(honest)
+    kb2 = honest.key_block(2)
+    moved = remine(kb2, honest.identity_of(kb2.miner_id), prehash=fork.hash)
+    for cfs, expected in ((True, Reason.WRONG_PARENT), (False, Reason.MINIBLOCK_WRONG_PARENT)):
+        h = Harness(validator(honest, cfs=cfs), honest)
+        h.send(honest.history(2), honest.key_block(1), fork, moved)
+        h.send(honest.key_block(1))
+        assert h.reason_for(fork) is None  # the sibling itself is a valid block
+        assert h.reason_for(moved) == expected, cfs
+
+
+def test_every_reason_is_exercised() -> None:
+    """Guards the list above: a new Reason needs a test here (MALFORMED is the live driver's)."""
+    tested = {
+        Reason.MODEL_HASH_MISMATCH, Reason.AFTER_VALIDATION_RELEASE, Reason.MODEL_UNAVAILABLE,
+        Reason.MODEL_UNDECODABLE, Reason.BELOW_METRIC_MIN, Reason.BAD_SIGNATURE, Reason.UNKNOWN_TASK,
+        Reason.TASK_MISMATCH, Reason.UNAUTHORIZED_RELEASE, Reason.WRONG_DATASET, Reason.FALSE_METRIC_V,
+        Reason.EMPTY_ENSEMBLE, Reason.DUPLICATE_MODEL, Reason.UNKNOWN_MINIBLOCK, Reason.INVALID_MINIBLOCK,
+        Reason.MINIBLOCK_WRONG_PARENT, Reason.BAD_POW, Reason.FALSE_METRIC_BEST, Reason.FALSE_METRIC_E,
+        Reason.RANKING_NOT_SORTED, Reason.WRONG_REWARDS, Reason.BAD_MERKLE_ROOT, Reason.WRONG_HEIGHT,
+        Reason.WRONG_TASK_QUEUE, Reason.UNKNOWN_ENSEMBLE_BLOCK, Reason.INVALID_ENSEMBLE_BLOCK,
+        Reason.UNKNOWN_PARENT, Reason.INVALID_PARENT, Reason.WRONG_PARENT, Reason.MALFORMED,
+    }  # fmt: skip
+    assert tested == set(Reason)
+
+
+def test_release_kinds_are_distinct(honest: Honest) -> None:
+    assert isinstance(honest.release(1, E), DatasetRelease)
+    assert honest.release(1, E).dataset != honest.release(1, V).dataset
