@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from chainlab.learning.worker import Worker
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain import BagChainParams, FullNode, Miner, Requester
-from chainlab.protocols.bagchain.messages import KeyBlock, ModelSpec, Task, genesis
-from chainlab.sim.network import NetworkConfig
+from chainlab.protocols.bagchain.messages import KeyBlock, Task, genesis
+from chainlab.protocols.spec import ModelSpec
 
 _TOP_LEVEL = {
     "name", "seed", "dataset", "model", "aggregate", "metric", "metric_min", "tasks", "miners",
@@ -45,7 +45,6 @@ class Experiment:
             raise ValueError(f"unknown config key(s): {', '.join(sorted(unknown))}")
         exp = cls(data)
         exp.params()
-        NetworkConfig.from_mapping(exp.get("network", {}))
         if exp.miners < 1 or exp.tasks < 1:
             raise ValueError("miners and tasks must be at least 1")
         return exp
@@ -195,7 +194,7 @@ def summarise(exp: Experiment, net: Network, records: list[Observation], worker:
     metric = str(exp.get("metric", "accuracy"))
     aggregate = str(exp.get("aggregate", "majority"))
 
-    heights = []
+    heights: list[dict[str, Any]] = []
     for entry in observer.chain.main_chain()[1:]:
         kb: KeyBlock = observer.key_blocks[entry.block_hash]
         generated = [bytes.fromhex(r.data["model_hash"]) for r in created.get(kb.height, [])]
@@ -214,16 +213,14 @@ def summarise(exp: Experiment, net: Network, records: list[Observation], worker:
                 "miniblocks_generated": len(generated),
                 "miniblocks_used": len(winner.miniblocks) if winner else 0,
                 "best_possible_accuracy": (
-                    worker.ensemble_metric(everything, spec, net.test, aggregate, metric)
-                    if everything
-                    else 0.0
+                    worker.ensemble_metric(everything, spec, net.test, aggregate, metric) if everything else 0.0
                 ),
             }
         )
     public_model = worker.fit_plain(spec, net.public, exp.seed)
     public_accuracy = worker.base_metric(sha256(public_model), public_model, spec, net.test, metric)
     all_base = [a for h in heights for a in h["base_accuracies"]]
-    found_rounds = [h["round"] for h in heights]
+    found_rounds = [int(h["round"]) for h in heights]
     return {
         "config": dict(exp.raw),
         "seed": exp.seed,
@@ -238,7 +235,7 @@ def summarise(exp: Experiment, net: Network, records: list[Observation], worker:
         "best_possible_accuracy": _mean([h["best_possible_accuracy"] for h in heights]),
         "miniblock_wastage": _mean([h["miniblocks_generated"] - h["miniblocks_used"] for h in heights]),
         "forks": len(mined) - len(heights),
-        "key_block_interval_rounds": _mean(list(np.diff([0, *found_rounds]))),
+        "key_block_interval_rounds": _mean([b - a for a, b in zip([0, *found_rounds], found_rounds, strict=False)]),
         "tips_agree": len({m.tip.hash for m in net.miners} | {v.tip.hash for v in net.validators}) == 1,
         "rejections": _count_rejections(records),
     }
@@ -260,5 +257,5 @@ def _count_rejections(records: list[Observation]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _mean(values: list[Any]) -> float:
+def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else 0.0

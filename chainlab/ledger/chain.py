@@ -120,4 +120,3 @@ def _rank(entry: ChainEntry) -> tuple[int, float, bytes]:
     """
     inverted = bytes(255 - b for b in entry.block_hash)
     return (entry.height, entry.score, inverted)
-

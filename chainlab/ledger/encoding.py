@@ -7,21 +7,15 @@ import enum
 import types
 import typing
 from collections.abc import Iterable
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
 from chainlab.ledger.hashing import sha256
 
-
-class ProtoBacked(Protocol):
-    """A dataclass that names the protobuf message it is encoded as."""
-
-    PROTO: ClassVar[type[Message]]
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-
-T = TypeVar("T", bound=ProtoBacked)
+# A ProtoBacked object is a frozen dataclass whose class attribute PROTO names its protobuf message class.
+ProtoBacked = Any
+T = TypeVar("T")
 
 
 class EncodingError(ValueError):
@@ -31,8 +25,8 @@ class EncodingError(ValueError):
 def to_proto(obj: ProtoBacked, *, exclude: Iterable[str] = ()) -> Message:
     """Build the protobuf message of a dataclass; fields named in `exclude` are left unset."""
     skip = set(exclude)
-    msg = obj.PROTO()
-    for field in dataclasses.fields(obj):  # type: ignore[arg-type]
+    msg: Message = obj.PROTO()
+    for field in dataclasses.fields(obj):
         if field.name in skip:
             continue
         _set(msg, field.name, getattr(obj, field.name))
@@ -43,12 +37,12 @@ def _set(msg: Message, name: str, value: Any) -> None:
     if value is None:
         return
     if dataclasses.is_dataclass(value):
-        getattr(msg, name).CopyFrom(to_proto(value))  # type: ignore[arg-type]
+        getattr(msg, name).CopyFrom(to_proto(value))
     elif isinstance(value, tuple):
         target = getattr(msg, name)
         for item in value:
             if dataclasses.is_dataclass(item):
-                target.add().CopyFrom(to_proto(item))  # type: ignore[arg-type]
+                target.add().CopyFrom(to_proto(item))
             else:
                 target.append(item)
     elif isinstance(value, enum.Enum):
@@ -76,7 +70,7 @@ def from_proto(cls: type[T], msg: Message) -> T:
     """Rebuild a dataclass from its protobuf message, checking the field types on the way."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]  # T is always a dataclass here
         values[field.name] = _get(msg, field.name, hints[field.name])
     return cls(**values)
 
@@ -84,16 +78,16 @@ def from_proto(cls: type[T], msg: Message) -> T:
 def _get(msg: Message, name: str, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
         return _get(msg, name, inner) if msg.HasField(name) else None
     raw = getattr(msg, name)
     if origin is tuple:
         (item,) = typing.get_args(hint)[:1]
-        if dataclasses.is_dataclass(item):
-            return tuple(from_proto(item, m) for m in raw)  # type: ignore[arg-type]
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            return tuple(from_proto(item, m) for m in raw)
         return tuple(item(v) for v in raw)
-    if dataclasses.is_dataclass(hint):
-        return from_proto(hint, raw)  # type: ignore[arg-type]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return from_proto(hint, raw)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             return hint(raw)
@@ -104,7 +98,7 @@ def _get(msg: Message, name: str, hint: Any) -> Any:
 
 def decode(cls: type[T], data: bytes) -> T:
     """Parse wire bytes into a dataclass; malformed bytes raise EncodingError."""
-    msg = cls.PROTO()
+    msg: Message = cls.PROTO()  # type: ignore[attr-defined]
     try:
         msg.ParseFromString(data)
     except DecodeError as exc:

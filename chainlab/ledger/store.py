@@ -54,9 +54,7 @@ class BlockStore:
                 self._insert(KEY_KIND, genesis, genesis_payload)
                 return
         if first[0] != genesis.block_hash:
-            raise ValueError(
-                f"store was created with genesis {short(first[0])}, not {short(genesis.block_hash)}"
-            )
+            raise ValueError(f"store was created with genesis {short(first[0])}, not {short(genesis.block_hash)}")
         # Replaying in insertion order makes the rebuilt index pick the same tip on ties.
         rows = self._conn.execute(
             "SELECT hash, parent, height, score FROM blocks WHERE kind = ? AND hash != ? ORDER BY seq",
@@ -78,9 +76,7 @@ class BlockStore:
         self._conn.execute("COMMIT")
 
     def _insert(self, kind: str, entry: ChainEntry, payload: bytes) -> None:
-        self._conn.execute(
-            _INSERT, (entry.block_hash, kind, entry.height, entry.parent_hash, entry.score, payload)
-        )
+        self._conn.execute(_INSERT, (entry.block_hash, kind, entry.height, entry.parent_hash, entry.score, payload))
 
     @property
     def index(self) -> ChainIndex:
@@ -123,9 +119,7 @@ class BlockStore:
 
     def blocks_at(self, kind: str, height: int) -> list[bytes]:
         """Return the hashes of every ``kind`` block at ``height``, in insertion order."""
-        rows = self._conn.execute(
-            "SELECT hash FROM blocks WHERE kind = ? AND height = ? ORDER BY seq", (kind, height)
-        )
+        rows = self._conn.execute("SELECT hash FROM blocks WHERE kind = ? AND height = ? ORDER BY seq", (kind, height))
         return [bytes(row[0]) for row in rows]
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from chainlab.ledger import encoding
 from chainlab.ledger.pow import search_nonce
 from chainlab.live.transport import InMemoryTransport
 from chainlab.protocols.bagchain.fullnode import EvaluationFailed
-from chainlab.protocols.bagchain.messages import ModelRequest, ModelSpec, from_wire, nonce_suffix, to_wire
+from chainlab.protocols.bagchain.messages import ModelRequest, from_wire, nonce_suffix, to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.effects import (
     Broadcast,
@@ -30,6 +30,7 @@ from chainlab.protocols.effects import (
     StartTimer,
     Train,
 )
+from chainlab.protocols.spec import ModelSpec
 from chainlab.scenario import Observation
 
 log = logging.getLogger("chainlab.live")

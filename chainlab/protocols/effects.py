@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainlab.protocols.bagchain.messages import Message, ModelRequest, ModelSpec
+from chainlab.protocols.spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class Broadcast:
     """Flood a message to every peer (Broadcast_M)."""
 
-    message: Message
+    message: Any  # the protocol's own message type
     size_mb: float
 
 
@@ -69,7 +69,7 @@ class FetchModel:
 
     job: int
     peer: bytes
-    request: ModelRequest
+    request: Any  # the protocol's model request (BagChain: ModelRequest, carrying the D_V release)
 
 
 @dataclass(frozen=True)

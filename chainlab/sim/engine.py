@@ -6,7 +6,7 @@ import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger.pow import search_nonce
 from chainlab.protocols.bagchain.fullnode import EvaluationFailed
-from chainlab.protocols.bagchain.messages import Message, ModelSpec, nonce_suffix
+from chainlab.protocols.bagchain.messages import nonce_suffix
 from chainlab.protocols.effects import (
     Broadcast,
     CancelJob,
@@ -29,22 +29,12 @@ from chainlab.protocols.effects import (
     StartTimer,
     Train,
 )
+from chainlab.protocols.spec import ModelSpec
 from chainlab.scenario import Observation
 from chainlab.sim.network import NetworkModel
 
 _MINE_CHUNK = 1 << 16
 _MAX_MINE_TRIALS = 1 << 26  # a Key Block this unlucky is reported instead of searched forever
-
-
-class SimNode(Protocol):
-    """What the simulator needs of a protocol node."""
-
-    node_id: bytes
-
-    def start(self, now: int) -> list[Effect]: ...
-    def on_message(self, sender: bytes, message: Message, now: int) -> list[Effect]: ...
-    def on_timer(self, timer: str, now: int) -> list[Effect]: ...
-    def on_result(self, job: int, result: object, now: int) -> list[Effect]: ...
 
 
 @dataclass(frozen=True)
@@ -135,9 +125,7 @@ class Simulation:
             elif isinstance(effect, CancelJob):
                 self._cancelled.add((i, effect.job))
             elif isinstance(effect, Train):
-                model = self.worker.train(
-                    _spec(effect.spec), self._local_data(i, effect.train_commitment), effect.seed
-                )
+                model = self.worker.train(_spec(effect.spec), self._local_data(i, effect.train_commitment), effect.seed)
                 self._push(self.now + self.work.train_rounds, "result", i, (effect.job, model))
             elif isinstance(effect, Evaluate):
                 self._push(self.now, "result", i, (effect.job, self._evaluate(effect)))
@@ -183,9 +171,7 @@ class Simulation:
 
     def _fetch(self, i: int, effect: FetchModel | FetchDataset) -> None:
         dst = self._index.get(effect.peer)
-        reachable = (
-            dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, self.rng) is not None
-        )
+        reachable = dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, self.rng) is not None
         if dst is None or not reachable:
             self._push(self.now + self.work.fetch_rounds, "result", i, (effect.job, None))
             return

@@ -13,7 +13,14 @@ from chainlab.scenario import Experiment, build, load_experiment, summarise
 from chainlab.sim.engine import Simulation, WorkModel
 from chainlab.sim.network import NetworkConfig, build_network
 
-__all__ = ["Experiment", "load_experiment", "run", "simulation_for"]
+__all__ = ["Experiment", "checked", "load_experiment", "run", "simulation_for"]
+
+
+def checked(exp: Experiment) -> Experiment:
+    """exp, once its simulator-only sections (network, work) are known to be valid."""
+    NetworkConfig.from_mapping(exp.get("network", {}))
+    WorkModel.from_mapping(exp.get("work", {}))
+    return exp
 
 
 def simulation_for(exp: Experiment, worker: Worker) -> tuple[Any, Simulation]:

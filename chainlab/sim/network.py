@@ -362,8 +362,7 @@ def erdos_renyi(n: int, avg_degree: float, seed: int) -> nx.Graph:
         if nx.is_connected(graph):
             return graph
     raise ValueError(
-        f"no connected G({n}, {p:.4g}) found for seeds {seed}..{seed + _MAX_CONNECT_TRIES - 1}; "
-        "raise avg_degree"
+        f"no connected G({n}, {p:.4g}) found for seeds {seed}..{seed + _MAX_CONNECT_TRIES - 1}; raise avg_degree"
     )
 
 

@@ -218,8 +218,7 @@ def plot_results(results: Mapping[str, Any], path: Path) -> None:
     axes = figure.add_subplot()
 
     base_lists = [
-        [100 * b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None]
-        for row in rows
+        [100 * b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None] for row in rows
     ]
     band = [(h, min(b), max(b)) for h, b in zip(heights, base_lists, strict=True) if b]
     if band:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from chainlab.sim import report
-from chainlab.sim.experiment import Experiment, run
+from chainlab.sim.experiment import Experiment, checked, run
 
 Progress = Callable[[str, int, int], None]  # (label, round, tip height)
 
@@ -29,7 +29,7 @@ def points(exp: Experiment) -> list[tuple[str, Experiment]]:
     """The runs an experiment asks for: itself, or the grid of its `sweep` x `compare` values."""
     sweep = exp.get("sweep")
     if not sweep:
-        return [("", exp)]
+        return [("", checked(exp))]
     compare = exp.get("compare") or {"path": None, "values": [None]}
     labels = compare.get("labels") or [str(v) for v in compare["values"]]
     out = []
@@ -39,7 +39,7 @@ def points(exp: Experiment) -> list[tuple[str, Experiment]]:
             if compare["path"] is not None:
                 point = point.with_value(compare["path"], other)
             name = f"{sweep['path'].rsplit('.', 1)[-1]}={value}" + (f",{label}" if compare["path"] else "")
-            out.append((name, point))
+            out.append((name, checked(point)))
     return out
 
 
@@ -50,9 +50,7 @@ def write_run(results: dict[str, Any], out: Path) -> None:
     report.plot_results(results, out / "results.png")
 
 
-def run_to_disk(
-    exp: Experiment, out: Path, progress: Progress | None = None
-) -> list[tuple[str, dict[str, Any]]]:
+def run_to_disk(exp: Experiment, out: Path, progress: Progress | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Run every point of exp, writing each to its own folder (or out itself for a single run)."""
     name = str(exp.get("name", out.name))
     done: list[tuple[str, dict[str, Any]]] = []

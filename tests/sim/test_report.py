@@ -94,9 +94,7 @@ def test_plot_results_without_heights(tmp_path: Path) -> None:
 
 
 def sweep_points() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (str(delay), fake_results(2, wastage=delay / 8, ensemble=0.95 - delay / 1000)) for delay in (16, 2, 8)
-    ]
+    return [(str(delay), fake_results(2, wastage=delay / 8, ensemble=0.95 - delay / 1000)) for delay in (16, 2, 8)]
 
 
 def test_sweep_table() -> None:

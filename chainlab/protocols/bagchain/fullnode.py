@@ -59,9 +59,7 @@ class FullNode:
 
     role: ClassVar[str] = "validator"
 
-    def __init__(
-        self, identity: Identity, params: BagChainParams, genesis: KeyBlock, *, seed: int = 0
-    ) -> None:
+    def __init__(self, identity: Identity, params: BagChainParams, genesis: KeyBlock, *, seed: int = 0) -> None:
         self.identity = identity
         self.params = params
         self.seed = seed
@@ -81,6 +79,8 @@ class FullNode:
         self.rejected: dict[bytes, Reason] = {}
         self._mb_at: defaultdict[tuple[int, bytes], list[bytes]] = defaultdict(list)
         self._eb_at: defaultdict[tuple[int, bytes], list[bytes]] = defaultdict(list)
+        self._pending_mbs: set[bytes] = set()  # stored, no verdict yet
+        self._pending_ebs: set[bytes] = set()
         self._pending_kbs: dict[bytes, KeyBlock] = {}
         self._waiting_on: dict[bytes, Reason] = {}
         self._model_failures: dict[bytes, Reason] = {}  # by MiniBlock hash
@@ -201,9 +201,7 @@ class FullNode:
         task = self._task(release.task_id)
         if not release.signature_valid(task.requester_key):
             raise Rejected(Reason.UNAUTHORIZED_RELEASE, "not signed by the task's requester")
-        expected = (
-            task.validation_commitment if release.kind is DatasetKind.VALIDATION else task.test_commitment
-        )
+        expected = task.validation_commitment if release.kind is DatasetKind.VALIDATION else task.test_commitment
         if release.dataset != expected:
             raise Rejected(Reason.WRONG_DATASET, "does not match the task's commitment")
         key = (release.height, release.task_id, release.kind)
@@ -229,6 +227,7 @@ class FullNode:
     def _store_miniblock(self, mb: MiniBlock) -> None:
         self.miniblocks[mb.hash] = mb
         self._mb_at[(mb.height, mb.task_id)].append(mb.hash)
+        self._pending_mbs.add(mb.hash)
 
     def _admit_ensemble(self, eb: EnsembleBlock) -> None:
         if eb.hash in self.ensembles:
@@ -248,6 +247,7 @@ class FullNode:
     def _store_ensemble(self, eb: EnsembleBlock) -> None:
         self.ensembles[eb.hash] = eb
         self._eb_at[(eb.height, eb.task_id)].append(eb.hash)
+        self._pending_ebs.add(eb.hash)
 
     def _admit_key_block(self, kb: KeyBlock) -> None:
         if kb.hash in self.key_blocks or kb.hash in self._pending_kbs:
@@ -269,14 +269,20 @@ class FullNode:
             # A competing Key Block may still arrive for a recent height, so its blocks stay under review
             # for Q heights below the tip; older pending blocks can no longer matter.
             floor = self.chain.tip.height - self.params.queue_length
-            for mb_hash, mb in list(self.miniblocks.items()):
-                if mb_hash not in self.mb_verdict and mb.height > floor:
-                    changed |= self._settle(self.mb_verdict, "MiniBlock", mb_hash, self._check_miniblock, mb)
-            for eb_hash, eb in list(self.ensembles.items()):
-                if eb_hash not in self.eb_verdict and eb.height > floor:
-                    changed |= self._settle(
-                        self.eb_verdict, "EnsembleBlock", eb_hash, self._check_ensemble, eb
-                    )
+            for mb_hash in sorted(self._pending_mbs):
+                mb = self.miniblocks[mb_hash]
+                if mb.height <= floor:
+                    self._pending_mbs.discard(mb_hash)
+                elif self._settle(self.mb_verdict, "MiniBlock", mb_hash, self._check_miniblock, mb):
+                    self._pending_mbs.discard(mb_hash)
+                    changed = True
+            for eb_hash in sorted(self._pending_ebs):
+                eb = self.ensembles[eb_hash]
+                if eb.height <= floor:
+                    self._pending_ebs.discard(eb_hash)
+                elif self._settle(self.eb_verdict, "EnsembleBlock", eb_hash, self._check_ensemble, eb):
+                    self._pending_ebs.discard(eb_hash)
+                    changed = True
             for kb_hash, kb in list(self._pending_kbs.items()):
                 try:
                     self._check_key_block(kb)
@@ -529,9 +535,7 @@ class FullNode:
 
     # ----- effects ---------------------------------------------------------------------------------------------
 
-    def _reject(
-        self, kind: str, block_hash: bytes, reason: Reason, detail: str = "", sender: bytes = b""
-    ) -> None:
+    def _reject(self, kind: str, block_hash: bytes, reason: Reason, detail: str = "", sender: bytes = b"") -> None:
         self.rejected[block_hash] = reason
         self._record(
             "rejected",

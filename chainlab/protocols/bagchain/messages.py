@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, cast
 
 from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity, node_id_of, verify
 from chainlab.proto.v1 import bagchain_pb2 as pb
+from chainlab.protocols.spec import ModelSpec
 
 # KeyBlock.nonce is field 14 (fixed64): its wire bytes are this tag then 8 little-endian bytes.
 _NONCE_TAG = bytes([(14 << 3) | 1])
@@ -27,12 +26,13 @@ class _Signed:
     @cached_property
     def hash(self) -> bytes:
         """SHA-256 of the canonical encoding without the signature."""
-        return encoding.digest(self)  # type: ignore[arg-type]
+        return encoding.digest(self)
 
-    def signed_by(self, identity: Identity) -> Any:
+    def signed_by(self, identity: Identity) -> Self:
         """A copy carrying identity's signature over the hash."""
-        unsigned = dataclasses.replace(self, signature=b"")  # type: ignore[type-var]
-        return dataclasses.replace(unsigned, signature=identity.sign(unsigned.hash))
+        unsigned: Any = dataclasses.replace(cast(Any, self), signature=b"")
+        signed: Self = dataclasses.replace(unsigned, signature=identity.sign(unsigned.hash))
+        return signed
 
     def signature_valid(self, public_key: bytes) -> bool:
         """Whether the signature is public_key's over this object's hash."""
@@ -40,29 +40,7 @@ class _Signed:
 
     def encode(self) -> bytes:
         """Wire bytes, signature included."""
-        return encoding.encode(self)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Train(.; f): a model family and its hyper-parameters as canonical JSON."""
-
-    PROTO: ClassVar = pb.ModelSpec
-    family: str
-    params_json: str = "{}"
-
-    @classmethod
-    def of(cls, family: str, params: Mapping[str, Any]) -> ModelSpec:
-        """Build from a mapping; keys are sorted so equal specs hash equally."""
-        return cls(family, json.dumps(dict(params), sort_keys=True, separators=(",", ":")))
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The hyper-parameters as a dict."""
-        value = json.loads(self.params_json)
-        if not isinstance(value, dict):
-            raise encoding.EncodingError("model params must be a JSON object")
-        return value
+        return encoding.encode(self)
 
 
 @dataclass(frozen=True)
@@ -253,4 +231,5 @@ def from_wire(data: bytes) -> Message:
     """Parse an envelope; anything malformed raises EncodingError."""
     if not data or not 1 <= data[0] <= len(MESSAGE_TYPES):
         raise encoding.EncodingError("unknown message tag")
-    return encoding.decode(MESSAGE_TYPES[data[0] - 1], data[1:])
+    message: Message = encoding.decode(MESSAGE_TYPES[data[0] - 1], data[1:])
+    return message

@@ -113,9 +113,7 @@ class Miner(FullNode):
             self._record("training_obsolete", height=height)
             return
         digest = model_hash(model, self.node_id)
-        mb = MiniBlock(self.now, self.identity.public_key, task_id, digest, tip.hash, height).signed_by(
-            self.identity
-        )
+        mb = MiniBlock(self.now, self.identity.public_key, task_id, digest, tip.hash, height).signed_by(self.identity)
         self.models[digest] = model
         self._own[digest] = mb
         self._store_miniblock(mb)
@@ -152,9 +150,7 @@ class Miner(FullNode):
         pending = [mb for mb in candidates if mb.hash not in self.mb_verdict]
         if pending and (height, task.task_id) not in self._collection_closed:
             return
-        members = self._unique_models(
-            [mb for mb in candidates if self.mb_verdict.get(mb.hash, False) is None]
-        )
+        members = self._unique_models([mb for mb in candidates if self.mb_verdict.get(mb.hash, False) is None])
         if not members:
             return
         value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
@@ -170,11 +166,10 @@ class Miner(FullNode):
             height,
         ).signed_by(self.identity)
         self._store_ensemble(eb)
+        self._pending_ebs.discard(eb.hash)
         self.eb_verdict[eb.hash] = None
         self._emit(Broadcast(eb, self.params.ensemble_block_size_mb))
-        self._record(
-            "ensemble_created", block=eb.hash.hex(), height=height, size=len(members), metric_v=value
-        )
+        self._record("ensemble_created", block=eb.hash.hex(), height=height, size=len(members), metric_v=value)
 
     @staticmethod
     def _unique_models(members: list[MiniBlock]) -> list[MiniBlock]:

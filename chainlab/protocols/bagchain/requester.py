@@ -34,9 +34,7 @@ class Requester:
 
     role: ClassVar[str] = "requester"
 
-    def __init__(
-        self, identity: Identity, params: BagChainParams, genesis: KeyBlock, tasks: Sequence[Task]
-    ) -> None:
+    def __init__(self, identity: Identity, params: BagChainParams, genesis: KeyBlock, tasks: Sequence[Task]) -> None:
         self.identity = identity
         self.params = params
         self.tasks = {t.task_id: t for t in tasks}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -132,9 +132,9 @@ class Harness:
             self.servers.setdefault(miner.node_id, miner)
         self._run(self.node.start(self.now))
 
-    def send(self, *messages: Message | Iterable[Message]) -> None:
+    def send(self, *messages: Message | Sequence[Message]) -> None:
         for item in messages:
-            for message in [item] if not isinstance(item, list | tuple) else item:
+            for message in item if isinstance(item, Sequence) else [item]:
                 self.now += 1
                 self._run(self.node.on_message(b"peer", message, self.now))
 
@@ -146,7 +146,9 @@ class Harness:
         return [(r.data["kind"], r.data["reason"]) for r in self.records if r.event == "rejected"]
 
     def reason_for(self, message: Message) -> str | None:
-        hits = [r.data["reason"] for r in self.records if r.event == "rejected" and r.data["block"] == message.hash.hex()]
+        hits = [
+            r.data["reason"] for r in self.records if r.event == "rejected" and r.data["block"] == message.hash.hex()
+        ]
         return hits[0] if hits else None
 
     def _run(self, effects: list[Any]) -> None:
@@ -193,7 +195,10 @@ def remine(kb: KeyBlock, identity: Identity, **changes: Any) -> KeyBlock:
     return dataclasses.replace(draft, nonce=nonce).signed_by(identity)
 
 
-def resign(block: Any, identity: Identity, **changes: Any) -> Any:
+Signed = TypeVar("Signed", MiniBlock, EnsembleBlock, KeyBlock, DatasetRelease)
+
+
+def resign(block: Signed, identity: Identity, **changes: Any) -> Signed:
     return dataclasses.replace(block, signature=b"", **changes).signed_by(identity)
 
 

@@ -14,6 +14,7 @@ from chainlab.protocols.bagchain.messages import (
     DatasetKind,
     DatasetRelease,
     EnsembleBlock,
+    KeyBlock,
     MiniBlock,
     RankedEnsemble,
     Reward,
@@ -60,7 +61,7 @@ def test_plagiarised_model_hash_under_another_id_fails(honest: Honest, harness: 
 
 
 def test_miniblock_after_validation_release_is_rejected(honest: Honest, harness: Harness) -> None:
-    lazy, late = _lazy_miner(honest, b"whatever")
+    _, late = _lazy_miner(honest, b"whatever")
     harness.send(list(honest.net.tasks), honest.miniblocks(1), honest.release(1, V), late)
     assert harness.reason_for(late) == Reason.AFTER_VALIDATION_RELEASE
 
@@ -172,7 +173,7 @@ def test_ensemble_over_two_parents_without_cfs_and_duplicate_models_with_cfs(hon
 # ----- Key Blocks (Algorithm 2.3) -----------------------------------------------------------------------------
 
 
-def _sibling_key_block(honest: Honest) -> object:
+def _sibling_key_block(honest: Honest) -> KeyBlock:
     """A valid competitor of KB_1: the same ranking, produced and rewarded by another miner."""
     kb = honest.key_block(1)
     other = next(m for m in honest.net.miners if m.node_id != kb.miner_id)
@@ -181,18 +182,22 @@ def _sibling_key_block(honest: Honest) -> object:
     task = honest.net.tasks[0]
     rewards = rules.allocate_rewards(task.fee, winners, other.node_id, honest.params.key_block_reward)
     return remine(
-        kb, other.identity, miner_key=other.identity.public_key, rewards=rewards, merkle_root=rules.rewards_root(rewards)
+        kb,
+        other.identity,
+        miner_key=other.identity.public_key,
+        rewards=rewards,
+        merkle_root=rules.rewards_root(rewards),
     )
 
 
-def _tampered(honest: Honest, **changes: object) -> object:
+def _tampered(honest: Honest, **changes: object) -> KeyBlock:
     kb = honest.key_block(1)
     return remine(kb, honest.identity_of(kb.miner_id), **changes)
 
 
-def _check_key_block(honest: Honest, harness: Harness, kb: object) -> str | None:
+def _check_key_block(honest: Honest, harness: Harness, kb: KeyBlock) -> str | None:
     harness.send(honest.history(1), kb)
-    return harness.reason_for(kb)  # type: ignore[arg-type]
+    return harness.reason_for(kb)
 
 
 def test_bad_pow(honest: Honest, harness: Harness) -> None:

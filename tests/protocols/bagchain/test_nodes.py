@@ -1,0 +1,93 @@
+"""Behaviour of the nodes themselves: model serving, the requester's schedule, fork choice, convergence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chainlab.ledger.identity import Identity
+from chainlab.protocols.bagchain.messages import DatasetKind, ModelRequest
+from chainlab.protocols.effects import Broadcast, StartTimer
+from chainlab.scenario import Experiment
+from chainlab.sim.experiment import run
+from tests.protocols.bagchain.conftest import Harness, Honest, resign, validator
+
+V, E = DatasetKind.VALIDATION, DatasetKind.TEST
+
+
+def test_models_are_not_served_before_the_validation_release(honest: Honest) -> None:
+    """Section VI-B: a fresh miner that has not seen D_V serves its model only against a genuine release."""
+    miner = honest.net.miners[0]
+    mb = next(m for m in honest.miniblocks(1) if m.miner_id == miner.node_id)
+    release = honest.release(1, V)
+    saved = dict(miner.releases)
+    miner.releases.clear()  # as before Phase II
+    try:
+        assert miner.serve_model(ModelRequest(mb.model_hash, None), 0) is None
+        forged = resign(release, Identity.from_seed(b"impostor"))
+        assert miner.serve_model(ModelRequest(mb.model_hash, forged), 0) is None
+        wrong_height = resign(release, honest.net.requester.identity, height=2)
+        assert miner.serve_model(ModelRequest(mb.model_hash, wrong_height), 0) is None
+        test_set = resign(release, honest.net.requester.identity, kind=E)
+        assert miner.serve_model(ModelRequest(mb.model_hash, test_set), 0) is None
+        assert miner.serve_model(ModelRequest(mb.model_hash, release), 0) == miner.own_models()[mb.model_hash]
+    finally:
+        miner.releases.update(saved)
+    assert miner.serve_model(ModelRequest(honest.miniblocks(1)[-1].model_hash + b"x", release), 0) is None
+
+
+def test_requester_schedules_releases_after_each_key_block(honest: Honest) -> None:
+    requester = honest.net.requester
+    v1, e1 = honest.release(1, V), honest.release(1, E)
+    assert e1.timestamp - v1.timestamp == honest.params.phase2_rounds
+    v2 = honest.release(2, V)
+    assert v2.timestamp - honest.key_block(1).timestamp >= honest.params.phase1_rounds
+    assert requester.serve_dataset(honest.net.tasks[0].train_commitment)
+    assert [r.height for r in requester.results()] == [1, 2]
+
+
+def test_requester_releases_nothing_for_a_height_twice(honest: Honest) -> None:
+    fresh = type(honest.net.requester)(
+        Identity.from_seed(b"req"), honest.params, honest.observer.genesis, honest.net.tasks
+    )
+    effects = fresh.start(0)
+    assert sum(isinstance(e, Broadcast) for e in effects) == len(honest.net.tasks)
+    assert [e.timer for e in effects if isinstance(e, StartTimer)] == [
+        f"release:1:1:{honest.net.tasks[0].task_id.hex()}"
+    ]
+    # the requester only follows blocks with a valid signature and proof of work
+    assert fresh.on_message(b"peer", honest.key_block(1), 5)  # honest KB_1: schedules height 2
+    assert fresh.on_message(b"peer", honest.key_block(1), 6) == []
+
+
+def test_equal_competitors_converge_on_the_smaller_hash(honest: Honest) -> None:
+    from tests.protocols.bagchain.test_validation import _sibling_key_block
+
+    fork = _sibling_key_block(honest)
+    tips = set()
+    for order in ((honest.key_block(1), fork), (fork, honest.key_block(1))):
+        h = Harness(validator(honest), honest)
+        h.send(honest.history(1), *order)
+        assert h.rejections() == []
+        tips.add(h.node.tip.hash)
+    assert tips == {min(fork.hash, honest.key_block(1).hash)}
+
+
+def test_forking_mesh_with_cfs_stays_honest_and_converges() -> None:
+    """Slow Key Blocks on a sparse mesh fork the chain; honest nodes must never reject each other."""
+    config: dict[str, Any] = {
+        "name": "forks", "seed": 9, "dataset": "digits", "model": {"family": "decision_tree"},
+        "metric_min": 0.3, "tasks": 3, "miners": 8, "validators": 1,
+        "partition": {"kappa": 0.1, "zeta": 0.1},
+        "network": {"kind": "erdos_renyi", "avg_degree": 2.5, "bandwidth_mb": 0.5, "topology_seed": 2},
+        "protocol": {"target": "2**249-1", "key_block_size_mb": 40, "phase1_rounds": 60, "cfs": True},
+        "work": {"train_rounds": 5},
+    }  # fmt: skip
+    for cfs in (True, False):
+        results = run(Experiment.from_mapping({**config, "protocol": {**config["protocol"], "cfs": cfs}}))
+        assert results["forks"] > 0, "the scenario must fork to test anything"
+        assert results["tips_agree"], cfs
+        # Slow links legitimately make a MiniBlock arrive after D_V at some node, and then an Ensemble
+        # Block that lists it is unknown there; nothing else may be rejected between honest nodes.
+        timing = ("MiniBlock:after_validation_release", "EnsembleBlock:unknown_miniblock")
+        assert {k: v for k, v in results["rejections"].items() if k not in timing} == {}, cfs
+        assert len(results["heights"]) == 3

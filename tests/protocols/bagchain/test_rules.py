@@ -1,0 +1,67 @@
+"""Rewards, ranking, queue rotation and the CFS parent vote."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chainlab.ledger.hashing import sha256
+from chainlab.ledger.identity import Identity
+from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain.messages import MiniBlock, RankedEnsemble
+
+MINERS = [Identity.from_seed(bytes([i])) for i in range(6)]
+
+
+def _mb(miner: int, parent: bytes = b"p", salt: int = 0) -> MiniBlock:
+    key = MINERS[miner].public_key
+    return MiniBlock(salt, key, b"task", sha256(bytes([miner, salt])), parent, 1)
+
+
+@given(
+    fee=st.integers(0, 10**9), reward=st.integers(0, 1000), picks=st.lists(st.integers(0, 5), min_size=1, max_size=12)
+)
+def test_fee_is_split_evenly_and_nothing_is_lost(fee: int, reward: int, picks: list[int]) -> None:
+    winners = [_mb(m, salt=i) for i, m in enumerate(picks)]
+    producer = MINERS[0].node_id
+    allocation = rules.allocate_rewards(fee, winners, producer, reward)
+    assert sum(r.amount for r in allocation) == fee + reward
+    assert [r.recipient for r in allocation] == sorted({r.recipient for r in allocation})
+    shares = {mb.hash: fee // len(winners) for mb in winners}
+    for mb in sorted(winners, key=lambda m: m.hash)[: fee % len(winners)]:
+        shares[mb.hash] += 1
+    expected: dict[bytes, int] = {}
+    for mb in winners:
+        expected[mb.miner_id] = expected.get(mb.miner_id, 0) + shares[mb.hash]
+    expected[producer] = expected.get(producer, 0) + reward
+    assert {r.recipient: r.amount for r in allocation} == {k: v for k, v in expected.items() if v}
+
+
+def test_no_winners_pays_only_the_block_reward() -> None:
+    assert [(r.recipient, r.amount) for r in rules.allocate_rewards(100, [], b"me", 50)] == [(b"me", 50)]
+
+
+@given(st.lists(st.tuples(st.binary(min_size=32, max_size=32), st.floats(0, 1)), max_size=8))
+def test_rank_is_best_first_and_idempotent(entries: list[tuple[bytes, float]]) -> None:
+    ranked = rules.rank(RankedEnsemble(h, m) for h, m in entries)
+    assert [e.metric_e for e in ranked] == sorted((m for _, m in entries), reverse=True)
+    assert rules.rank(ranked) == ranked
+    assert rules.rank(reversed(ranked)) == ranked
+
+
+def test_rotate_queue() -> None:
+    assert rules.rotate_queue((b"a", b"b", b"c"), b"d") == (b"b", b"c", b"d")
+    assert rules.rotate_queue((b"a", b"b"), None) == (b"b",)
+
+
+def test_majority_parents_and_ties() -> None:
+    assert rules.majority_parents([_mb(0, b"x"), _mb(1, b"x"), _mb(2, b"y")]) == {b"x"}
+    assert rules.majority_parents([_mb(0, b"x"), _mb(1, b"y")]) == {b"x", b"y"}
+    assert rules.majority_parents([]) == set()
+
+
+def test_rewards_root_commits_to_every_entry() -> None:
+    allocation = rules.allocate_rewards(10, [_mb(1), _mb(2)], MINERS[0].node_id, 5)
+    root = rules.rewards_root(allocation)
+    assert rules.rewards_root(allocation[::-1]) != root
+    assert rules.rewards_root(allocation[:-1]) != root

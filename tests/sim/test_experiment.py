@@ -1,0 +1,114 @@
+"""Simulated experiments end to end: determinism, results contents, sweeps and config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chainlab.cli import main
+from chainlab.scenario import Experiment
+from chainlab.sim.experiment import checked, run
+from chainlab.sim.runner import points, run_to_disk
+
+SMALL: dict[str, Any] = {
+    "name": "small",
+    "seed": 3,
+    "dataset": "digits",
+    "model": {"family": "decision_tree"},
+    "metric_min": 0.3,
+    "tasks": 2,
+    "miners": 4,
+    "validators": 1,
+    "partition": {"kappa": 0.1, "zeta": 0.2},
+    "network": {"kind": "full", "delay_rounds": 2},
+    "protocol": {"phase1_rounds": 30, "phase2_rounds": 10, "target": "2**250-1"},
+    "work": {"train_rounds": 3},
+}
+TIMINGS = {"wall_seconds", "ml_seconds"}
+
+
+def _without_timings(results: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if k not in TIMINGS}
+
+
+def test_same_seed_gives_identical_results_json(tmp_path: Path) -> None:
+    exp = Experiment.from_mapping(SMALL)
+    first, second = run(exp), run(exp)
+    assert json.dumps(_without_timings(first), sort_keys=True) == json.dumps(_without_timings(second), sort_keys=True)
+    other = run(Experiment.from_mapping({**SMALL, "seed": 4}))
+    assert _without_timings(other)["heights"] != _without_timings(first)["heights"]
+
+
+def test_results_hold_what_the_paper_reports() -> None:
+    results = run(Experiment.from_mapping(SMALL))
+    assert len(results["heights"]) == 2
+    assert results["tips_agree"]
+    assert results["rejections"] == {}
+    for height in results["heights"]:
+        assert height["miniblocks_generated"] == 4
+        assert 0 < height["miniblocks_used"] <= 4
+        assert len(height["base_accuracies"]) == 4
+        assert height["ensemble_accuracy"] > 0.5
+    base = results["base_accuracy"]
+    assert base["min"] <= base["mean"] <= base["max"]
+    assert results["ensemble_accuracy"] > base["max"]  # bagging beats every base model here
+    assert results["public_accuracy"] > 0
+    assert results["ml_seconds"] <= results["wall_seconds"]
+    assert results["key_block_interval_rounds"] > SMALL["protocol"]["phase1_rounds"]
+
+
+def test_sweep_writes_one_results_json_per_point_and_a_summary(tmp_path: Path) -> None:
+    sweep = {**SMALL, "tasks": 1, "sweep": {"path": "miners", "values": [2, 3]},
+             "compare": {"path": "protocol.cfs", "values": [False, True], "labels": ["off", "on"]}}  # fmt: skip
+    exp = Experiment.from_mapping(sweep)
+    assert [label for label, _ in points(exp)] == ["miners=2,off", "miners=2,on", "miners=3,off", "miners=3,on"]
+    run_to_disk(exp, tmp_path)
+    for label in ("miners=2,off", "miners=3,on"):
+        assert json.loads((tmp_path / label / "results.json").read_text())["config"]["miners"] == int(label[7])
+        assert (tmp_path / label / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(json.loads((tmp_path / "summary.json").read_text())) == 4
+    assert "miners=3,on" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "summary_on.png").exists()
+
+
+def test_cli_sim_writes_results_and_plot(tmp_path: Path) -> None:
+    config = tmp_path / "small.yaml"
+    config.write_text(json.dumps({**SMALL, "tasks": 1}))  # JSON is YAML
+    assert main(["sim", "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["seed"] == 3 and len(results["heights"]) == 1
+    assert (tmp_path / "out" / "results.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "blue"}, "unknown config key"),
+        ({"protocol": {"phase_one": 3}}, "unknown protocol parameter"),
+        ({"network": {"kind": "full", "speed": 3}}, "speed"),
+        ({"miners": 0}, "at least 1"),
+    ],
+)
+def test_bad_config_is_named(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        checked(Experiment.from_mapping({**SMALL, **change}))
+
+
+def test_cli_reports_config_errors(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("colour: blue\n")
+    assert main(["sim", "--config", str(config), "--out", str(tmp_path)]) == 2
+
+
+def test_shipped_experiment_configs_parse() -> None:
+    from chainlab.scenario import load_experiment
+
+    configs = sorted(Path("experiments").glob("*.yaml"))
+    assert {"table1_mnist_dt", "noniid_mnist_dt", "miners_sweep_mnist_dt", "delay_cfs_mnist_dt", "demo"} <= {
+        c.stem for c in configs
+    }
+    for config in configs:
+        assert points(load_experiment(config))
