@@ -16,10 +16,10 @@ import yaml
 
 from chainlab.learning.datasets import Dataset, load_dataset, split_validation_test
 from chainlab.learning.partition import partition
-from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
+from chainlab.mlwork import learning_spec
 from chainlab.protocols.bagchain import BagChainParams, FullNode, Miner, Requester
 from chainlab.protocols.bagchain.messages import KeyBlock, Task, genesis
 from chainlab.protocols.spec import ModelSpec
@@ -186,7 +186,7 @@ def build(exp: Experiment) -> Network:
 
 def summarise(exp: Experiment, net: Network, records: list[Observation], worker: Worker) -> dict[str, Any]:
     """Per-height and overall figures, measured on D_E from the consensus chain."""
-    spec = LearningSpec.from_mapping(exp.model_spec().family, exp.model_spec().params)
+    spec = learning_spec(exp.model_spec())
     observer = net.miners[0]
     models = {h: m for miner in net.miners for h, m in miner.own_models().items()}
     created = _by_height(records, "miniblock_created")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from chainlab.learning.codec import ModelCodecError, decode_skops, encode_skops
+from chainlab.learning.codec import ModelCodecError, decode_arrays, encode_arrays
 
 if TYPE_CHECKING:
     from sklearn.tree import DecisionTreeClassifier
@@ -90,33 +90,22 @@ class TreeModel:
     n_classes: int
 
 
-# What a DecisionTreeClassifier's skops schema consists of (collected from trees fitted with every kind of
-# hyper-parameter value); any other type in an archive is refused before skops loads it.
-_TREE_TYPES = frozenset(
-    {
-        ("builtins", "dict"),
-        ("builtins", "list"),
-        ("builtins", "tuple"),
-        ("builtins", "str"),
-        ("builtins", "int"),
-        ("builtins", "float"),
-        ("builtins", "bool"),
-        ("numpy", "ndarray"),
-        ("numpy", "int64"),
-        ("numpy", "float64"),
-        ("sklearn.tree._classes", "DecisionTreeClassifier"),
-        ("sklearn.tree._tree", "Tree"),
-    }
-)
-_TREE_LOADERS = frozenset(
-    {"ObjectNode", "DictNode", "ListNode", "TupleNode", "JsonNode", "TypeNode", "NdArrayNode", "TreeNode"}
-)
-# skops trusts the estimator itself by default; the Cython Tree is the one type it asks about.
-_TREE_TRUSTED = frozenset({"sklearn.tree._tree.Tree"})
+# The tree's node table as separate arrays (safetensors has no structured dtypes), with their dtypes.
+_NODE_FIELDS = {
+    "left_child": "I64",
+    "right_child": "I64",
+    "feature": "I64",
+    "threshold": "F64",
+    "impurity": "F64",
+    "n_node_samples": "I64",
+    "weighted_n_node_samples": "F64",
+    "missing_go_to_left": "U8",
+}
+_TREE_TENSORS = {**_NODE_FIELDS, "values": "F64", "classes": "I64"}
 
 
 class DecisionTreeFamily:
-    """scikit-learn's DecisionTreeClassifier, seeded per fit, encoded with skops."""
+    """scikit-learn's DecisionTreeClassifier, seeded per fit, encoded as its arrays."""
 
     name: str = "decision_tree"
 
@@ -149,28 +138,62 @@ class DecisionTreeFamily:
         return out
 
     def encode(self, model: TreeModel) -> bytes:
-        """Canonical skops archive of the tree with the class count in its metadata."""
-        return encode_skops(model.estimator, {"family": self.name, "format": 1, "n_classes": model.n_classes})
+        """The fitted tree's node table, leaf values and classes as safetensors arrays."""
+        estimator = model.estimator
+        state = estimator.tree_.__getstate__()
+        nodes = state["nodes"]
+        arrays = {name: np.asarray(nodes[name]) for name in _NODE_FIELDS}
+        arrays["values"] = np.asarray(state["values"], dtype=np.float64)
+        arrays["classes"] = np.asarray(estimator.classes_, dtype=np.int64)
+        meta = {
+            "family": self.name,
+            "format": 1,
+            "n_classes": model.n_classes,
+            "n_features": int(estimator.n_features_in_),
+            "max_depth": int(state["max_depth"]),
+        }
+        return encode_arrays(arrays, meta)
 
     def decode(self, data: bytes) -> TreeModel:
-        """Load and structurally validate a tree archive."""
-        from sklearn.tree import DecisionTreeClassifier
-
-        estimator, meta = decode_skops(
-            data,
-            allowed_types=_TREE_TYPES,
-            allowed_loaders=_TREE_LOADERS,
-            trusted=_TREE_TRUSTED,
-            expected=DecisionTreeClassifier,
-        )
+        """Rebuild and structurally validate a tree from its arrays."""
+        arrays, meta = decode_arrays(data, _TREE_TENSORS)
         n_classes = check_meta_classes(meta, self.name)
         try:
+            estimator = _rebuild_tree(arrays, meta, self.params)
             _validate_tree(estimator, n_classes)
         except ModelCodecError:
             raise
         except Exception as exc:
             raise ModelCodecError(f"malformed decision tree: {exc}") from exc
         return TreeModel(estimator, n_classes)
+
+
+def _rebuild_tree(arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """A fitted DecisionTreeClassifier from the arrays of encode(); sklearn's own Tree state format."""
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
+    classes = arrays["classes"]
+    count = len(arrays["left_child"])
+    if any(arrays[name].shape != (count,) for name in _NODE_FIELDS):
+        raise ModelCodecError("tree node arrays differ in length")
+    if arrays["values"].shape != (count, 1, len(classes)):
+        raise ModelCodecError("tree leaf values have the wrong shape")
+    nodes = np.zeros(count, dtype=NODE_DTYPE)
+    for name in _NODE_FIELDS:
+        nodes[name] = arrays[name]
+    n_features = int(meta["n_features"])
+    tree = Tree(n_features, np.array([len(classes)], dtype=np.intp), 1)
+    state = {"max_depth": int(meta["max_depth"]), "node_count": count, "nodes": nodes, "values": arrays["values"]}
+    tree.__setstate__(state)
+    estimator = DecisionTreeClassifier(**params)
+    estimator.n_features_in_ = n_features
+    estimator.n_outputs_ = 1
+    estimator.classes_ = classes
+    estimator.n_classes_ = len(classes)
+    estimator.max_features_ = n_features
+    estimator.tree_ = tree
+    return estimator
 
 
 def _validate_tree(estimator: DecisionTreeClassifier, n_classes: int) -> None:

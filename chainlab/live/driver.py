@@ -8,14 +8,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from chainlab.learning.codec import ModelCodecError
+from chainlab import mlwork
 from chainlab.learning.datasets import Dataset
-from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
 from chainlab.ledger.pow import search_nonce
 from chainlab.live.transport import InMemoryTransport
-from chainlab.protocols.bagchain.fullnode import EvaluationFailed
 from chainlab.protocols.bagchain.messages import ModelRequest, from_wire, nonce_suffix, to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.effects import (
@@ -30,7 +28,6 @@ from chainlab.protocols.effects import (
     StartTimer,
     Train,
 )
-from chainlab.protocols.spec import ModelSpec
 from chainlab.scenario import Observation
 
 log = logging.getLogger("chainlab.live")
@@ -138,10 +135,10 @@ class LiveNode:
     async def _job(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> None:
         result: object
         if isinstance(effect, Train):
-            data = self._local_data(effect.train_commitment)
-            result = await asyncio.to_thread(self.worker.train, _spec(effect.spec), data, effect.seed)
+            data = mlwork.local_data(self.datasets[effect.train_commitment], self.private)
+            result = await asyncio.to_thread(mlwork.train, self.worker, effect, data)
         elif isinstance(effect, Evaluate):
-            result = await asyncio.to_thread(self._evaluate, effect)
+            result = await asyncio.to_thread(mlwork.evaluate, self.worker, effect, self.datasets)
         elif isinstance(effect, Mine):
             result = await self._mine(effect)
         elif isinstance(effect, FetchModel):
@@ -149,18 +146,6 @@ class LiveNode:
         else:
             result = await self.transport.request(effect.peer, "dataset", effect.commitment) == b"\x01"
         self._inbox.put_nowait(("result", (effect.job, result)))
-
-    def _local_data(self, train_commitment: bytes) -> Dataset:
-        public = self.datasets[train_commitment]
-        return public if self.private is None else Dataset.concat([public, self.private])
-
-    def _evaluate(self, effect: Evaluate) -> float | EvaluationFailed:
-        try:
-            return self.worker.ensemble_metric(
-                effect.models, _spec(effect.spec), self.datasets[effect.dataset], effect.aggregate, effect.metric
-            )
-        except (ModelCodecError, ValueError) as exc:
-            return EvaluationFailed(str(exc))
 
     async def _mine(self, effect: Mine) -> int:
         """q hash trials per round, in real time, until one meets the target."""
@@ -176,7 +161,3 @@ class LiveNode:
         now = self.clock.now()
         self.records.append(Observation(now, self.index, event, data))
         log.info(json.dumps({"round": now, "node": self.index, "role": self.node.role, "event": event, **data}))
-
-
-def _spec(spec: ModelSpec) -> LearningSpec:
-    return LearningSpec.from_mapping(spec.family, spec.params)

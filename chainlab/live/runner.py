@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import Any
 
-from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.live.driver import LiveNode, RoundClock
 from chainlab.live.transport import InMemoryTransport
+from chainlab.mlwork import learning_spec
 from chainlab.scenario import Experiment, Network, Observation, build, summarise
 
 
@@ -21,7 +21,7 @@ async def run_live(
     net = build(exp)
     # Importing the model family's code takes seconds the first time: pay it before the clock starts.
     spec = exp.model_spec()
-    Worker().fit_plain(LearningSpec.from_mapping(spec.family, spec.params), net.public, exp.seed)
+    Worker().fit_plain(learning_spec(spec), net.public, exp.seed)
     records: list[Observation] = []
     clock = RoundClock(round_seconds)
     transport = InMemoryTransport(delay_rounds * round_seconds)

@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from chainlab.learning.codec import ModelCodecError
+from chainlab import mlwork
 from chainlab.learning.datasets import Dataset
-from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger.pow import search_nonce
-from chainlab.protocols.bagchain.fullnode import EvaluationFailed
 from chainlab.protocols.bagchain.messages import nonce_suffix
 from chainlab.protocols.effects import (
     Broadcast,
@@ -29,7 +27,6 @@ from chainlab.protocols.effects import (
     StartTimer,
     Train,
 )
-from chainlab.protocols.spec import ModelSpec
 from chainlab.scenario import Observation
 from chainlab.sim.network import NetworkModel
 
@@ -125,36 +122,21 @@ class Simulation:
             elif isinstance(effect, CancelJob):
                 self._cancelled.add((i, effect.job))
             elif isinstance(effect, Train):
-                model = self.worker.train(_spec(effect.spec), self._local_data(i, effect.train_commitment), effect.seed)
+                model = mlwork.train(self.worker, effect, self._local_data(i, effect.train_commitment))
                 self._push(self.now + self.work.train_rounds, "result", i, (effect.job, model))
             elif isinstance(effect, Evaluate):
-                self._push(self.now, "result", i, (effect.job, self._evaluate(effect)))
+                self._push(self.now, "result", i, (effect.job, mlwork.evaluate(self.worker, effect, self.datasets)))
             elif isinstance(effect, Mine):
                 self._mine(i, effect)
             elif isinstance(effect, FetchModel | FetchDataset):
                 self._fetch(i, effect)
 
     def _local_data(self, i: int, train_commitment: bytes) -> Dataset:
-        """D_Ti = D_T U D_Mi, built once per miner and task data."""
+        """D_Ti, built once per miner and task data."""
         key = (i, train_commitment)
         if key not in self._train_data:
-            parts = [self.datasets[train_commitment]]
-            if i in self.private:
-                parts.append(self.private[i])
-            self._train_data[key] = Dataset.concat(parts)
+            self._train_data[key] = mlwork.local_data(self.datasets[train_commitment], self.private.get(i))
         return self._train_data[key]
-
-    def _evaluate(self, effect: Evaluate) -> float | EvaluationFailed:
-        try:
-            return self.worker.ensemble_metric(
-                effect.models,
-                _spec(effect.spec),
-                self.datasets[effect.dataset],
-                effect.aggregate,
-                effect.metric,
-            )
-        except (ModelCodecError, ValueError) as exc:
-            return EvaluationFailed(str(exc))
 
     def _mine(self, i: int, effect: Mine) -> None:
         """Real nonce search; the trial count at success decides the round at q trials per round."""
@@ -186,7 +168,3 @@ class Simulation:
         else:
             answer = bool(node.serve_dataset(effect.commitment)) if hasattr(node, "serve_dataset") else None
         self._push(self.now, "result", client, (effect.job, answer))
-
-
-def _spec(spec: ModelSpec) -> LearningSpec:
-    return LearningSpec.from_mapping(spec.family, spec.params)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from chainlab.scenario import load_experiment
 from chainlab.sim import report
-from chainlab.sim.runner import SUMMARY_FIELDS, run_to_disk, summary_rows
+from chainlab.sim.runner import SUMMARY_FIELDS, folder_name, run_to_disk, summary_rows
 
 # What the paper reports, for the report's side-by-side columns.
 PAPER = {
@@ -64,7 +64,8 @@ def _section(name: str, description: str, done: list[tuple[str, dict[str, Any]]]
     else:
         lines += [report.markdown_table(summary_rows(done), ["point", *SUMMARY_FIELDS]), ""]
         lines += [f"![{png.stem}]({name}/{png.name})" for png in sorted((out / name).glob("summary*.png"))]
-        lines += ["", f"Per-point results: `{name}/<point>/results.json`.", ""]
+        folders = ", ".join(f"`{name}/{folder_name(label)}/`" for label, _ in done)
+        lines += ["", f"Per-point results.json and results.png: {folders}.", ""]
     lines += ["```json", json.dumps({k: v for k, v in done[0][1]["config"].items() if k != "description"}), "```", ""]
     return lines
 

@@ -61,7 +61,7 @@ def run_to_disk(exp: Experiment, out: Path, progress: Progress | None = None) ->
                 progress(label or name, at, height)
 
         results = run(point, step)
-        write_run(results, out / label if label else out)
+        write_run(results, out / folder_name(label) if label else out)
         done.append((label, results))
     if len(done) > 1:
         write_summary(exp, done, out)
@@ -101,3 +101,8 @@ def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+
+
+def folder_name(label: str) -> str:
+    """A point's folder: its label with anything but letters, digits, '=', ',', '.', '-' made '_'."""
+    return "".join(c if c.isalnum() or c in "=,.-" else "_" for c in label)

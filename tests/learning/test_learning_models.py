@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
+from typing import Any
 
 import numpy as np
 import pytest
-import skops.io
+import torch
+from safetensors.numpy import load as load_arrays
 from safetensors.torch import save as save_safetensors
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import FunctionTransformer
-from sklearn.tree import DecisionTreeClassifier
 
-from chainlab.learning.codec import ModelCodecError, decode_skops, encode_safetensors, encode_skops
+from chainlab.learning.codec import ModelCodecError, encode_arrays, encode_safetensors, read_header
 from chainlab.learning.datasets import Dataset, load_dataset
 from chainlab.learning.models import DecisionTreeFamily, LeNet5Family, TreeModel, make_family
-
-TREE_META = {"family": "decision_tree", "format": 1, "n_classes": 10}
 
 
 @pytest.fixture(scope="module")
@@ -70,72 +65,43 @@ def test_tree_rejects_garbage(data: bytes) -> None:
         DecisionTreeFamily().decode(data)
 
 
-def test_tree_rejects_untrusted_types(tree: tuple[DecisionTreeFamily, TreeModel]) -> None:
-    family, model = tree
-    # A function reference inside an otherwise valid tree archive.
-    poisoned = DecisionTreeClassifier(max_depth=1).fit([[0.0], [1.0]], [0, 1])
-    poisoned.hook = os.system
-    with pytest.raises(ModelCodecError, match="disallowed"):
-        family.decode(encode_skops(poisoned, TREE_META))
-    with pytest.raises(ModelCodecError, match="disallowed"):
-        family.decode(encode_skops(FunctionTransformer(func=os.system), TREE_META))
-    with pytest.raises(ModelCodecError, match="disallowed"):
-        family.decode(encode_skops(LogisticRegression(), TREE_META))
-    # With the schema allow-list opened up, skops' own trust check still refuses the function.
-    schema = json.loads(zipfile.ZipFile(io.BytesIO(encode_skops(poisoned, TREE_META))).read("schema.json"))
-    everything = {(n["__module__"], n["__class__"]) for n in _schema_nodes(schema)}
-    with pytest.raises(ModelCodecError, match="untrusted"):
-        decode_skops(
-            encode_skops(poisoned, TREE_META),
-            allowed_types=everything,
-            allowed_loaders={n["__loader__"] for n in _schema_nodes(schema) if "__loader__" in n},
-            trusted={"sklearn.tree._tree.Tree"},
-            expected=DecisionTreeClassifier,
-        )
-    # Plain skops bytes carry no chainlab metadata.
-    with pytest.raises(ModelCodecError):
-        family.decode(skops.io.dumps(model.estimator))
-    with pytest.raises(ModelCodecError, match="class count"):
-        family.decode(encode_skops(model.estimator, {**TREE_META, "n_classes": 0}))
-    with pytest.raises(ModelCodecError, match="out of range"):
-        family.decode(encode_skops(model.estimator, {**TREE_META, "n_classes": 5}))
-
-
-def _schema_nodes(node: object) -> list[dict[str, str]]:
-    found: list[dict[str, str]] = []
-    if isinstance(node, dict):
-        if "__class__" in node:
-            found.append(node)
-        for value in node.values():
-            found.extend(_schema_nodes(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_schema_nodes(value))
-    return found
+def _forge(model: TreeModel, **changes: np.ndarray[Any, Any]) -> bytes:
+    """The tree's arrays with some replaced (or added), re-encoded with the original metadata."""
+    data = DecisionTreeFamily().encode(model)
+    arrays = dict(load_arrays(data))
+    arrays.update(changes)
+    return encode_arrays(arrays, read_header(data)[1])
 
 
 def test_tree_rejects_forged_structure(tree: tuple[DecisionTreeFamily, TreeModel]) -> None:
     family, model = tree
-    archive = zipfile.ZipFile(io.BytesIO(family.encode(model)))
-    schema = json.loads(archive.read("schema.json"))
-    nodes_file = next(
-        n["file"] for n in _schema_nodes(schema) if n.get("__loader__") == "NdArrayNode" and _is_nodes(archive, n)
-    )
-    nodes = np.load(io.BytesIO(archive.read(nodes_file)), allow_pickle=False)
-    nodes["left_child"][0] = 0  # a cycle back to the root
-    buffer = io.BytesIO()
-    np.save(buffer, nodes, allow_pickle=False)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as forged:
-        for info in archive.infolist():
-            forged.writestr(info, buffer.getvalue() if info.filename == nodes_file else archive.read(info))
+    left = load_arrays(family.encode(model))["left_child"].copy()
+    left[0] = 0  # a cycle back to the root: sklearn's predict would never return
     with pytest.raises(ModelCodecError, match="child"):
-        family.decode(out.getvalue())
+        family.decode(_forge(model, left_child=left))
+    feature = load_arrays(family.encode(model))["feature"].copy()
+    feature[0] = 10_000  # reads far outside each sample
+    with pytest.raises(ModelCodecError, match="feature"):
+        family.decode(_forge(model, feature=feature))
+    with pytest.raises(ModelCodecError, match="length"):
+        family.decode(_forge(model, threshold=np.zeros(3)))
 
 
-def _is_nodes(archive: zipfile.ZipFile, node: dict[str, str]) -> bool:
-    array = np.load(io.BytesIO(archive.read(node["file"])), allow_pickle=False)
-    return array.dtype.names is not None and "left_child" in array.dtype.names
+def test_tree_rejects_unexpected_tensors_dtypes_and_metadata(tree: tuple[DecisionTreeFamily, TreeModel]) -> None:
+    family, model = tree
+    with pytest.raises(ModelCodecError, match="unexpected tensors"):
+        family.decode(_forge(model, payload=np.zeros(4, dtype=np.uint8)))
+    with pytest.raises(ModelCodecError, match="is not I64"):
+        family.decode(_forge(model, feature=np.zeros(len(load_arrays(family.encode(model))["feature"]))))
+    data = family.encode(model)
+    arrays = load_arrays(data)
+    meta = read_header(data)[1]
+    with pytest.raises(ModelCodecError, match="class count"):
+        family.decode(encode_arrays(arrays, {**meta, "n_classes": 0}))
+    with pytest.raises(ModelCodecError, match="out of range"):
+        family.decode(encode_arrays(arrays, {**meta, "n_classes": 5}))
+    with pytest.raises(ModelCodecError):  # a LeNet file is not a tree
+        family.decode(encode_safetensors({"w": torch.zeros(2)}, {"family": "lenet5", "format": 1, "n_classes": 10}))
 
 
 def test_make_family() -> None:

@@ -37,6 +37,7 @@ def _without_timings(results: dict[str, Any]) -> dict[str, Any]:
 def test_same_seed_gives_identical_results_json(tmp_path: Path) -> None:
     exp = Experiment.from_mapping(SMALL)
     first, second = run(exp), run(exp)
+    assert _without_timings(first) == _without_timings(second)
     assert json.dumps(_without_timings(first), sort_keys=True) == json.dumps(_without_timings(second), sort_keys=True)
     other = run(Experiment.from_mapping({**SMALL, "seed": 4}))
     assert _without_timings(other)["heights"] != _without_timings(first)["heights"]
@@ -62,11 +63,14 @@ def test_results_hold_what_the_paper_reports() -> None:
 
 def test_sweep_writes_one_results_json_per_point_and_a_summary(tmp_path: Path) -> None:
     sweep = {**SMALL, "tasks": 1, "sweep": {"path": "miners", "values": [2, 3]},
-             "compare": {"path": "protocol.cfs", "values": [False, True], "labels": ["off", "on"]}}  # fmt: skip
+             "compare": {"path": "protocol.cfs", "values": [False, True], "labels": ["w/o", "on"]}}  # fmt: skip
     exp = Experiment.from_mapping(sweep)
-    assert [label for label, _ in points(exp)] == ["miners=2,off", "miners=2,on", "miners=3,off", "miners=3,on"]
+    assert [label for label, _ in points(exp)] == ["miners=2,w/o", "miners=2,on", "miners=3,w/o", "miners=3,on"]
     run_to_disk(exp, tmp_path)
-    for label in ("miners=2,off", "miners=3,on"):
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "miners=2,on", "miners=2,w_o", "miners=3,on", "miners=3,w_o"
+    ]  # fmt: skip
+    for label in ("miners=2,w_o", "miners=3,on"):
         assert json.loads((tmp_path / label / "results.json").read_text())["config"]["miners"] == int(label[7])
         assert (tmp_path / label / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((tmp_path / "summary.json").read_text())) == 4
