@@ -14,6 +14,7 @@ from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
 from chainlab.ledger.pow import search_nonce
 from chainlab.live.transport import InMemoryTransport
+from chainlab.protocols.bagchain.fullnode import EvaluationFailed
 from chainlab.protocols.bagchain.messages import ModelRequest, from_wire, nonce_suffix, to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.effects import (
@@ -108,11 +109,14 @@ class LiveNode:
         if kind == "dataset":
             serve_dataset = getattr(self.node, "serve_dataset", None)
             return b"\x01" if serve_dataset is not None and serve_dataset(payload) else None
+        serve_model = getattr(self.node, "serve_model", None)
+        if serve_model is None:
+            return None
         try:
             request = encoding.decode(ModelRequest, payload)
         except encoding.EncodingError:
             return None
-        answer: bytes | None = self.node.serve_model(request, now)
+        answer: bytes | None = serve_model(request, now)
         return answer
 
     def _execute(self, effects: list[Effect]) -> None:
@@ -133,6 +137,18 @@ class LiveNode:
                 self._jobs[effect.job] = asyncio.create_task(self._job(effect))
 
     async def _job(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> None:
+        """Run one job; whatever happens, the node hears back, so it never waits on a dead job."""
+        try:
+            result = await self._work(effect)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %s failed", type(effect).__name__)
+            self._record("job_failed", {"job": type(effect).__name__, "error": repr(exc)})
+            result = EvaluationFailed(repr(exc)) if isinstance(effect, Evaluate) else None
+        self._inbox.put_nowait(("result", (effect.job, result)))
+
+    async def _work(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> object:
         result: object
         if isinstance(effect, Train):
             data = mlwork.local_data(self.datasets[effect.train_commitment], self.private)
@@ -145,7 +161,7 @@ class LiveNode:
             result = await self.transport.request(effect.peer, "model", encoding.encode(effect.request))
         else:
             result = await self.transport.request(effect.peer, "dataset", effect.commitment) == b"\x01"
-        self._inbox.put_nowait(("result", (effect.job, result)))
+        return result
 
     async def _mine(self, effect: Mine) -> int:
         """q hash trials per round, in real time, until one meets the target."""

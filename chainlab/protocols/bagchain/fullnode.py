@@ -52,6 +52,7 @@ class EvaluationFailed:
 
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
 _RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
+_UNAUTHENTICATED = frozenset({Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE})
 
 
 class FullNode:
@@ -119,7 +120,10 @@ class FullNode:
         try:
             self._admit(message)
         except Rejected as exc:
-            self._reject(kind, message.hash, exc.reason, exc.detail, sender)
+            # A hash leaves the signature out, so a copy with a garbled signature shares the genuine block's
+            # hash: failed authentication is counted but never held against the hash.
+            remember = exc.reason not in _UNAUTHENTICATED
+            self._reject(kind, message.hash, exc.reason, exc.detail, sender, remember=remember)
         self._progress()
         return self._flush()
 
@@ -535,16 +539,26 @@ class FullNode:
 
     # ----- effects ---------------------------------------------------------------------------------------------
 
-    def _reject(self, kind: str, block_hash: bytes, reason: Reason, detail: str = "", sender: bytes = b"") -> None:
-        self.rejected[block_hash] = reason
-        self._record(
-            "rejected",
-            kind=kind,
-            reason=str(reason),
-            block=block_hash.hex(),
-            detail=detail,
-            sender=sender.hex(),
-        )
+    def _reject(
+        self,
+        kind: str,
+        block_hash: bytes,
+        reason: Reason,
+        detail: str = "",
+        sender: bytes = b"",
+        *,
+        remember: bool = True,
+    ) -> None:
+        if remember:
+            self.rejected[block_hash] = reason
+        data = {
+            "kind": kind,
+            "reason": str(reason),
+            "block": block_hash.hex(),
+            "detail": detail,
+            "sender": sender.hex(),
+        }
+        self._record("rejected", **data)
 
     def _record(self, event: str, **data: Any) -> None:
         self._out.append(Record(event, data))

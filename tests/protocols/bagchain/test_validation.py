@@ -100,6 +100,18 @@ def test_bad_signature_and_unknown_task(honest: Honest, harness: Harness) -> Non
     assert harness.reason_for(stray) == Reason.UNKNOWN_TASK
 
 
+def test_a_garbled_signature_cannot_censor_the_genuine_block(honest: Honest, harness: Harness) -> None:
+    """The hash leaves the signature out: a forged copy sent first must not get the real one ignored."""
+    mb, release = honest.miniblocks(1)[0], honest.release(1, V)
+    harness.send(list(honest.net.tasks))
+    for genuine in (mb, release):
+        forged = dataclasses.replace(genuine, signature=bytes(64))
+        harness.send(forged, genuine)
+        assert harness.reason_for(forged) in (Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE)
+    assert mb.hash in harness.node.miniblocks
+    assert harness.node.releases[(1, mb.task_id, V)] == release
+
+
 def test_miniblock_for_the_wrong_task(honest: Honest, harness: Harness) -> None:
     mb = honest.miniblocks(1)[0]
     other_task = honest.net.tasks[1].task_id
