@@ -32,7 +32,7 @@ def write_paper(experiments: Path, out: Path, console: Console) -> Path:
         console.log(f"running {name}")
 
         done = run_to_disk(exp, out / name, _log_heights(console))
-        sections += _section(name, exp.get("description") or "", done, out)
+        sections += _section(name, dict(exp.raw), done)
         console.log(f"{name} done")
     path = out / "report.md"
     path.write_text("\n".join(sections) + "\n")
@@ -52,10 +52,10 @@ def _log_heights(console: Console) -> Callable[[str, int, int], None]:
     return progress
 
 
-def _section(name: str, description: str, done: list[tuple[str, dict[str, Any]]], out: Path) -> list[str]:
+def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = [f"## {name}", "", f"Paper: {PAPER[name]}.", ""]
-    if description:
-        lines += [description, ""]
+    if config.get("description"):
+        lines += [str(config["description"]), ""]
     if len(done) == 1:
         results = done[0][1]
         lines += [report.markdown_table([_headline(results)], list(_headline(results))), ""]
@@ -63,10 +63,10 @@ def _section(name: str, description: str, done: list[tuple[str, dict[str, Any]]]
         lines += [f"![{name}]({name}/results.png)", ""]
     else:
         lines += [report.markdown_table(summary_rows(done), ["point", *SUMMARY_FIELDS]), ""]
-        lines += [f"![{png.stem}]({name}/{png.name})" for png in sorted((out / name).glob("summary*.png"))]
+        lines += [f"![{name}]({name}/summary.png)"]
         folders = ", ".join(f"`{name}/{folder_name(label)}/`" for label, _ in done)
         lines += ["", f"Per-point results.json and results.png: {folders}.", ""]
-    lines += ["```json", json.dumps({k: v for k, v in done[0][1]["config"].items() if k != "description"}), "```", ""]
+    lines += ["Config:", "", "```json", json.dumps({k: v for k, v in config.items() if k != "description"}), "```", ""]
     return lines
 
 

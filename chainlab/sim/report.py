@@ -118,14 +118,14 @@ def results_table(results: Mapping[str, Any], title: str) -> Table:
     table = Table(title=escape(title), caption=escape(_summary(results)))
     table.add_column("Height", justify="right")
     table.add_column("Task")
-    table.add_column("Winner")
+    table.add_column("KB miner")
     table.add_column("Ensemble", justify="right")
-    table.add_column("Base min~max", justify="right")
-    table.add_column("MiniBlocks used/gen", justify="right")
+    table.add_column("Base min~max", justify="right", no_wrap=True)
+    table.add_column("MBs used/gen", justify="right")
     table.add_column("Best possible", justify="right")
     for row in results.get("heights", []):
         base = [b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None]
-        base_text = f"{100 * min(base):.2f}~{100 * max(base):.2f}%" if base else _MISSING
+        base_text = f"{100 * min(base):.1f}~{100 * max(base):.1f}%" if base else _MISSING
         used, generated = row.get("miniblocks_used"), row.get("miniblocks_generated")
         table.add_row(
             str(row.get("height", _MISSING)),
@@ -325,4 +325,38 @@ def plot_sweep(
     left.grid(alpha=0.3)
     # A figure legend, because an axes legend would be drawn under the twin axis's lines.
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+    _save(figure, path)
+
+
+def plot_compare(
+    series: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]],
+    x_label: str,
+    path: Path,
+    *,
+    metrics: Sequence[str] = ("ensemble_accuracy", "miniblock_wastage"),
+) -> None:
+    """PNG with one panel per metric and one line per variant (e.g. w/o and w/ CFS), as in seed 000's Fig. 11."""
+    if not series or not metrics:
+        raise ValueError("plot_compare needs at least one series and one metric")
+    figure = _new_figure()
+    panels = figure.subplots(1, len(metrics), squeeze=False)[0]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    for axes, metric in zip(panels, metrics, strict=True):
+        for k, (variant, points) in enumerate(series.items()):
+            xs, ticks = _sweep_x([label for label, _ in points])
+            order = sorted(range(len(points)), key=lambda i: xs[i])
+            axes.plot(
+                [xs[i] for i in order],
+                [_plotted(points[i][1], metric) for i in order],
+                marker=markers[k % len(markers)],
+                label=variant,
+            )
+            if ticks is not None:
+                axes.set_xticks(xs, ticks)
+        axes.set_xlabel(x_label)
+        axes.set_ylabel(_metric_label(metric))
+        axes.set_title(_metric_label(metric))
+        axes.grid(alpha=0.3)
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
     _save(figure, path)

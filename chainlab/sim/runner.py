@@ -92,15 +92,13 @@ def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: 
     compare = exp.get("compare")
     if compare:
         labels = compare.get("labels") or [str(v) for v in compare["values"]]
-        for label in labels:
-            series = [(p.split("=", 1)[1].split(",")[0], r) for p, r in done if p.endswith(f",{label}")]
-            report.plot_sweep(series, sweep_path, out / f"summary_{_slug(label)}.png")
+        series = {
+            label: [(p.split("=", 1)[1].split(",")[0], r) for p, r in done if p.endswith(f",{label}")]
+            for label in labels
+        }
+        report.plot_compare(series, sweep_path, out / "summary.png")
     else:
         report.plot_sweep([(p.split("=", 1)[1], r) for p, r in done], sweep_path, out / "summary.png")
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
 
 
 def folder_name(label: str) -> str:

@@ -75,7 +75,7 @@ def test_sweep_writes_one_results_json_per_point_and_a_summary(tmp_path: Path) -
         assert (tmp_path / label / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((tmp_path / "summary.json").read_text())) == 4
     assert "miners=3,on" in (tmp_path / "summary.md").read_text()
-    assert (tmp_path / "summary_on.png").exists()
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_sim_writes_results_and_plot(tmp_path: Path) -> None:

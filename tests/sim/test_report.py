@@ -66,7 +66,7 @@ def test_results_table_has_a_row_per_height_and_a_summary() -> None:
     assert "demo [seed 42]" in text
     assert "01010101" in text and "miner1cd" in text
     assert "92.00%" in text  # ensemble accuracy at height 1
-    assert "80.00~84.00%" in text
+    assert "80.0~84.0%" in text
     assert "9/10" in text
     assert "public 78.00%" in text and "wastage 0.50" in text and "forks 1" in text
     assert "base min/mean/max 80.00/82.00/84.00%" in text
@@ -137,3 +137,19 @@ def test_markdown_table() -> None:
         "| w/ CFS | 0.9346 | 3 | 12346 |\n"
         "| a\\|b | 1 | 0 |  |\n"
     )
+
+
+def test_compare_plot_overlays_variants(tmp_path: Path) -> None:
+    from chainlab.sim.report import plot_compare
+
+    def point(size: str, accuracy: float, wastage: float) -> tuple[str, dict[str, float]]:
+        return size, {"ensemble_accuracy": accuracy, "miniblock_wastage": wastage}
+
+    series = {
+        "w/o CFS": [point("8", 0.9, 2), point("32", 0.85, 4)],
+        "w/ CFS": [point("8", 0.91, 0), point("32", 0.91, 0)],
+    }
+    plot_compare(series, "Key Block size (MB)", tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError):
+        plot_compare({}, "x", tmp_path / "none.png")
