@@ -34,7 +34,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Ichainlab/proto/v1=proto/chainlab/v1 --python_out=. --mypy_out=. proto/chainlab/v1/*.proto
+	$(BIN)/python -m grpc_tools.protoc --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		-Ichainlab/proto/v1=proto/chainlab/v1 --python_out=. --mypy_out=. proto/chainlab/v1/*.proto
 
 sim: $(STAMP)
 	$(BIN)/chainlab sim --config $(CONFIG) --out $(OUT)/$(basename $(notdir $(CONFIG)))
