@@ -34,7 +34,7 @@ def _without_timings(results: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in results.items() if k not in TIMINGS}
 
 
-def test_same_seed_gives_identical_results_json(tmp_path: Path) -> None:
+def test_same_seed_gives_identical_results_json() -> None:
     exp = Experiment.from_mapping(SMALL)
     first, second = run(exp), run(exp)
     assert _without_timings(first) == _without_timings(second)

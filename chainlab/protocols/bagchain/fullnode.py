@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -500,14 +501,13 @@ class FullNode:
         )
         raise Waiting(Reason.MODEL_UNDECODABLE)
 
-    def _start_job(self, kind: str, key: Any, effect: Any) -> int | None:
+    def _start_job(self, kind: str, key: Any, effect: Callable[[int], Effect]) -> None:
         """Emit a job's effect unless the same job is already under way."""
         if (kind, key) in self._inflight:
-            return None
+            return
         job = self._new_job(kind, key)
         self._inflight.add((kind, key))
         self._emit(effect(job))
-        return job
 
     def _new_job(self, kind: str, key: Any) -> int:
         self._next_job += 1

@@ -15,7 +15,7 @@ from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import search_nonce
-from chainlab.protocols.bagchain import BagChainParams, EvaluationFailed, FullNode, Miner
+from chainlab.protocols.bagchain import BagChainParams, EvaluationFailed, FullNode, Miner, rules
 from chainlab.protocols.bagchain.messages import (
     DatasetKind,
     DatasetRelease,
@@ -24,7 +24,6 @@ from chainlab.protocols.bagchain.messages import (
     Message,
     MiniBlock,
     ModelRequest,
-    Task,
     nonce_suffix,
 )
 from chainlab.protocols.effects import Evaluate, FetchDataset, FetchModel, Record, StartTimer
@@ -202,4 +201,18 @@ def resign(block: Signed, identity: Identity, **changes: Any) -> Signed:
     return dataclasses.replace(block, signature=b"", **changes).signed_by(identity)
 
 
-__all__ = ["FakeServer", "Harness", "Honest", "Task", "remine", "resign", "validator"]
+def sibling_key_block(honest: Honest) -> KeyBlock:
+    """A valid competitor of KB_1: the same ranking, produced and rewarded by another miner."""
+    kb = honest.key_block(1)
+    other = next(m for m in honest.net.miners if m.node_id != kb.miner_id)
+    eb = honest.observer.ensembles[kb.ranking[0].ensemble_block]
+    winners = [honest.observer.miniblocks[h] for h in eb.miniblocks]
+    task = honest.net.tasks[0]
+    rewards = rules.allocate_rewards(task.fee, winners, other.node_id, honest.params.key_block_reward)
+    return remine(
+        kb,
+        other.identity,
+        miner_key=other.identity.public_key,
+        rewards=rewards,
+        merkle_root=rules.rewards_root(rewards),
+    )

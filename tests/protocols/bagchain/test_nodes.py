@@ -9,7 +9,7 @@ from chainlab.protocols.bagchain.messages import DatasetKind, ModelRequest
 from chainlab.protocols.effects import Broadcast, StartTimer
 from chainlab.scenario import Experiment
 from chainlab.sim.experiment import run
-from tests.protocols.bagchain.conftest import Harness, Honest, resign, validator
+from tests.protocols.bagchain.conftest import Harness, Honest, resign, sibling_key_block, validator
 
 V, E = DatasetKind.VALIDATION, DatasetKind.TEST
 
@@ -60,9 +60,7 @@ def test_requester_releases_nothing_for_a_height_twice(honest: Honest) -> None:
 
 
 def test_equal_competitors_converge_on_the_smaller_hash(honest: Honest) -> None:
-    from tests.protocols.bagchain.test_validation import _sibling_key_block
-
-    fork = _sibling_key_block(honest)
+    fork = sibling_key_block(honest)
     tips = set()
     for order in ((honest.key_block(1), fork), (fork, honest.key_block(1))):
         h = Harness(validator(honest), honest)

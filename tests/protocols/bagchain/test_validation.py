@@ -21,7 +21,15 @@ from chainlab.protocols.bagchain.messages import (
     model_hash,
 )
 from chainlab.protocols.bagchain.reasons import Reason
-from tests.protocols.bagchain.conftest import FakeServer, Harness, Honest, remine, resign, validator
+from tests.protocols.bagchain.conftest import (
+    FakeServer,
+    Harness,
+    Honest,
+    remine,
+    resign,
+    sibling_key_block,
+    validator,
+)
 
 V, E = DatasetKind.VALIDATION, DatasetKind.TEST
 
@@ -167,7 +175,7 @@ def test_ensemble_with_an_invalid_miniblock(honest: Honest, harness: Harness) ->
 
 
 def test_ensemble_over_two_parents_without_cfs_and_duplicate_models_with_cfs(honest: Honest) -> None:
-    fork = _sibling_key_block(honest)
+    fork = sibling_key_block(honest)
     mb = honest.miniblocks(2)[0]
     twin = resign(mb, honest.identity_of(mb.miner_id), prehash=fork.hash)  # same model on the other fork
     mixed = resign(
@@ -183,23 +191,6 @@ def test_ensemble_over_two_parents_without_cfs_and_duplicate_models_with_cfs(hon
 
 
 # ----- Key Blocks (Algorithm 2.3) -----------------------------------------------------------------------------
-
-
-def _sibling_key_block(honest: Honest) -> KeyBlock:
-    """A valid competitor of KB_1: the same ranking, produced and rewarded by another miner."""
-    kb = honest.key_block(1)
-    other = next(m for m in honest.net.miners if m.node_id != kb.miner_id)
-    eb = honest.observer.ensembles[kb.ranking[0].ensemble_block]
-    winners = [honest.observer.miniblocks[h] for h in eb.miniblocks]
-    task = honest.net.tasks[0]
-    rewards = rules.allocate_rewards(task.fee, winners, other.node_id, honest.params.key_block_reward)
-    return remine(
-        kb,
-        other.identity,
-        miner_key=other.identity.public_key,
-        rewards=rewards,
-        merkle_root=rules.rewards_root(rewards),
-    )
 
 
 def _tampered(honest: Honest, **changes: object) -> KeyBlock:
@@ -297,7 +288,7 @@ def test_unknown_and_invalid_parents(honest: Honest) -> None:
 
 
 def test_wrong_parent_against_the_cfs_majority(honest: Honest) -> None:
-    fork = _sibling_key_block(honest)
+    fork = sibling_key_block(honest)
     kb2 = honest.key_block(2)
     moved = remine(kb2, honest.identity_of(kb2.miner_id), prehash=fork.hash)
     for cfs, expected in ((True, Reason.WRONG_PARENT), (False, Reason.MINIBLOCK_WRONG_PARENT)):
