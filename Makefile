@@ -35,7 +35,8 @@ lint: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
-		-Ichainlab/proto/v1=proto/chainlab/v1 --python_out=. --mypy_out=. proto/chainlab/v1/*.proto
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc -Ichainlab/proto/v1=proto/chainlab/v1 \
+		--python_out=. --mypy_out=. --grpc_python_out=. --mypy_grpc_out=. proto/chainlab/v1/*.proto
 
 sim: $(STAMP)
 	$(BIN)/chainlab sim --config $(CONFIG) --out $(OUT)/$(basename $(notdir $(CONFIG)))

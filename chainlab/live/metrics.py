@@ -1,0 +1,45 @@
+"""The Prometheus metrics every chainlab service exports (DESIGN.md section 7); one definition each."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Training, evaluation and Key Block intervals run from sub-second (digits) to many minutes (CNNs on CPU).
+_LONG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+_RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+GRPC_SECONDS = Histogram(
+    "chainlab_grpc_request_seconds", "gRPC handling time by service, method and status code",
+    ["service", "method", "code"], buckets=_RPC_BUCKETS,
+)  # fmt: skip
+GRPC_REFUSALS = Counter(
+    "chainlab_grpc_refusals_total", "gRPC calls answered with an error, by service, method, status and reason",
+    ["service", "method", "code", "reason"],
+)  # fmt: skip
+BLOCKS_ACCEPTED = Counter("chainlab_blocks_accepted_total", "Blocks accepted, by kind", ["kind"])
+BLOCK_REJECTIONS = Counter(
+    "chainlab_block_rejections_total", "Messages and blocks rejected or dropped, by kind and reason", ["kind", "reason"]
+)
+CHAIN_HEIGHT = Gauge("chainlab_chain_height", "Height of this node's best chain")
+FORKS = Counter("chainlab_forks_total", "Key Blocks accepted that did not extend the best chain")
+KEY_BLOCK_INTERVAL = Histogram(
+    "chainlab_key_block_interval_seconds", "Wall time between consecutive best-chain Key Blocks", buckets=_LONG_BUCKETS
+)
+ENSEMBLE_ACCURACY = Gauge("chainlab_ensemble_accuracy", "Metric_best of the Key Block that finished a task", ["task"])
+BASE_ACCURACY = Gauge("chainlab_base_accuracy", "Metric of this miner's own base model on D_V", ["task"])
+MINIBLOCKS = Counter("chainlab_miniblocks_total", "MiniBlocks this miner created", ["task"])
+MINIBLOCK_WASTAGE = Gauge(
+    "chainlab_miniblock_wastage", "MiniBlocks of a finished task that its winning ensemble left out", ["task"]
+)
+TRAINING_SECONDS = Histogram("chainlab_training_seconds", "Time to train one base model", buckets=_LONG_BUCKETS)
+EVALUATION_SECONDS = Histogram(
+    "chainlab_evaluation_seconds", "Time to evaluate one ensemble on a dataset", buckets=_LONG_BUCKETS
+)
+GOSSIP_BYTES = Counter("chainlab_gossip_bytes_total", "Gossip payload bytes, by direction", ["direction"])
+GOSSIP_MESSAGES = Counter("chainlab_gossip_messages_total", "Gossip messages, by direction", ["direction"])
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
+    """Start the /metrics HTTP endpoint on a daemon thread; port 0 picks a free one. Returns the port."""
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_port)
