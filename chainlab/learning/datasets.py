@@ -121,6 +121,28 @@ class Dataset:
         return cached
 
 
+def encode_dataset(dataset: Dataset) -> bytes:
+    """The dataset as safetensors (X float32, y int64, its shape and classes in the metadata): what storage holds."""
+    from chainlab.learning.codec import encode_arrays
+
+    meta = {"format": _COMMITMENT_FORMAT, "shape": list(dataset.shape), "n_classes": dataset.n_classes}
+    return encode_arrays({"X": dataset.X, "y": dataset.y}, {**meta, "name": dataset.name})
+
+
+def decode_dataset(data: bytes) -> Dataset:
+    """Parse bytes made by encode_dataset, checking dtypes, shapes and labels; raises ModelCodecError or ValueError."""
+    from chainlab.learning.codec import ModelCodecError, decode_arrays
+
+    arrays, meta = decode_arrays(data, {"X": "F32", "y": "I64"})
+    if meta.get("format") != _COMMITMENT_FORMAT:
+        raise ModelCodecError(f"not a chainlab dataset: format {meta.get('format')!r}")
+    try:
+        shape = tuple(int(s) for s in meta["shape"])
+        return Dataset(arrays["X"], arrays["y"], int(meta["n_classes"]), shape, str(meta.get("name", "")))
+    except (KeyError, TypeError) as exc:
+        raise ModelCodecError(f"bad dataset metadata: {exc}") from exc
+
+
 def split_validation_test(test: Dataset, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
     """Split the original test set D̂_E into (D_V, D_E): a random half for validation, the rest for testing."""
     perm = rng.permutation(len(test))

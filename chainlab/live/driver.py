@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chainlab import mlwork
-from chainlab.learning.datasets import Dataset
+from chainlab.learning.codec import ModelCodecError
+from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
 from chainlab.ledger.pow import search_nonce
-from chainlab.live.transport import InMemoryTransport
+from chainlab.live.transport import ContentStore, Transport
 from chainlab.protocols.bagchain.fullnode import EvaluationFailed
 from chainlab.protocols.bagchain.messages import ModelRequest, from_wire, nonce_suffix, to_wire
 from chainlab.protocols.bagchain.reasons import Reason
@@ -46,6 +47,15 @@ class RoundClock:
         return int((asyncio.get_running_loop().time() - self._start) / self.round_seconds)
 
 
+class BadRequest(ValueError):
+    """A peer's request this node cannot parse or does not serve; the servicer maps it to a status."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class LiveNode:
     """Feeds one node its messages, timers and job results in order, and carries out its effects."""
 
@@ -53,37 +63,37 @@ class LiveNode:
         self,
         node: Any,
         index: int,
-        transport: InMemoryTransport,
+        transport: Transport,
+        store: ContentStore,
         clock: RoundClock,
         *,
         datasets: Mapping[bytes, Dataset],
         private: Dataset | None,
         hash_trials_per_round: int,
-        records: list[Observation],
+        observe: Callable[[Observation], None],
     ) -> None:
         self.node = node
         self.index = index
         self.transport = transport
+        self.store = store
         self.clock = clock
-        self.datasets = datasets
+        self.datasets = dict(datasets)  # the datasets this node holds, by commitment
         self.private = private
         self.q = hash_trials_per_round
-        self.records = records
+        self.observe = observe
         self.worker = Worker()
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._jobs: dict[int, asyncio.Task[None]] = {}
-        transport.register(node.node_id, self._on_wire, self._serve)
+        self._published: dict[bytes, str] = {}  # what this node has put in the store: key -> address
 
     async def run(self) -> None:
-        """Process events until cancelled."""
+        """Process timers and job results until cancelled; messages arrive through deliver()."""
         self._execute(self.node.start(self.clock.now()))
         try:
             while True:
                 kind, payload = await self._inbox.get()
                 now = self.clock.now()
-                if kind == "message":
-                    effects = self.node.on_message(*payload, now)
-                elif kind == "timer":
+                if kind == "timer":
                     effects = self.node.on_timer(payload, now)
                 else:
                     job, result = payload
@@ -95,29 +105,44 @@ class LiveNode:
             for task in self._jobs.values():
                 task.cancel()
 
-    def _on_wire(self, sender: bytes, data: bytes) -> None:
+    def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, Any]]:
+        """Hand the node one message from the wire now; returns the rejections it caused (empty if none)."""
         try:
             message = from_wire(data)
         except encoding.EncodingError as exc:
             # A peer's bad bytes are counted and dropped; they never reach (or crash) the node.
-            self._record("rejected", {"kind": "message", "reason": str(Reason.MALFORMED), "detail": str(exc)})
-            return
-        self._inbox.put_nowait(("message", (sender, message)))
+            rejection = {"kind": "message", "reason": str(Reason.MALFORMED), "detail": str(exc)}
+            self._record("rejected", rejection)
+            return [rejection]
+        effects = self.node.on_message(sender, message, self.clock.now())
+        self._execute(effects)
+        return [e.data for e in effects if isinstance(e, Record) and e.event == "rejected"]
 
-    def _serve(self, kind: str, payload: bytes) -> bytes | None:
-        now = self.clock.now()
+    async def serve(self, kind: str, payload: bytes) -> bytes | None:
+        """Answer a peer's Fetch with the address of the object in the store, or None if this node refuses."""
         if kind == "dataset":
             serve_dataset = getattr(self.node, "serve_dataset", None)
-            return b"\x01" if serve_dataset is not None and serve_dataset(payload) else None
-        serve_model = getattr(self.node, "serve_model", None)
-        if serve_model is None:
-            return None
+            dataset = self.datasets.get(payload)
+            if serve_dataset is None or dataset is None or not serve_dataset(payload):
+                return None
+            return await self._publish(payload, lambda: encode_dataset(dataset))
+        if kind != "model":
+            raise BadRequest("unknown_fetch_kind", kind)
         try:
             request = encoding.decode(ModelRequest, payload)
-        except encoding.EncodingError:
+        except encoding.EncodingError as exc:
+            raise BadRequest(str(Reason.MALFORMED), str(exc)) from exc
+        serve_model = getattr(self.node, "serve_model", None)
+        model: bytes | None = None if serve_model is None else serve_model(request, self.clock.now())
+        if model is None:
             return None
-        answer: bytes | None = serve_model(request, now)
-        return answer
+        return await self._publish(request.model_hash, lambda: model)
+
+    async def _publish(self, key: bytes, data: Callable[[], bytes]) -> bytes:
+        ref = self._published.get(key)
+        if ref is None:
+            ref = self._published[key] = await self.store.put(await asyncio.to_thread(data))
+        return ref.encode()
 
     def _execute(self, effects: list[Effect]) -> None:
         loop = asyncio.get_running_loop()
@@ -138,6 +163,7 @@ class LiveNode:
 
     async def _job(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> None:
         """Run one job; whatever happens, the node hears back, so it never waits on a dead job."""
+        started = time.perf_counter()
         try:
             result = await self._work(effect)
         except asyncio.CancelledError:
@@ -146,6 +172,8 @@ class LiveNode:
             log.exception("job %s failed", type(effect).__name__)
             self._record("job_failed", {"job": type(effect).__name__, "error": repr(exc)})
             result = EvaluationFailed(repr(exc)) if isinstance(effect, Evaluate) else None
+        else:
+            self._record("job_done", {"job": type(effect).__name__, "seconds": time.perf_counter() - started})
         self._inbox.put_nowait(("result", (effect.job, result)))
 
     async def _work(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> object:
@@ -158,10 +186,35 @@ class LiveNode:
         elif isinstance(effect, Mine):
             result = await self._mine(effect)
         elif isinstance(effect, FetchModel):
-            result = await self.transport.request(effect.peer, "model", encoding.encode(effect.request))
+            result = await self._fetch(effect.peer, "model", encoding.encode(effect.request))
         else:
-            result = await self.transport.request(effect.peer, "dataset", effect.commitment) == b"\x01"
+            result = await self._fetch_dataset(effect)
         return result
+
+    async def _fetch(self, peer: bytes, kind: str, payload: bytes) -> bytes | None:
+        """Fetch: ask the peer for the object's address, then read it from the store."""
+        answer = await self.transport.request(self.node.node_id, peer, kind, payload)
+        if answer is None:
+            return None
+        return await self.store.get(answer.decode("ascii"))
+
+    async def _fetch_dataset(self, effect: FetchDataset) -> bool:
+        """A released dataset, checked against its commitment Hash(D) before the node may use it."""
+        if effect.commitment in self.datasets:
+            return True
+        data = await self._fetch(effect.peer, "dataset", effect.commitment)
+        if data is None:
+            return False
+        try:
+            dataset = await asyncio.to_thread(decode_dataset, data)
+        except (ModelCodecError, ValueError) as exc:
+            self._record("rejected", {"kind": "dataset", "reason": str(Reason.MALFORMED), "detail": str(exc)})
+            return False
+        if await asyncio.to_thread(dataset.commitment) != effect.commitment:
+            self._record("rejected", {"kind": "dataset", "reason": "dataset_commitment_mismatch"})
+            return False
+        self.datasets[effect.commitment] = dataset
+        return True
 
     async def _mine(self, effect: Mine) -> int:
         """q hash trials per round, in real time, until one meets the target."""
@@ -175,5 +228,5 @@ class LiveNode:
 
     def _record(self, event: str, data: Mapping[str, Any]) -> None:
         now = self.clock.now()
-        self.records.append(Observation(now, self.index, event, data))
-        log.info(json.dumps({"round": now, "node": self.index, "role": self.node.role, "event": event, **data}))
+        self.observe(Observation(now, self.index, event, data))
+        log.info(event, extra={"round": now, "node": self.index, "role": self.node.role, **data})

@@ -8,7 +8,7 @@ from typing import Any
 
 from chainlab.learning.worker import Worker
 from chainlab.live.driver import LiveNode, RoundClock
-from chainlab.live.transport import InMemoryTransport
+from chainlab.live.transport import InMemoryStore, InMemoryTransport
 from chainlab.mlwork import learning_spec
 from chainlab.scenario import Experiment, Network, Observation, build, summarise
 
@@ -25,20 +25,25 @@ async def run_live(
     records: list[Observation] = []
     clock = RoundClock(round_seconds)
     transport = InMemoryTransport(delay_rounds * round_seconds)
+    store = InMemoryStore()
     q = int(exp.get("work", {}).get("hash_trials_per_round", 1))
-    drivers = [
-        LiveNode(
+    drivers = []
+    for i, node in enumerate(net.nodes):
+        # D_T is public from the start; D_V and D_E stay with the requester until it releases them.
+        held = net.datasets if node is net.requester else {net.public.commitment(): net.public}
+        driver = LiveNode(
             node,
             i,
             transport,
+            store,
             clock,
-            datasets=net.datasets,
+            datasets=held,
             private=net.private.get(i),
             hash_trials_per_round=q,
-            records=records,
+            observe=records.append,
         )
-        for i, node in enumerate(net.nodes)
-    ]
+        transport.register(node.node_id, driver.deliver, driver.serve)
+        drivers.append(driver)
     tasks = [asyncio.create_task(d.run()) for d in drivers]
     try:
         deadline = time.perf_counter() + timeout_seconds

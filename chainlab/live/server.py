@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -156,3 +159,43 @@ def stop_event_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, event.set)
     return event
+
+
+class Running:
+    """A started server: its bound port and health servicer."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    service: str, listen: str, register: Callable[[grpc.aio.Server], Iterable[str]]
+) -> AsyncIterator[Running]:
+    """Start a server with `register`'s servicers (it returns their full names) and health; stop it gracefully."""
+    server = new_server(service)
+    names = list(register(server))
+    health_servicer = add_health(server)
+    port = bind(server, listen)
+    await server.start()
+    await mark_serving(health_servicer, names)
+    log.info("serving", extra={"listen": listen, "port": port, "services": names})
+    try:
+        yield Running(server, port, health_servicer)
+    finally:
+        await mark_stopping(health_servicer)
+        await server.stop(GRACE_SECONDS)
+        log.info("stopped", extra={"port": port})
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, service: str) -> None:
+    """The flags every service takes; each defaults from a CHAINLAB_* environment variable."""
+    env = os.environ.get
+    parser.add_argument("--listen", default=env("CHAINLAB_LISTEN", "127.0.0.1:0"), help="gRPC host:port")
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(env("CHAINLAB_METRICS_PORT", "0")), help="Prometheus port (0: any)"
+    )
+    parser.add_argument("--metrics-host", default=env("CHAINLAB_METRICS_HOST", "127.0.0.1"))
+    parser.add_argument("--log-level", default=env("CHAINLAB_LOG_LEVEL", "INFO"))

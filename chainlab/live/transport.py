@@ -1,16 +1,39 @@
-"""An in-process transport for the live driver: wire bytes between nodes after real delays."""
+"""How a live node reaches its peers and fetches content: the interfaces, and in-process versions of both."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-Deliver = Callable[[bytes, bytes], None]  # (sender ID, wire bytes)
-Serve = Callable[[str, bytes], bytes | None]  # (request kind, payload) -> answer
+from chainlab.ledger.hashing import sha256
+
+Deliver = Callable[[bytes, bytes], object]  # (sender ID, wire bytes)
+Serve = Callable[[str, bytes], Awaitable[bytes | None]]  # (request kind, payload) -> answer
+
+
+class Transport(Protocol):
+    """Gossip out, and point-to-point requests (Fetch) whose answers are content addresses."""
+
+    def broadcast(self, sender: bytes, payload: bytes) -> None:
+        """Flood payload to every other node; returns at once."""
+
+    async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
+        """Ask `peer`; None if it is unknown, unreachable or refuses."""
+
+
+class ContentStore(Protocol):
+    """Where fetched objects (model weights, datasets) travel: put returns an address, get reads it back."""
+
+    async def put(self, data: bytes) -> str:
+        """Store data; its address."""
+
+    async def get(self, ref: str) -> bytes:
+        """The data at an address; raises if it is unknown."""
 
 
 class InMemoryTransport:
-    """Every node reaches every other after `delay_seconds`; the gRPC sidecar replaces this in deployments."""
+    """Every node reaches every other after `delay_seconds`; the netem sidecar replaces this in deployments."""
 
     def __init__(self, delay_seconds: float) -> None:
         self.delay_seconds = delay_seconds
@@ -31,8 +54,25 @@ class InMemoryTransport:
                 self.bytes_sent += len(payload)
                 loop.call_later(self.delay_seconds, deliver, sender, payload)
 
-    async def request(self, peer: bytes, kind: str, payload: bytes) -> bytes | None:
-        """Point-to-point request/response (Fetch); None if the peer is unknown or refuses."""
+    async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
+        """Point-to-point request/response (Fetch) after the delay."""
         await asyncio.sleep(self.delay_seconds)
         serve = self._serve.get(peer)
-        return None if serve is None else serve(kind, payload)
+        return None if serve is None else await serve(kind, payload)
+
+
+class InMemoryStore:
+    """Content addressed by SHA-256, in this process; the storage service (IPFS) replaces it in deployments."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+
+    async def put(self, data: bytes) -> str:
+        """Store data under its hash."""
+        ref = sha256(data).hex()
+        self._objects[ref] = data
+        return ref
+
+    async def get(self, ref: str) -> bytes:
+        """The data under ref; KeyError if unknown."""
+        return self._objects[ref]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 import math
 import numbers
-import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
@@ -13,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
+
+from chainlab.topology import _as_int, _check_n, erdos_renyi
 
 __all__ = [
     "BANDWIDTH_FLOOR_RATIO",
@@ -37,7 +38,6 @@ BANDWIDTH_FLOOR_RATIO = 0.1
 NETWORK_KINDS = ("full", "topology", "erdos_renyi")
 
 _LINK_ATTRS = frozenset({"bandwidth", "delay", "loss"})
-_MAX_CONNECT_TRIES = 1000
 
 
 @runtime_checkable
@@ -53,16 +53,6 @@ class NetworkModel(Protocol):
     def unicast(self, src: int, dst: int, size_mb: float, now: int, rng: np.random.Generator) -> int | None:
         """Delivery round of a point-to-point transfer (Fetch), or None if dst is unreachable."""
         ...
-
-
-def _as_int(value: object, what: str) -> int:
-    # operator.index accepts numpy integers but not floats, which would be truncated silently.
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
 
 
 def _check_node(node: int, n: int, what: str = "node") -> int:
@@ -337,33 +327,6 @@ class TopologyNetwork:
 
 
 # --- graph builders -----------------------------------------------------------------------------------
-
-
-def _check_n(n: int) -> int:
-    count = _as_int(n, "n")
-    if count < 1:
-        raise ValueError(f"a network needs at least one node, got n={n!r}")
-    return count
-
-
-def erdos_renyi(n: int, avg_degree: float, seed: int) -> nx.Graph:
-    """A connected G(n, p) graph with p = avg_degree / (n - 1), retrying seed+1, seed+2, ... until connected.
-
-    p is capped at 1, so asking for more neighbours than there are nodes gives the complete graph.
-    """
-    n = _check_n(n)
-    if not (math.isfinite(avg_degree) and avg_degree > 0):
-        raise ValueError(f"avg_degree must be > 0, got {avg_degree!r}")
-    if n == 1:
-        return nx.empty_graph(1)
-    p = min(1.0, avg_degree / (n - 1))
-    for attempt in range(_MAX_CONNECT_TRIES):
-        graph = nx.gnp_random_graph(n, p, seed=seed + attempt)
-        if nx.is_connected(graph):
-            return graph
-    raise ValueError(
-        f"no connected G({n}, {p:.4g}) found for seeds {seed}..{seed + _MAX_CONNECT_TRIES - 1}; raise avg_degree"
-    )
 
 
 def complete(n: int) -> nx.Graph:

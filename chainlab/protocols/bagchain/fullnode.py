@@ -523,7 +523,16 @@ class FullNode:
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
         self._record("accepted", kind="KeyBlock", block=kb.hash.hex(), height=kb.height)
         if self.chain.tip.block_hash != old_tip:
-            self._record("tip", block=kb.hash.hex(), height=kb.height, metric_best=kb.metric_best)
+            winner = self.ensembles.get(kb.ranking[0].ensemble_block) if kb.ranking else None
+            self._record(
+                "tip",
+                block=kb.hash.hex(),
+                height=kb.height,
+                task=kb.task_id.hex(),
+                metric_best=kb.metric_best,
+                miniblocks_seen=len(self._mb_at.get((kb.height, kb.task_id), ())),
+                miniblocks_used=len(winner.miniblocks) if winner else 0,
+            )
 
     def balances(self) -> dict[bytes, int]:
         """Account balances along the main chain: rewards earned minus the fees requesters paid."""
