@@ -21,7 +21,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/chainlab sim --config experiments/demo.yaml --out $(OUT)/demo
 
-test: $(STAMP)
+# js-ipfs: the real IPFS HTTP RPC daemon the KuboRpc storage tests run (DESIGN.md section 8). Node >= 18 from apt if missing.
+JSIPFS       := tools/js-ipfs
+JSIPFS_STAMP := $(JSIPFS)/node_modules/.installed
+
+$(JSIPFS_STAMP): $(JSIPFS)/package.json $(JSIPFS)/package-lock.json
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' || (echo "js-ipfs needs Node >= 18" && false)
+	npm ci --prefix $(JSIPFS) --no-audit --no-fund --ignore-scripts
+	touch $@
+
+test: $(STAMP) $(JSIPFS_STAMP)
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)

@@ -31,8 +31,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--config", type=Path, required=True)
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--out", type=Path, required=True)
+    up = sub.add_parser("up", help="run a BagChain network as real services on 127.0.0.1 until its tasks are done")
+    up.add_argument("--config", type=Path, default=Path("experiments/demo.yaml"))
+    up.add_argument("--miners", type=int, help="N (default: the config's)")
+    up.add_argument("--validators", type=int, help="V (default: the config's)")
+    up.add_argument("--tasks", type=int, help="K (default: the config's)")
+    up.add_argument(
+        "--topology", default="config", help="config (the experiment's network), full, erdos_renyi:<degree>, or a file"
+    )
+    up.add_argument("--round-seconds", type=float, help="seconds per round (default: the config's live.round_seconds)")
+    up.add_argument("--out", type=Path, default=Path("runs/up"))
+    up.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    up.add_argument("--ipfs-api", help="use a Kubo daemon's HTTP RPC (multiaddr) instead of the embedded IPFS node")
+    up.add_argument("--kill", metavar="NODE", help="chaos: SIGKILL this node (e.g. miner-2) mid-run")
+    up.add_argument("--kill-after", type=float, default=5.0, help="seconds after the network is up to kill --kill")
+    down = sub.add_parser("down", help="stop the services a crashed `chainlab up` left running")
+    down.add_argument("--out", type=Path, default=Path("runs/up"))
     args = parser.parse_args(argv)
     try:
+        if args.command == "up":
+            return cmd_up(args)
+        if args.command == "down":
+            from chainlab.live.launcher import STATE_FILE
+            from chainlab.live.processes import down as stop_leftovers
+
+            stopped = stop_leftovers(args.out / STATE_FILE)
+            console.print(f"stopped {len(stopped)} process(es){': ' + ', '.join(stopped) if stopped else ''}")
+            return 0
         if args.command == "sim":
             return cmd_sim(args.config, args.out)
         if args.command == "paper":
@@ -58,6 +83,43 @@ def cmd_sim(config: Path, out: Path) -> int:
     if len(done) > 1:
         console.print(report.sweep_table(done, f"{exp.get('name', config.stem)}: sweep"))
     console.print(f"results written under {out}/")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """chainlab up: start the network, show progress, print a table per task, stop everything."""
+    import asyncio
+
+    from chainlab.live.launcher import UpOptions, results_table, up
+
+    exp = load_experiment(args.config)
+    for key in ("miners", "validators", "tasks"):
+        if getattr(args, key) is not None:
+            exp = exp.with_value(key, getattr(args, key))
+    round_seconds = args.round_seconds or float(exp.get("live", {}).get("round_seconds", 0.1))
+    options = UpOptions(
+        exp,
+        args.out,
+        round_seconds,
+        topology=args.topology,
+        timeout_seconds=args.timeout,
+        ipfs_api=args.ipfs_api,
+        kill=args.kill,
+        kill_after_seconds=args.kill_after,
+    )
+    columns = (TextColumn("tasks"), BarColumn(), TextColumn("height {task.completed:.0f}/{task.total:.0f}"),
+               TextColumn("round {task.fields[round]}"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("up", total=exp.tasks, round=0)
+        results = asyncio.run(up(options, bar.console, lambda h, r: bar.update(task, completed=h, round=r)))
+    console.print(results_table(results, f"chainlab up: {exp.get('name', args.config.stem)}"))
+    console.print("metrics endpoints (while it ran):")
+    for name, url in results["metrics_endpoints"].items():
+        console.print(f"  {name:<24} {url}")
+    stuck = {name: code for name, code in results["exit_codes"].items() if code not in (0, None)}
+    console.print(f"tips agree: {results['tips_agree']}; rejections: {results['rejections'] or 'none'}")
+    console.print(f"all services stopped{'; non-zero exits: ' + str(stuck) if stuck else ' cleanly'}")
+    console.print(f"results written to {args.out / 'results.json'}")
     return 0
 
 

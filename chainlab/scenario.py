@@ -27,7 +27,7 @@ from chainlab.protocols.spec import ModelSpec
 _TOP_LEVEL = {
     "name", "seed", "dataset", "model", "aggregate", "metric", "metric_min", "tasks", "miners",
     "validators", "fee", "partition", "network", "protocol", "work", "max_rounds", "sweep", "compare",
-    "description",
+    "description", "live",
 }  # fmt: skip
 
 
@@ -125,6 +125,14 @@ class Network:
     private: dict[int, Dataset]  # node index -> D_Mi
 
 
+def identity_of(seed: int, role: str, index: int) -> Identity:
+    """A node's key pair, derived from the experiment seed so that every driver and service agrees on it.
+
+    Anyone who knows the seed knows the keys: fine for a testbed's honest nodes, not for real money."""
+    label = "requester" if role == "requester" else f"{role}:{index}"
+    return Identity.from_seed(f"{seed}:{label}".encode())
+
+
 def build(exp: Experiment) -> Network:
     """Load and split the data, create identities, tasks and nodes, and wire them to the simulator."""
     rng = np.random.default_rng(exp.seed)
@@ -142,7 +150,7 @@ def build(exp: Experiment) -> Network:
         rng=rng,
     )
     params = exp.params()
-    requester_id = Identity.from_seed(f"{exp.seed}:requester".encode())
+    requester_id = identity_of(exp.seed, "requester", 0)
     tasks = [
         Task(
             train_commitment=parts.public.commitment(),
@@ -159,13 +167,10 @@ def build(exp: Experiment) -> Network:
         for k in range(exp.tasks)
     ]
     gen = genesis(tuple(t.task_id for t in tasks[: params.queue_length]))
-    miners = [
-        Miner(Identity.from_seed(f"{exp.seed}:miner:{i}".encode()), params, gen, seed=exp.seed)
-        for i in range(exp.miners)
-    ]
+    miners = [Miner(identity_of(exp.seed, "miner", i), params, gen, seed=exp.seed) for i in range(exp.miners)]
     requester = Requester(requester_id, params, gen, tasks)
     validators = [
-        FullNode(Identity.from_seed(f"{exp.seed}:validator:{i}".encode()), params, gen, seed=exp.seed)
+        FullNode(identity_of(exp.seed, "validator", i), params, gen, seed=exp.seed)
         for i in range(int(exp.get("validators", 0)))
     ]
     nodes: list[Any] = [*miners, requester, *validators]

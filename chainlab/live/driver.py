@@ -36,15 +36,15 @@ log = logging.getLogger("chainlab.live")
 
 
 class RoundClock:
-    """Maps wall time to protocol rounds."""
+    """Maps wall time to protocol rounds, counted from `epoch` (Unix time; default: now)."""
 
-    def __init__(self, round_seconds: float) -> None:
+    def __init__(self, round_seconds: float, epoch: float | None = None) -> None:
         self.round_seconds = round_seconds
-        self._start = asyncio.get_running_loop().time()
+        self.epoch = time.time() if epoch is None else epoch
 
     def now(self) -> int:
         """The current round."""
-        return int((asyncio.get_running_loop().time() - self._start) / self.round_seconds)
+        return max(0, int((time.time() - self.epoch) / self.round_seconds))
 
 
 class BadRequest(ValueError):
@@ -111,12 +111,16 @@ class LiveNode:
             message = from_wire(data)
         except encoding.EncodingError as exc:
             # A peer's bad bytes are counted and dropped; they never reach (or crash) the node.
-            rejection = {"kind": "message", "reason": str(Reason.MALFORMED), "detail": str(exc)}
-            self._record("rejected", rejection)
-            return [rejection]
+            return [self.observe_rejection("message", str(Reason.MALFORMED), str(exc))]
         effects = self.node.on_message(sender, message, self.clock.now())
         self._execute(effects)
         return [e.data for e in effects if isinstance(e, Record) and e.event == "rejected"]
+
+    def observe_rejection(self, kind: str, reason: str, detail: str = "") -> Mapping[str, Any]:
+        """Record input dropped before it reached the node (malformed, oversized); returns the record's data."""
+        rejection = {"kind": kind, "reason": reason, "detail": detail}
+        self._record("rejected", rejection)
+        return rejection
 
     async def serve(self, kind: str, payload: bytes) -> bytes | None:
         """Answer a peer's Fetch with the address of the object in the store, or None if this node refuses."""
@@ -125,7 +129,7 @@ class LiveNode:
             dataset = self.datasets.get(payload)
             if serve_dataset is None or dataset is None or not serve_dataset(payload):
                 return None
-            return await self._publish(payload, lambda: encode_dataset(dataset))
+            return await self.publish(payload, lambda: encode_dataset(dataset))
         if kind != "model":
             raise BadRequest("unknown_fetch_kind", kind)
         try:
@@ -136,9 +140,10 @@ class LiveNode:
         model: bytes | None = None if serve_model is None else serve_model(request, self.clock.now())
         if model is None:
             return None
-        return await self._publish(request.model_hash, lambda: model)
+        return await self.publish(request.model_hash, lambda: model)
 
-    async def _publish(self, key: bytes, data: Callable[[], bytes]) -> bytes:
+    async def publish(self, key: bytes, data: Callable[[], bytes]) -> bytes:
+        """Put an object in the store once per key; its address as bytes."""
         ref = self._published.get(key)
         if ref is None:
             ref = self._published[key] = await self.store.put(await asyncio.to_thread(data))
@@ -186,12 +191,12 @@ class LiveNode:
         elif isinstance(effect, Mine):
             result = await self._mine(effect)
         elif isinstance(effect, FetchModel):
-            result = await self._fetch(effect.peer, "model", encoding.encode(effect.request))
+            result = await self.fetch(effect.peer, "model", encoding.encode(effect.request))
         else:
             result = await self._fetch_dataset(effect)
         return result
 
-    async def _fetch(self, peer: bytes, kind: str, payload: bytes) -> bytes | None:
+    async def fetch(self, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Fetch: ask the peer for the object's address, then read it from the store."""
         answer = await self.transport.request(self.node.node_id, peer, kind, payload)
         if answer is None:
@@ -202,16 +207,16 @@ class LiveNode:
         """A released dataset, checked against its commitment Hash(D) before the node may use it."""
         if effect.commitment in self.datasets:
             return True
-        data = await self._fetch(effect.peer, "dataset", effect.commitment)
+        data = await self.fetch(effect.peer, "dataset", effect.commitment)
         if data is None:
             return False
         try:
             dataset = await asyncio.to_thread(decode_dataset, data)
         except (ModelCodecError, ValueError) as exc:
-            self._record("rejected", {"kind": "dataset", "reason": str(Reason.MALFORMED), "detail": str(exc)})
+            self.observe_rejection("dataset", str(Reason.MALFORMED), str(exc))
             return False
         if await asyncio.to_thread(dataset.commitment) != effect.commitment:
-            self._record("rejected", {"kind": "dataset", "reason": "dataset_commitment_mismatch"})
+            self.observe_rejection("dataset", "dataset_commitment_mismatch")
             return False
         self.datasets[effect.commitment] = dataset
         return True

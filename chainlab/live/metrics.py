@@ -26,7 +26,6 @@ KEY_BLOCK_INTERVAL = Histogram(
     "chainlab_key_block_interval_seconds", "Wall time between consecutive best-chain Key Blocks", buckets=_LONG_BUCKETS
 )
 ENSEMBLE_ACCURACY = Gauge("chainlab_ensemble_accuracy", "Metric_best of the Key Block that finished a task", ["task"])
-BASE_ACCURACY = Gauge("chainlab_base_accuracy", "Metric of this miner's own base model on D_V", ["task"])
 MINIBLOCKS = Counter("chainlab_miniblocks_total", "MiniBlocks this miner created", ["task"])
 MINIBLOCK_WASTAGE = Gauge(
     "chainlab_miniblock_wastage", "MiniBlocks of a finished task that its winning ensemble left out", ["task"]
@@ -43,3 +42,24 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
     """Start the /metrics HTTP endpoint on a daemon thread; port 0 picks a free one. Returns the port."""
     server, _thread = start_http_server(port, addr=host)
     return int(server.server_port)
+
+
+# --- netem sidecar (peer labels are short hex node IDs: one series per neighbour) ---
+NETEM_MESSAGES = Counter(
+    "chainlab_netem_messages_total",
+    "Gossip messages by link and outcome: sent, dropped (loss or cut link), failed (peer call), duplicate, delivered",
+    ["peer", "outcome"],
+)
+NETEM_BYTES = Counter("chainlab_netem_bytes_total", "Gossip payload bytes sent on a link", ["peer"])
+NETEM_LINK_UP = Gauge("chainlab_netem_link_up", "1 while the link to a peer carries messages, else 0", ["peer"])
+NETEM_NODE_REJECTIONS = Counter(
+    "chainlab_netem_node_rejections_total", "Deliveries the sidecar's own node refused, by reason", ["reason"]
+)
+NETEM_FETCHES = Counter("chainlab_netem_fetches_total", "Fetches this sidecar routed, by outcome", ["outcome"])
+
+# Storage service (services/storage).
+STORAGE_BYTES = Counter("chainlab_storage_bytes_total", "Object bytes stored (put) and served (get)", ["op"])
+STORAGE_OBJECTS = Counter(
+    "chainlab_storage_objects_total", "Storage operations that succeeded, by op (put, get, pin, unpin, stat)", ["op"]
+)
+STORAGE_PINNED = Gauge("chainlab_storage_pinned_objects", "Objects pinned through this storage service since it began")

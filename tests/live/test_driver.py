@@ -16,7 +16,9 @@ from chainlab.scenario import Experiment, Network, Observation, build
 from tests.live.test_runner import LIVE
 
 
-def _driver(net: Network, node: Any, records: list[Observation], store: InMemoryStore | None = None, **kw: Any) -> LiveNode:
+def _driver(
+    net: Network, node: Any, records: list[Observation], store: InMemoryStore | None = None, **kw: Any
+) -> LiveNode:
     transport = kw.pop("transport", InMemoryTransport(0.0))
     options: dict[str, Any] = {"datasets": net.datasets, "private": None, "hash_trials_per_round": 1, **kw}
     driver = LiveNode(node, 0, transport, store or InMemoryStore(), RoundClock(0.05), observe=records.append, **options)

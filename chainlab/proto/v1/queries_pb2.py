@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chainlab.proto.v1 import bagchain_pb2 as chainlab_dot_proto_dot_v1_dot_bagchain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hainlab/proto/v1/queries.proto\x12\x0b\x63hainlab.v1\x1a chainlab/proto/v1/bagchain.proto\"\x0c\n\nTipRequest\"#\n\x0c\x43hainRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\"7\n\nChainReply\x12)\n\nkey_blocks\x18\x01 \x03(\x0b\x32\x15.chainlab.v1.KeyBlock\"\x1c\n\x0c\x42lockRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\"\xa4\x01\n\nBlockReply\x12+\n\tminiblock\x18\x01 \x01(\x0b\x32\x16.chainlab.v1.MiniBlockH\x00\x12\x34\n\x0e\x65nsemble_block\x18\x02 \x01(\x0b\x32\x1a.chainlab.v1.EnsembleBlockH\x00\x12*\n\tkey_block\x18\x03 \x01(\x0b\x32\x15.chainlab.v1.KeyBlockH\x00\x42\x07\n\x05\x62lock\"$\n\x11TaskResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\"\x85\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x11\n\tkey_block\x18\x03 \x01(\x0c\x12\x18\n\x10winning_ensemble\x18\x04 \x01(\x0c\x12\x13\n\x0bmetric_best\x18\x05 \x01(\x01\x12\x14\n\x0cmodel_hashes\x18\x06 \x03(\x0c\"!\n\x0e\x42\x61lanceRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0c\"*\n\x07\x42\x61lance\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x04\"$\n\x11TaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\"f\n\tTaskState\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\x12\'\n\x06result\x18\x04 \x01(\x0b\x32\x17.chainlab.v1.TaskResult\"8\n\x0fTaskStatusReply\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.chainlab.v1.TaskState\"R\n\x0ePredictRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x01(\r\x12\x0f\n\x07samples\x18\x04 \x01(\x0c\"6\n\x0cPredictReply\x12\x0e\n\x06labels\x18\x01 \x03(\x03\x12\x16\n\x0e\x65nsemble_block\x18\x02 \x01(\x0c\x32\xc9\x02\n\x05\x43hain\x12\x35\n\x03Tip\x12\x17.chainlab.v1.TipRequest\x1a\x15.chainlab.v1.KeyBlock\x12>\n\x08GetChain\x12\x19.chainlab.v1.ChainRequest\x1a\x17.chainlab.v1.ChainReply\x12>\n\x08GetBlock\x12\x19.chainlab.v1.BlockRequest\x1a\x17.chainlab.v1.BlockReply\x12H\n\rGetTaskResult\x12\x1e.chainlab.v1.TaskResultRequest\x1a\x17.chainlab.v1.TaskResult\x12?\n\nGetBalance\x12\x1b.chainlab.v1.BalanceRequest\x1a\x14.chainlab.v1.Balance2\x9a\x01\n\tRequester\x12J\n\nTaskStatus\x12\x1e.chainlab.v1.TaskStatusRequest\x1a\x1c.chainlab.v1.TaskStatusReply\x12\x41\n\x07Predict\x12\x1b.chainlab.v1.PredictRequest\x1a\x19.chainlab.v1.PredictReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hainlab/proto/v1/queries.proto\x12\x0b\x63hainlab.v1\x1a chainlab/proto/v1/bagchain.proto\"\x0c\n\nTipRequest\"#\n\x0c\x43hainRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\"7\n\nChainReply\x12)\n\nkey_blocks\x18\x01 \x03(\x0b\x32\x15.chainlab.v1.KeyBlock\"\x1c\n\x0c\x42lockRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\"\xa4\x01\n\nBlockReply\x12+\n\tminiblock\x18\x01 \x01(\x0b\x32\x16.chainlab.v1.MiniBlockH\x00\x12\x34\n\x0e\x65nsemble_block\x18\x02 \x01(\x0b\x32\x1a.chainlab.v1.EnsembleBlockH\x00\x12*\n\tkey_block\x18\x03 \x01(\x0b\x32\x15.chainlab.v1.KeyBlockH\x00\x42\x07\n\x05\x62lock\"$\n\x11TaskResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\"\x85\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x11\n\tkey_block\x18\x03 \x01(\x0c\x12\x18\n\x10winning_ensemble\x18\x04 \x01(\x0c\x12\x13\n\x0bmetric_best\x18\x05 \x01(\x01\x12\x14\n\x0cmodel_hashes\x18\x06 \x03(\x0c\"!\n\x0e\x42\x61lanceRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0c\"*\n\x07\x42\x61lance\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x04\"\x1f\n\rHeightRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\"\x98\x01\n\x0bHeightReply\x12(\n\tkey_block\x18\x01 \x01(\x0b\x32\x15.chainlab.v1.KeyBlock\x12*\n\nminiblocks\x18\x02 \x03(\x0b\x32\x16.chainlab.v1.MiniBlock\x12\x33\n\x0f\x65nsemble_blocks\x18\x03 \x03(\x0b\x32\x1a.chainlab.v1.EnsembleBlock\"*\n\x14ModelLocationRequest\x12\x12\n\nmodel_hash\x18\x01 \x01(\x0c\"0\n\rModelLocation\x12\x12\n\nmodel_hash\x18\x01 \x01(\x0c\x12\x0b\n\x03\x63id\x18\x02 \x01(\t\"$\n\x11TaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\"f\n\tTaskState\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\x12\'\n\x06result\x18\x04 \x01(\x0b\x32\x17.chainlab.v1.TaskResult\"8\n\x0fTaskStatusReply\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.chainlab.v1.TaskState\"R\n\x0ePredictRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x01(\r\x12\x0f\n\x07samples\x18\x04 \x01(\x0c\"6\n\x0cPredictReply\x12\x0e\n\x06labels\x18\x01 \x03(\x03\x12\x16\n\x0e\x65nsemble_block\x18\x02 \x01(\x0c\x32\xd7\x03\n\x05\x43hain\x12\x35\n\x03Tip\x12\x17.chainlab.v1.TipRequest\x1a\x15.chainlab.v1.KeyBlock\x12>\n\x08GetChain\x12\x19.chainlab.v1.ChainRequest\x1a\x17.chainlab.v1.ChainReply\x12>\n\x08GetBlock\x12\x19.chainlab.v1.BlockRequest\x1a\x17.chainlab.v1.BlockReply\x12\x41\n\tGetHeight\x12\x1a.chainlab.v1.HeightRequest\x1a\x18.chainlab.v1.HeightReply\x12H\n\rGetTaskResult\x12\x1e.chainlab.v1.TaskResultRequest\x1a\x17.chainlab.v1.TaskResult\x12?\n\nGetBalance\x12\x1b.chainlab.v1.BalanceRequest\x1a\x14.chainlab.v1.Balance\x12I\n\x08GetModel\x12!.chainlab.v1.ModelLocationRequest\x1a\x1a.chainlab.v1.ModelLocation2\x9a\x01\n\tRequester\x12J\n\nTaskStatus\x12\x1e.chainlab.v1.TaskStatusRequest\x1a\x1c.chainlab.v1.TaskStatusReply\x12\x41\n\x07Predict\x12\x1b.chainlab.v1.PredictRequest\x1a\x19.chainlab.v1.PredictReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,18 +50,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BALANCEREQUEST']._serialized_end=594
   _globals['_BALANCE']._serialized_start=596
   _globals['_BALANCE']._serialized_end=638
-  _globals['_TASKSTATUSREQUEST']._serialized_start=640
-  _globals['_TASKSTATUSREQUEST']._serialized_end=676
-  _globals['_TASKSTATE']._serialized_start=678
-  _globals['_TASKSTATE']._serialized_end=780
-  _globals['_TASKSTATUSREPLY']._serialized_start=782
-  _globals['_TASKSTATUSREPLY']._serialized_end=838
-  _globals['_PREDICTREQUEST']._serialized_start=840
-  _globals['_PREDICTREQUEST']._serialized_end=922
-  _globals['_PREDICTREPLY']._serialized_start=924
-  _globals['_PREDICTREPLY']._serialized_end=978
-  _globals['_CHAIN']._serialized_start=981
-  _globals['_CHAIN']._serialized_end=1310
-  _globals['_REQUESTER']._serialized_start=1313
-  _globals['_REQUESTER']._serialized_end=1467
+  _globals['_HEIGHTREQUEST']._serialized_start=640
+  _globals['_HEIGHTREQUEST']._serialized_end=671
+  _globals['_HEIGHTREPLY']._serialized_start=674
+  _globals['_HEIGHTREPLY']._serialized_end=826
+  _globals['_MODELLOCATIONREQUEST']._serialized_start=828
+  _globals['_MODELLOCATIONREQUEST']._serialized_end=870
+  _globals['_MODELLOCATION']._serialized_start=872
+  _globals['_MODELLOCATION']._serialized_end=920
+  _globals['_TASKSTATUSREQUEST']._serialized_start=922
+  _globals['_TASKSTATUSREQUEST']._serialized_end=958
+  _globals['_TASKSTATE']._serialized_start=960
+  _globals['_TASKSTATE']._serialized_end=1062
+  _globals['_TASKSTATUSREPLY']._serialized_start=1064
+  _globals['_TASKSTATUSREPLY']._serialized_end=1120
+  _globals['_PREDICTREQUEST']._serialized_start=1122
+  _globals['_PREDICTREQUEST']._serialized_end=1204
+  _globals['_PREDICTREPLY']._serialized_start=1206
+  _globals['_PREDICTREPLY']._serialized_end=1260
+  _globals['_CHAIN']._serialized_start=1263
+  _globals['_CHAIN']._serialized_end=1734
+  _globals['_REQUESTER']._serialized_start=1737
+  _globals['_REQUESTER']._serialized_end=1891
 # @@protoc_insertion_point(module_scope)

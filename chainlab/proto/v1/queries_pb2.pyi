@@ -224,6 +224,97 @@ class Balance(_message.Message):
 Global___Balance: _TypeAlias = Balance  # noqa: Y015
 
 @_typing.final
+class HeightRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    height: _builtins.int
+    def __init__(
+        self,
+        *,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeightRequest: _TypeAlias = HeightRequest  # noqa: Y015
+
+@_typing.final
+class HeightReply(_message.Message):
+    """What a node holds for one height of its best chain: the Key Block and the blocks of its task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_BLOCK_FIELD_NUMBER: _builtins.int
+    MINIBLOCKS_FIELD_NUMBER: _builtins.int
+    ENSEMBLE_BLOCKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def key_block(self) -> _bagchain_pb2.KeyBlock: ...
+    @_builtins.property
+    def miniblocks(self) -> _containers.RepeatedCompositeFieldContainer[_bagchain_pb2.MiniBlock]: ...
+    @_builtins.property
+    def ensemble_blocks(self) -> _containers.RepeatedCompositeFieldContainer[_bagchain_pb2.EnsembleBlock]: ...
+    def __init__(
+        self,
+        *,
+        key_block: _bagchain_pb2.KeyBlock | None = ...,
+        miniblocks: _abc.Iterable[_bagchain_pb2.MiniBlock] | None = ...,
+        ensemble_blocks: _abc.Iterable[_bagchain_pb2.EnsembleBlock] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key_block", b"key_block"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ensemble_blocks", b"ensemble_blocks", "key_block", b"key_block", "miniblocks", b"miniblocks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeightReply: _TypeAlias = HeightReply  # noqa: Y015
+
+@_typing.final
+class ModelLocationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_HASH_FIELD_NUMBER: _builtins.int
+    model_hash: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        model_hash: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_hash", b"model_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelLocationRequest: _TypeAlias = ModelLocationRequest  # noqa: Y015
+
+@_typing.final
+class ModelLocation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_HASH_FIELD_NUMBER: _builtins.int
+    CID_FIELD_NUMBER: _builtins.int
+    model_hash: _builtins.bytes
+    cid: _builtins.str
+    """the model's weights in storage"""
+    def __init__(
+        self,
+        *,
+        model_hash: _builtins.bytes = ...,
+        cid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cid", b"cid", "model_hash", b"model_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelLocation: _TypeAlias = ModelLocation  # noqa: Y015
+
+@_typing.final
 class TaskStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

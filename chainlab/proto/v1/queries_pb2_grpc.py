@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class ChainStub:
-    """The validator: a full node that mines nothing and answers queries about its best chain.
+    """The validator (any full node): queries about its best chain.
     """
 
     def __init__(self, channel):
@@ -51,6 +51,11 @@ class ChainStub:
                 request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.BlockRequest.SerializeToString,
                 response_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.BlockReply.FromString,
                 _registered_method=True)
+        self.GetHeight = channel.unary_unary(
+                '/chainlab.v1.Chain/GetHeight',
+                request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.HeightRequest.SerializeToString,
+                response_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.HeightReply.FromString,
+                _registered_method=True)
         self.GetTaskResult = channel.unary_unary(
                 '/chainlab.v1.Chain/GetTaskResult',
                 request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.TaskResultRequest.SerializeToString,
@@ -61,10 +66,15 @@ class ChainStub:
                 request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.BalanceRequest.SerializeToString,
                 response_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.Balance.FromString,
                 _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/chainlab.v1.Chain/GetModel',
+                request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.ModelLocationRequest.SerializeToString,
+                response_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.ModelLocation.FromString,
+                _registered_method=True)
 
 
 class ChainServicer:
-    """The validator: a full node that mines nothing and answers queries about its best chain.
+    """The validator (any full node): queries about its best chain.
     """
 
     def Tip(self, request, context):
@@ -85,6 +95,12 @@ class ChainServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHeight(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTaskResult(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -93,6 +109,13 @@ class ChainServicer:
 
     def GetBalance(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """A base model this node has fetched and checked (only ever after its task's D_V release), put in storage.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -115,6 +138,11 @@ def add_ChainServicer_to_server(servicer, server):
                     request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.BlockRequest.FromString,
                     response_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.BlockReply.SerializeToString,
             ),
+            'GetHeight': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHeight,
+                    request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.HeightRequest.FromString,
+                    response_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.HeightReply.SerializeToString,
+            ),
             'GetTaskResult': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTaskResult,
                     request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.TaskResultRequest.FromString,
@@ -125,6 +153,11 @@ def add_ChainServicer_to_server(servicer, server):
                     request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.BalanceRequest.FromString,
                     response_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.Balance.SerializeToString,
             ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.ModelLocationRequest.FromString,
+                    response_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.ModelLocation.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'chainlab.v1.Chain', rpc_method_handlers)
@@ -134,7 +167,7 @@ def add_ChainServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Chain:
-    """The validator: a full node that mines nothing and answers queries about its best chain.
+    """The validator (any full node): queries about its best chain.
     """
 
     @staticmethod
@@ -219,6 +252,33 @@ class Chain:
             _registered_method=True)
 
     @staticmethod
+    def GetHeight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainlab.v1.Chain/GetHeight',
+            chainlab_dot_proto_dot_v1_dot_queries__pb2.HeightRequest.SerializeToString,
+            chainlab_dot_proto_dot_v1_dot_queries__pb2.HeightReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetTaskResult(request,
             target,
             options=(),
@@ -262,6 +322,33 @@ class Chain:
             '/chainlab.v1.Chain/GetBalance',
             chainlab_dot_proto_dot_v1_dot_queries__pb2.BalanceRequest.SerializeToString,
             chainlab_dot_proto_dot_v1_dot_queries__pb2.Balance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainlab.v1.Chain/GetModel',
+            chainlab_dot_proto_dot_v1_dot_queries__pb2.ModelLocationRequest.SerializeToString,
+            chainlab_dot_proto_dot_v1_dot_queries__pb2.ModelLocation.FromString,
             options,
             channel_credentials,
             insecure,

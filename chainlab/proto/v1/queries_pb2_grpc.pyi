@@ -28,7 +28,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ChainStub:
-    """The validator: a full node that mines nothing and answers queries about its best chain."""
+    """The validator (any full node): queries about its best chain."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -37,22 +37,28 @@ class ChainStub:
     Tip: _grpc.UnaryUnaryMultiCallable[_queries_pb2.TipRequest, _bagchain_pb2.KeyBlock]
     GetChain: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ChainRequest, _queries_pb2.ChainReply]
     GetBlock: _grpc.UnaryUnaryMultiCallable[_queries_pb2.BlockRequest, _queries_pb2.BlockReply]
+    GetHeight: _grpc.UnaryUnaryMultiCallable[_queries_pb2.HeightRequest, _queries_pb2.HeightReply]
     GetTaskResult: _grpc.UnaryUnaryMultiCallable[_queries_pb2.TaskResultRequest, _queries_pb2.TaskResult]
     GetBalance: _grpc.UnaryUnaryMultiCallable[_queries_pb2.BalanceRequest, _queries_pb2.Balance]
+    GetModel: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ModelLocationRequest, _queries_pb2.ModelLocation]
+    """A base model this node has fetched and checked (only ever after its task's D_V release), put in storage."""
 
 @_typing.type_check_only
 class ChainAsyncStub(ChainStub):
-    """The validator: a full node that mines nothing and answers queries about its best chain."""
+    """The validator (any full node): queries about its best chain."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Tip: _aio.UnaryUnaryMultiCallable[_queries_pb2.TipRequest, _bagchain_pb2.KeyBlock]  # type: ignore[assignment]
     GetChain: _aio.UnaryUnaryMultiCallable[_queries_pb2.ChainRequest, _queries_pb2.ChainReply]  # type: ignore[assignment]
     GetBlock: _aio.UnaryUnaryMultiCallable[_queries_pb2.BlockRequest, _queries_pb2.BlockReply]  # type: ignore[assignment]
+    GetHeight: _aio.UnaryUnaryMultiCallable[_queries_pb2.HeightRequest, _queries_pb2.HeightReply]  # type: ignore[assignment]
     GetTaskResult: _aio.UnaryUnaryMultiCallable[_queries_pb2.TaskResultRequest, _queries_pb2.TaskResult]  # type: ignore[assignment]
     GetBalance: _aio.UnaryUnaryMultiCallable[_queries_pb2.BalanceRequest, _queries_pb2.Balance]  # type: ignore[assignment]
+    GetModel: _aio.UnaryUnaryMultiCallable[_queries_pb2.ModelLocationRequest, _queries_pb2.ModelLocation]  # type: ignore[assignment]
+    """A base model this node has fetched and checked (only ever after its task's D_V release), put in storage."""
 
 class ChainServicer(metaclass=_abc_1.ABCMeta):
-    """The validator: a full node that mines nothing and answers queries about its best chain."""
+    """The validator (any full node): queries about its best chain."""
 
     @_abc_1.abstractmethod
     def Tip(
@@ -76,6 +82,13 @@ class ChainServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queries_pb2.BlockReply, _abc.Awaitable[_queries_pb2.BlockReply]]: ...
 
     @_abc_1.abstractmethod
+    def GetHeight(
+        self,
+        request: _queries_pb2.HeightRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.HeightReply, _abc.Awaitable[_queries_pb2.HeightReply]]: ...
+
+    @_abc_1.abstractmethod
     def GetTaskResult(
         self,
         request: _queries_pb2.TaskResultRequest,
@@ -88,6 +101,14 @@ class ChainServicer(metaclass=_abc_1.ABCMeta):
         request: _queries_pb2.BalanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queries_pb2.Balance, _abc.Awaitable[_queries_pb2.Balance]]: ...
+
+    @_abc_1.abstractmethod
+    def GetModel(
+        self,
+        request: _queries_pb2.ModelLocationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.ModelLocation, _abc.Awaitable[_queries_pb2.ModelLocation]]:
+        """A base model this node has fetched and checked (only ever after its task's D_V release), put in storage."""
 
 def add_ChainServicer_to_server(servicer: ChainServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -122,6 +122,7 @@ class Miner(FullNode):
             "miniblock_created",
             block=mb.hash.hex(),
             height=height,
+            task=task_id.hex(),
             model_hash=digest.hex(),
             parent=tip.hash.hex(),
         )

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from chainlab.ledger.chain import ChainEntry, ChainIndex
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
-from chainlab.protocols.bagchain.messages import DatasetKind, DatasetRelease, KeyBlock, Message, Task
+from chainlab.protocols.bagchain.messages import (
+    DatasetKind,
+    DatasetRelease,
+    EnsembleBlock,
+    KeyBlock,
+    Message,
+    MiniBlock,
+    Task,
+)
 from chainlab.protocols.bagchain.params import BagChainParams
+from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.effects import Broadcast, Effect, Record, StartTimer
 
 
@@ -41,6 +50,9 @@ class Requester:
         self.chain = ChainIndex(ChainEntry(genesis.hash, b"", 0, 0.0))
         self.key_blocks: dict[bytes, KeyBlock] = {genesis.hash: genesis}
         self.released: dict[tuple[int, DatasetKind], DatasetRelease] = {}
+        # Kept by hash so the winning ensemble's base models can be collected once a task is done.
+        self.ensembles: dict[bytes, EnsembleBlock] = {}
+        self.miniblocks: dict[bytes, MiniBlock] = {}
         self._scheduled: set[int] = set()
         self._orphans: dict[bytes, list[KeyBlock]] = {}
         self._out: list[Effect] = []
@@ -58,9 +70,12 @@ class Requester:
         return self._flush()
 
     def on_message(self, sender: bytes, message: Message, now: int) -> list[Effect]:
-        """Follow Key Blocks; everything else is the miners' business."""
+        """Follow Key Blocks, and keep Ensemble Blocks and MiniBlocks of its own tasks by hash."""
         if isinstance(message, KeyBlock):
             self._on_key_block(message)
+        elif isinstance(message, EnsembleBlock | MiniBlock) and message.task_id in self.tasks:
+            store: dict[bytes, Any] = self.ensembles if isinstance(message, EnsembleBlock) else self.miniblocks
+            store.setdefault(message.hash, message)
         return self._flush()
 
     def on_result(self, job: int, result: object, now: int) -> list[Effect]:
@@ -70,8 +85,15 @@ class Requester:
     def _on_key_block(self, kb: KeyBlock) -> None:
         if kb.hash in self.key_blocks or not kb.miner_key:
             return
-        if not kb.signature_valid(kb.miner_key) or not meets_target(kb.hash, self.params.target):
-            self._out.append(Record("rejected", {"kind": "KeyBlock", "block": kb.hash.hex()}))
+        reason = (
+            Reason.BAD_SIGNATURE
+            if not kb.signature_valid(kb.miner_key)
+            else Reason.BAD_POW
+            if not meets_target(kb.hash, self.params.target)
+            else None
+        )
+        if reason is not None:
+            self._out.append(Record("rejected", {"kind": "KeyBlock", "reason": str(reason), "block": kb.hash.hex()}))
             return
         parent = self.key_blocks.get(kb.prehash)
         if parent is None:
@@ -117,6 +139,18 @@ class Requester:
         if any(t.train_commitment == commitment for t in self.tasks.values()):
             return True
         return any(r.dataset == commitment for r in self.released.values())
+
+    def winning_models(self, result: TaskResult) -> list[MiniBlock] | None:
+        """The MiniBlocks of a finished task's winning ensemble, or None while any of them is unseen."""
+        ensemble = self.ensembles.get(result.winning_ensemble) if result.winning_ensemble else None
+        if ensemble is None:
+            return None
+        members = [self.miniblocks.get(h) for h in ensemble.miniblocks]
+        return None if any(m is None for m in members) else [m for m in members if m is not None]
+
+    def release_of(self, height: int, kind: DatasetKind) -> DatasetRelease | None:
+        """The dataset release this requester signed for a height, if any."""
+        return self.released.get((height, kind))
 
     def results(self) -> list[TaskResult]:
         """The tasks finished on the requester's best chain, by height."""

@@ -1,0 +1,372 @@
+"""The netem sidecar's gRPC servicers: flooding with de-duplication, Fetch routing and run-time link control.
+
+A sidecar never crashes on a peer: every outgoing call has a timeout, and every failure is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+
+from chainlab.ledger.hashing import sha256, short
+from chainlab.live import metrics
+from chainlab.live.errors import Refused, invalid, not_found, unavailable
+from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY, DedupCache, LinkState, LinkTable
+from chainlab.live.netem.topology import LinkSpec, Topology
+from chainlab.live.server import insecure_channel
+from chainlab.proto.v1 import netem_pb2, netem_pb2_grpc, node_pb2_grpc
+
+log = logging.getLogger("chainlab.netem")
+
+DEFAULT_CALL_TIMEOUT = 5.0
+SERVICE_NAMES = ("chainlab.v1.NetemNode", "chainlab.v1.NetemPeer", "chainlab.v1.NetemControl")
+
+# Refusals read "reason: detail"; gRPC's own errors ("failed to connect to all addresses; ...") are not reasons.
+_REASON = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def reason_of(exc: grpc.aio.AioRpcError, default: str) -> str:
+    """The reason a chainlab service named in its error details, or default when the error is gRPC's own."""
+    head = (exc.details() or "").split(":", 1)[0].strip()
+    return head if _REASON.match(head) else default
+
+
+class Sidecar:
+    """One node's sidecar: its link table, de-duplication cache, channels and in-flight relays."""
+
+    def __init__(
+        self,
+        me: bytes,
+        topology: Topology,
+        node_address: str,
+        *,
+        round_seconds: float,
+        seed: int = 0,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        dedup_capacity: int = DEFAULT_DEDUP_CAPACITY,
+    ) -> None:
+        self.me = me
+        self.topology = topology
+        self.node_address = node_address
+        self.round_seconds = round_seconds
+        self.call_timeout = call_timeout
+        self.table = LinkTable(me, topology, seed=seed)
+        self.dedup = DedupCache(dedup_capacity)
+        self.delivered = 0
+        self.duplicates = 0
+        self.rejections: collections.Counter[str] = collections.Counter()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for peer in self.table.links:
+            self._show_link(peer)
+
+    # --- wiring -------------------------------------------------------------------------------------
+
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        """Add the three servicers to server; returns their full names (for health)."""
+        netem_pb2_grpc.add_NetemNodeServicer_to_server(NodeServicer(self), server)
+        netem_pb2_grpc.add_NetemPeerServicer_to_server(PeerServicer(self), server)
+        netem_pb2_grpc.add_NetemControlServicer_to_server(ControlServicer(self), server)
+        return list(SERVICE_NAMES)
+
+    async def close(self) -> None:
+        """Cancel relays still waiting out their delay and close every channel."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = insecure_channel(address)
+        return self._channels[address]
+
+    def _peer(self, node: bytes) -> Any:
+        return netem_pb2_grpc.NetemPeerStub(self._channel(self.topology.address(node)))
+
+    def _node(self) -> Any:
+        return node_pb2_grpc.PeerStub(self._channel(self.node_address))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # The set keeps a strong reference: asyncio only holds weak ones to running tasks.
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _show_link(self, peer: bytes) -> None:
+        metrics.NETEM_LINK_UP.labels(short(peer)).set(1 if self.table.links[peer].up else 0)
+
+    # --- gossip -------------------------------------------------------------------------------------
+
+    def _flood(self, envelope: netem_pb2.Envelope, exclude: tuple[bytes, ...]) -> int:
+        """Schedule a relay of envelope on every up link but the excluded ones; returns how many were scheduled."""
+        size = len(envelope.payload)
+        plan, dropped = self.table.send_plan(size, self.round_seconds, exclude)
+        for peer in dropped:
+            metrics.NETEM_MESSAGES.labels(short(peer), "dropped").inc()
+        for peer, delay in plan:
+            metrics.NETEM_MESSAGES.labels(short(peer), "sent").inc()
+            metrics.NETEM_BYTES.labels(short(peer)).inc(size)
+            self._spawn(self._relay_later(peer, envelope, delay))
+        return len(plan)
+
+    async def _relay_later(self, peer: bytes, envelope: netem_pb2.Envelope, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._peer(peer).Relay(envelope, timeout=self.call_timeout)
+        except grpc.aio.AioRpcError as exc:
+            self._relay_failed(peer, envelope, exc.code().name)
+        except Exception as exc:  # e.g. a bad address in the topology file: still the peer's failure, not ours
+            self._relay_failed(peer, envelope, type(exc).__name__)
+
+    def _relay_failed(self, peer: bytes, envelope: netem_pb2.Envelope, why: str) -> None:
+        self.table.links[peer].counters.messages_dropped += 1
+        metrics.NETEM_MESSAGES.labels(short(peer), "failed").inc()
+        log.warning("relay failed", extra={"peer": short(peer), "message_id": short(envelope.message_id), "error": why})
+
+    async def broadcast(self, request: netem_pb2.BroadcastRequest) -> netem_pb2.BroadcastReply:
+        """Flood the own node's message to every neighbour; a payload broadcast twice goes out once."""
+        message_id = sha256(self.me, request.payload)
+        if not self.dedup.add(message_id):
+            return netem_pb2.BroadcastReply(message_id=message_id, neighbours=0)
+        envelope = netem_pb2.Envelope(
+            message_id=message_id, origin=self.me, payload=request.payload, hops=0, relayed_by=self.me
+        )
+        return netem_pb2.BroadcastReply(message_id=message_id, neighbours=self._flood(envelope, ()))
+
+    async def relay(self, envelope: netem_pb2.Envelope) -> netem_pb2.RelayReply:
+        """A neighbour's gossip: drop a duplicate, else forward it on the other links and deliver it to the node."""
+        link = self.table.links.get(envelope.relayed_by)
+        if link is None:
+            raise invalid("not_a_neighbour", envelope.relayed_by.hex())
+        # The ID is the de-duplication key: one that does not match its content could suppress a real message.
+        if envelope.message_id != sha256(envelope.origin, envelope.payload):
+            raise invalid("bad_message_id")
+        peer = short(envelope.relayed_by)
+        if not self.dedup.add(envelope.message_id):
+            link.counters.duplicates_received += 1
+            self.duplicates += 1
+            metrics.NETEM_MESSAGES.labels(peer, "duplicate").inc()
+            return netem_pb2.RelayReply(duplicate=True)
+        link.counters.messages_received += 1
+        forward = netem_pb2.Envelope(
+            message_id=envelope.message_id,
+            origin=envelope.origin,
+            payload=envelope.payload,
+            hops=envelope.hops + 1,
+            relayed_by=self.me,
+        )
+        # Neither the neighbour it came from nor its origin needs it back.
+        self._flood(forward, (envelope.relayed_by, envelope.origin))
+        await self._deliver(envelope, peer)
+        return netem_pb2.RelayReply(duplicate=False)
+
+    async def _deliver(self, envelope: netem_pb2.Envelope, peer: str) -> None:
+        try:
+            await self._node().Deliver(envelope, timeout=self.call_timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                reason = reason_of(exc, "invalid")
+                self.rejections[reason] += 1
+                metrics.NETEM_NODE_REJECTIONS.labels(reason).inc()
+                log.info("node rejected a message", extra={"message_id": short(envelope.message_id), "reason": reason})
+            else:
+                self._undelivered(envelope, peer, exc.code().name)
+            return
+        except Exception as exc:  # a broken node address must not take the relay down with it
+            self._undelivered(envelope, peer, type(exc).__name__)
+            return
+        self.delivered += 1
+        metrics.NETEM_MESSAGES.labels(peer, "delivered").inc()
+
+    def _undelivered(self, envelope: netem_pb2.Envelope, peer: str, why: str) -> None:
+        metrics.NETEM_MESSAGES.labels(peer, "undelivered").inc()
+        log.warning("delivery to the node failed", extra={"message_id": short(envelope.message_id), "error": why})
+
+    # --- point to point -----------------------------------------------------------------------------
+
+    async def fetch(self, request: netem_pb2.FetchRequest) -> netem_pb2.FetchReply:
+        """Carry the own node's request to the target's sidecar along the shortest up route, and the answer back."""
+        target = request.target
+        if target not in self.topology.nodes:
+            metrics.NETEM_FETCHES.labels("unknown_peer").inc()
+            raise not_found("unknown_peer", target.hex())
+        if target == self.me:
+            raise invalid("fetch_to_self")
+        route = self.table.route(target)
+        if route is None:
+            metrics.NETEM_FETCHES.labels("unreachable").inc()
+            raise unavailable("unreachable", target.hex())
+        outgoing = netem_pb2.FetchRequest(origin=self.me, target=target, kind=request.kind, payload=request.payload)
+        await asyncio.sleep(route.delay_seconds(outgoing.ByteSize(), self.round_seconds))
+        try:
+            reply: netem_pb2.FetchReply = await self._peer(target).Answer(outgoing, timeout=self.call_timeout)
+        except grpc.aio.AioRpcError as exc:
+            metrics.NETEM_FETCHES.labels("failed").inc()
+            raise _passed_on(exc, "peer_down") from None
+        await asyncio.sleep(route.delay_seconds(reply.ByteSize(), self.round_seconds))
+        metrics.NETEM_FETCHES.labels("answered").inc()
+        return reply
+
+    async def answer(self, request: netem_pb2.FetchRequest) -> netem_pb2.FetchReply:
+        """A fetch addressed to the own node, whose delay the caller has already waited: ask the node."""
+        if request.target != self.me:
+            raise invalid("wrong_target", request.target.hex())
+        try:
+            reply: netem_pb2.FetchReply = await self._node().Serve(request, timeout=self.call_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _passed_on(exc, "node_down") from None
+        return reply
+
+    # --- control ------------------------------------------------------------------------------------
+
+    def _link_message(self, peer: bytes, state: LinkState) -> netem_pb2.Link:
+        return netem_pb2.Link(
+            peer=peer,
+            latency_rounds=state.spec.latency_rounds,
+            bandwidth_mb_per_round=state.spec.bandwidth_mb_per_round,
+            loss=state.spec.loss,
+            up=state.up,
+        )
+
+    def set_link(self, link: netem_pb2.Link) -> netem_pb2.Link:
+        """Replace this sidecar's settings of its link to link.peer (its sending direction); returns the result."""
+        if link.peer not in self.table.links:
+            raise not_found("unknown_link", link.peer.hex())
+        try:
+            spec = LinkSpec(link.latency_rounds, link.bandwidth_mb_per_round, link.loss)
+        except ValueError as exc:
+            field = str(exc).split(" ", 1)[0]
+            reason = {"latency_rounds": "bad_latency", "bandwidth_mb_per_round": "bad_bandwidth"}.get(field, "bad_loss")
+            raise invalid(reason, str(exc)) from None
+        state = self.table.set_link(link.peer, spec, link.up)
+        self._show_link(link.peer)
+        log.info("link set", extra={"peer": short(link.peer), **spec.to_mapping(), "up": state.up})
+        return self._link_message(link.peer, state)
+
+    def links(self) -> netem_pb2.LinksReply:
+        """Every link of this sidecar as it is now."""
+        return netem_pb2.LinksReply(
+            links=[self._link_message(peer, state) for peer, state in sorted(self.table.links.items())]
+        )
+
+    def partition(self, request: netem_pb2.PartitionRequest) -> netem_pb2.PartitionReply:
+        """Cut the links between the groups (replacing an earlier partition); returns this sidecar's links down."""
+        groups = [list(group.nodes) for group in request.groups]
+        for node in (node for group in groups for node in group):
+            if node not in self.topology.nodes:
+                raise invalid("unknown_node", node.hex())
+        try:
+            down = self.table.partition(groups)
+        except ValueError as exc:
+            raise invalid("overlapping_groups", str(exc)) from None
+        for peer in self.table.links:
+            self._show_link(peer)
+        log.info("partitioned", extra={"groups": len(groups), "links_down": down})
+        return netem_pb2.PartitionReply(links_down=down)
+
+    def heal(self) -> netem_pb2.PartitionReply:
+        """Remove the partition; links disabled with SetLink stay down."""
+        down = self.table.heal()
+        for peer in self.table.links:
+            self._show_link(peer)
+        log.info("healed", extra={"links_down": down})
+        return netem_pb2.PartitionReply(links_down=down)
+
+    def stats(self) -> netem_pb2.StatsReply:
+        """Per-link counters and the totals of deliveries and duplicates."""
+        links = []
+        for peer, state in sorted(self.table.links.items()):
+            c = state.counters
+            links.append(
+                netem_pb2.LinkStats(
+                    peer=peer,
+                    messages_sent=c.messages_sent,
+                    bytes_sent=c.bytes_sent,
+                    messages_dropped=c.messages_dropped,
+                    messages_received=c.messages_received,
+                    duplicates_received=c.duplicates_received,
+                    link=self._link_message(peer, state),
+                )
+            )
+        return netem_pb2.StatsReply(node=self.me, links=links, delivered=self.delivered, duplicates=self.duplicates)
+
+
+def _passed_on(exc: grpc.aio.AioRpcError, default: str) -> Refused:
+    """A far end's error as a refusal of ours: its own refusals keep their code and reason; the rest are outages."""
+    code = exc.code()
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return Refused(code, reason_of(exc, "refused"), exc.details() or "")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return unavailable("timeout", exc.details() or "")
+    return unavailable(reason_of(exc, default), exc.details() or "")
+
+
+class NodeServicer(netem_pb2_grpc.NetemNodeServicer):
+    """NetemNode: what the sidecar's own node calls."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    async def Broadcast(
+        self, request: netem_pb2.BroadcastRequest, context: grpc.aio.ServicerContext
+    ) -> netem_pb2.BroadcastReply:
+        """Flood a message."""
+        return await self.sidecar.broadcast(request)
+
+    async def Fetch(self, request: netem_pb2.FetchRequest, context: grpc.aio.ServicerContext) -> netem_pb2.FetchReply:
+        """Ask another node, point to point."""
+        return await self.sidecar.fetch(request)
+
+
+class PeerServicer(netem_pb2_grpc.NetemPeerServicer):
+    """NetemPeer: what neighbouring sidecars call."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    async def Relay(self, request: netem_pb2.Envelope, context: grpc.aio.ServicerContext) -> netem_pb2.RelayReply:
+        """Take a neighbour's gossip."""
+        return await self.sidecar.relay(request)
+
+    async def Answer(self, request: netem_pb2.FetchRequest, context: grpc.aio.ServicerContext) -> netem_pb2.FetchReply:
+        """Answer a fetch addressed to the own node."""
+        return await self.sidecar.answer(request)
+
+
+class ControlServicer(netem_pb2_grpc.NetemControlServicer):
+    """NetemControl: chaos at run time."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    async def SetLink(self, request: netem_pb2.Link, context: grpc.aio.ServicerContext) -> netem_pb2.Link:
+        """Change one link."""
+        return self.sidecar.set_link(request)
+
+    async def Links(self, request: netem_pb2.LinksRequest, context: grpc.aio.ServicerContext) -> netem_pb2.LinksReply:
+        """List the links."""
+        return self.sidecar.links()
+
+    async def Partition(
+        self, request: netem_pb2.PartitionRequest, context: grpc.aio.ServicerContext
+    ) -> netem_pb2.PartitionReply:
+        """Cut the network into groups."""
+        return self.sidecar.partition(request)
+
+    async def Heal(self, request: netem_pb2.HealRequest, context: grpc.aio.ServicerContext) -> netem_pb2.PartitionReply:
+        """Remove the partition."""
+        return self.sidecar.heal()
+
+    async def Stats(self, request: netem_pb2.StatsRequest, context: grpc.aio.ServicerContext) -> netem_pb2.StatsReply:
+        """Per-link counters."""
+        return self.sidecar.stats()

@@ -1,0 +1,113 @@
+"""chainlab-netem: the network-emulator sidecar of one node (gRPC NetemNode, NetemPeer, NetemControl)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from chainlab.live import metrics
+from chainlab.live.logs import configure_logging
+from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY
+from chainlab.live.netem.sidecar import DEFAULT_CALL_TIMEOUT, Sidecar
+from chainlab.live.netem.topology import (
+    ROUND_SECONDS_ENV,
+    Topology,
+    load_topology,
+    parse_node_id,
+    resolve_round_seconds,
+)
+from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
+
+SERVICE = "netem"
+log = logging.getLogger("chainlab.netem")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line; every flag also defaults from a CHAINLAB_* environment variable."""
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="chainlab-netem",
+        description="The netem sidecar: each node's only path to its peers.",
+        epilog=(
+            f"Seconds per round: --round-seconds, else ${ROUND_SECONDS_ENV} (the setting every service shares), "
+            "else the topology file's round_seconds, else 1."
+        ),
+    )
+    add_service_arguments(p, SERVICE)
+    p.add_argument("--node-id", default=env("CHAINLAB_NODE_ID"), help="this node's ID (64 hex characters)")
+    p.add_argument("--node", default=env("CHAINLAB_NODE"), help="host:port of this node's Peer server")
+    p.add_argument("--topology", default=env("CHAINLAB_TOPOLOGY"), help="topology file (.yaml or .json)")
+    p.add_argument(
+        "--round-seconds", type=float, default=None, help=f"seconds per round (default: ${ROUND_SECONDS_ENV})"
+    )
+    p.add_argument("--seed", type=int, default=int(env("CHAINLAB_SEED", "0")), help="seed of the loss draws")
+    p.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT, help="bound on every outgoing call (s)")
+    p.add_argument("--dedup-capacity", type=int, default=DEFAULT_DEDUP_CAPACITY, help="message IDs remembered")
+    return p
+
+
+def configure(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, bytes, Topology, float]:
+    """Parse and check the command line: the namespace, node ID, topology and seconds per round."""
+    p = parser()
+    args = p.parse_args(argv)
+    for flag in ("node_id", "node", "topology"):
+        if not getattr(args, flag):
+            p.error(f"--{flag.replace('_', '-')} is required")
+    try:
+        me = parse_node_id(args.node_id)
+        topology = load_topology(args.topology)
+        round_seconds, source = resolve_round_seconds(args.round_seconds, topology)
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    if me not in topology.nodes:
+        p.error(f"--node-id {args.node_id} is not a node of {args.topology}")
+    args.round_seconds_source = source
+    return args, me, topology, round_seconds
+
+
+async def serve(args: argparse.Namespace, me: bytes, topology: Topology, round_seconds: float) -> None:
+    """Run the sidecar until SIGTERM or SIGINT, then stop gracefully."""
+    stop = stop_event_on_signals()
+    sidecar = Sidecar(
+        me,
+        topology,
+        args.node,
+        round_seconds=round_seconds,
+        seed=args.seed,
+        call_timeout=args.call_timeout,
+        dedup_capacity=args.dedup_capacity,
+    )
+    metrics_port = metrics.serve_metrics(args.metrics_port, args.metrics_host)
+    try:
+        async with running_server(SERVICE, args.listen, sidecar.register) as running:
+            log.info(
+                "netem ready",
+                extra={
+                    "node": me.hex(),
+                    "port": running.port,
+                    "metrics_port": metrics_port,
+                    "neighbours": len(sidecar.table.links),
+                    "round_seconds": round_seconds,
+                    "round_seconds_from": args.round_seconds_source,
+                },
+            )
+            await stop.wait()
+            log.info("stopping")
+    finally:
+        await sidecar.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point `chainlab-netem`."""
+    args, me, topology, round_seconds = configure(argv)
+    configure_logging(SERVICE, args.log_level)
+    asyncio.run(serve(args, me, topology, round_seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

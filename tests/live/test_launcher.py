@@ -1,0 +1,108 @@
+"""End to end: `chainlab up` runs storage, sidecars, miners, a validator and the requester as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from rich.console import Console
+
+from chainlab.live.launcher import STATE_FILE, UpOptions, build_topology, node_entries, up
+from chainlab.live.plan import NetworkPlan
+from chainlab.scenario import Experiment, build
+
+SMALL: dict[str, Any] = {
+    "name": "e2e",
+    "seed": 3,
+    "dataset": "digits",
+    "model": {"family": "decision_tree"},
+    "metric_min": 0.3,
+    "tasks": 1,
+    "miners": 3,
+    "validators": 1,
+    "partition": {"kappa": 0.1, "zeta": 0.25},
+    "network": {"kind": "full", "delay_rounds": 1},
+    # 0.1 s rounds: 4 s of Phase I for 11 processes to start work on 2 cores, 2 s to fetch and evaluate models.
+    "protocol": {"phase1_rounds": 40, "phase2_rounds": 20, "target": "2**250-1", "ensemble_wait_rounds": 10},
+    "work": {"hash_trials_per_round": 8},
+}
+
+
+def _our_processes(out: Path) -> list[psutil.Process]:
+    """Processes whose command line names this run's folder (every service gets the plan or repo path)."""
+    mine = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(out) in part for part in process.info["cmdline"] or []):
+            mine.append(process)
+    return mine
+
+
+def _run(tmp_path: Path, **options: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    exp = Experiment.from_mapping(SMALL)
+    scraped: dict[str, str] = {}
+
+    def on_progress(height: int, round_: int) -> None:
+        # Scrape the validator's and a sidecar's /metrics once the network is up (the plan exists by then).
+        if scraped or not (tmp_path / "plan.json").exists():
+            return
+        plan = NetworkPlan.load(tmp_path / "plan.json")
+        validator = plan.node("validator-0")
+        for name, port in (("validator", validator.metrics_port), ("netem", validator.sidecar_metrics_port)):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                scraped[name] = reply.read().decode()
+
+    results = asyncio.run(up(UpOptions(exp, tmp_path, 0.1, timeout_seconds=240, **options), Console(), on_progress))
+    return results, scraped
+
+
+@pytest.mark.timeout(400)
+def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_path: Path) -> None:
+    results, scraped = _run(tmp_path)
+    (row,) = results["heights"]
+    assert row["height"] == 1
+    assert row["miniblocks_used"] >= 2
+    assert row["ensemble_accuracy"] > 0.5
+    assert row["predict_accuracy"] == pytest.approx(row["ensemble_accuracy"], abs=1e-6)  # served = ranked winner
+    assert len(row["base_accuracies"]) == row["miniblocks_generated"] >= 2
+    assert results["tips_agree"]
+    assert results["rejections"] == {}
+    assert "chainlab_blocks_accepted_total" in scraped["validator"]
+    assert "chainlab_gossip_messages_total" in scraped["validator"]
+    assert "chainlab_netem_messages_total" in scraped["netem"]
+    # Clean shutdown: every service exited 0 on SIGTERM, none is left, and the state file is gone.
+    assert set(results["exit_codes"].values()) == {0}, results["exit_codes"]
+    assert _our_processes(tmp_path) == []
+    assert not (tmp_path / STATE_FILE).exists()
+
+
+@pytest.mark.timeout(400)
+def test_a_miner_killed_mid_task_leaves_the_others_finishing_it(tmp_path: Path) -> None:
+    results, _ = _run(tmp_path, kill="miner-2", kill_after_seconds=0.5)
+    (row,) = results["heights"]
+    assert row["height"] == 1 and row["ensemble_accuracy"] > 0.5
+    assert results["tips_agree"]  # among the survivors
+    assert results["exit_codes"]["miner-2"] == -9
+    assert {c for n, c in results["exit_codes"].items() if n != "miner-2"} == {0}
+    assert _our_processes(tmp_path) == []
+
+
+def test_the_topology_follows_the_experiment_or_a_named_file(tmp_path: Path) -> None:
+    exp = Experiment.from_mapping(SMALL)
+    net = build(exp)
+    entries = node_entries(net, exp)
+    full = build_topology("config", exp, entries)
+    assert len(full.links) == len(entries) * (len(entries) - 1) // 2
+    assert {spec.latency_rounds for spec in full.links.values()} == {1.0}
+    line = tmp_path / "line.yaml"
+    line.write_text("links:\n  - [miner-0, miner-1]\n  - {a: miner-1, b: miner-2, bandwidth_mb_per_round: 4}\n"
+                    "  - [miner-2, validator-0]\n  - [validator-0, requester]\n")  # fmt: skip
+    chain = build_topology(str(line), exp, entries)
+    assert len(chain.links) == 4
+    assert sorted(s.bandwidth_mb_per_round for s in chain.links.values()) == [0.0, 0.0, 0.0, 4.0]
+    line.write_text("links:\n  - [miner-0, miner-9]\n")
+    with pytest.raises(ValueError, match="unknown node 'miner-9'"):
+        build_topology(str(line), exp, entries)

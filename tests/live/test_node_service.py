@@ -1,0 +1,194 @@
+"""A node's gRPC surface over real servers: every bad input gets a status naming its reason, is counted, and the
+node keeps serving with its chain intact."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from chainlab.learning.worker import Worker
+from chainlab.ledger.pow import meets_target
+from chainlab.live.driver import LiveNode, RoundClock
+from chainlab.live.node_service import MAX_GOSSIP_BYTES, register_servicers
+from chainlab.live.observer import MetricsObserver
+from chainlab.live.server import insecure_channel, running_server
+from chainlab.live.transport import InMemoryStore, InMemoryTransport
+from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
+from chainlab.protocols.bagchain import FullNode
+from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, to_wire
+from chainlab.scenario import identity_of
+from chainlab.sim.experiment import simulation_for
+from tests.protocols.bagchain.conftest import Honest, honest_experiment, resign
+
+
+@pytest.fixture(scope="module")
+def honest() -> Honest:
+    worker = Worker()
+    net, simulation = simulation_for(honest_experiment(), worker)
+    simulation.run()
+    return Honest(net, worker)
+
+
+Call = Callable[[grpc.aio.Channel], Coroutine[Any, Any, Any]]
+
+
+def _rejections(kind: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("chainlab_block_rejections_total", {"kind": kind, "reason": reason}) or 0.0
+
+
+def _serve(honest: Honest, role: str, calls: list[Call]) -> list[Any]:
+    """Start the node of `role` behind real gRPC on 127.0.0.1, make the calls in order, stop it."""
+
+    async def scenario() -> list[Any]:
+        net = honest.net
+        if role == "validator":
+            exp = honest_experiment()
+            node: Any = FullNode(identity_of(exp.seed, "validator", 0), honest.params, net.miners[0].genesis)
+            datasets = {}
+        else:
+            node = net.requester
+            datasets = net.datasets
+        observer = MetricsObserver()
+        live = LiveNode(node, 0, InMemoryTransport(0.0), InMemoryStore(), RoundClock(0.05), datasets=datasets,
+                        private=None, hash_trials_per_round=1, observe=observer)  # fmt: skip
+        out = []
+        async with running_server(role, "127.0.0.1:0", lambda s: register_servicers(s, live, observer)) as r:
+            async with insecure_channel(f"127.0.0.1:{r.port}") as channel:
+                for call in calls:
+                    try:
+                        out.append(await call(channel))
+                    except grpc.aio.AioRpcError as exc:
+                        out.append((exc.code(), exc.details()))
+        return out
+
+    return asyncio.run(scenario())
+
+
+def _deliver(payload: bytes, origin: bytes = b"\x01" * 32) -> Call:
+    async def call(channel: grpc.aio.Channel) -> Any:
+        return await node_pb2_grpc.PeerStub(channel).Deliver(netem_pb2.Envelope(origin=origin, payload=payload))
+
+    return call
+
+
+async def _status(channel: grpc.aio.Channel) -> node_pb2.NodeStatus:
+    reply: node_pb2.NodeStatus = await node_pb2_grpc.NodeStub(channel).Status(node_pb2.StatusRequest())
+    return reply
+
+
+def _bad_pow(honest: Honest) -> KeyBlock:
+    kb = honest.key_block(1)
+    identity = honest.identity_of(kb.miner_id)
+    for nonce in range(10_000):
+        tampered = resign(kb, identity, nonce=nonce)
+        if not meets_target(tampered.hash, honest.params.target):
+            return tampered
+    raise AssertionError("every nonce met the target")
+
+
+def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(honest: Honest) -> None:
+    kb = honest.key_block(1)
+    forged = dataclasses.replace(kb, signature=bytes(64))
+    wrong_height = resign(honest.miniblocks(1)[0], honest.identity_of(honest.miniblocks(1)[0].miner_id), height=7)
+    before = {r: _rejections(k, r) for k, r in [("message", "malformed"), ("message", "oversized"),
+                                                 ("KeyBlock", "bad_signature"), ("KeyBlock", "bad_pow")]}  # fmt: skip
+    answers = _serve(
+        honest,
+        "validator",
+        [
+            _status,
+            _deliver(b"\x09junk"),
+            _deliver(b"\x01" * (MAX_GOSSIP_BYTES + 1)),
+            _deliver(to_wire(forged)),
+            _deliver(to_wire(_bad_pow(honest))),
+            *[_deliver(to_wire(m)) for m in honest.net.tasks],
+            _deliver(to_wire(wrong_height)),
+            _status,
+        ],
+    )
+    first, *refusals, last = answers
+    malformed, oversized, bad_sig, bad_pow, *tasks, height = refusals
+    assert malformed[0] == grpc.StatusCode.INVALID_ARGUMENT and malformed[1].startswith("malformed")
+    assert oversized[0] == grpc.StatusCode.INVALID_ARGUMENT and oversized[1].startswith("oversized")
+    assert bad_sig == (grpc.StatusCode.INVALID_ARGUMENT, "bad_signature: KeyBlock: Key Block")
+    assert bad_pow[0] == grpc.StatusCode.INVALID_ARGUMENT and bad_pow[1].startswith("bad_pow")
+    assert all(isinstance(t, node_pb2.DeliverReply) for t in tasks)
+    assert height[0] == grpc.StatusCode.INVALID_ARGUMENT and "height" in height[1]
+    assert _rejections("message", "malformed") == before["malformed"] + 1
+    assert _rejections("message", "oversized") == before["oversized"] + 1
+    assert _rejections("KeyBlock", "bad_signature") == before["bad_signature"] + 1
+    assert _rejections("KeyBlock", "bad_pow") == before["bad_pow"] + 1
+    # Still serving, chain untouched, and its Status counts what it refused.
+    assert (last.height, last.tip) == (first.height, first.tip) == (0, honest.net.miners[0].genesis.hash)
+    assert last.rejections["message:malformed"] == 1 and last.rejections["KeyBlock:bad_pow"] == 1
+
+
+def test_chain_queries_refuse_unknown_and_malformed_keys(honest: Honest) -> None:
+    chain = queries_pb2_grpc.ChainStub
+
+    async def result(channel: grpc.aio.Channel, task_id: bytes) -> Any:
+        return await chain(channel).GetTaskResult(queries_pb2.TaskResultRequest(task_id=task_id))
+
+    answers = _serve(
+        honest,
+        "validator",
+        [
+            lambda c: result(c, b"\x07" * 32),
+            lambda c: result(c, b"short"),
+            lambda c: chain(c).GetBlock(queries_pb2.BlockRequest(hash=b"\x07" * 32)),
+            lambda c: chain(c).GetHeight(queries_pb2.HeightRequest(height=5)),
+            lambda c: chain(c).GetModel(queries_pb2.ModelLocationRequest(model_hash=b"\x07" * 32)),
+            lambda c: chain(c).GetBalance(queries_pb2.BalanceRequest(account=b"\x07" * 32)),
+            lambda c: node_pb2_grpc.PeerStub(c).Serve(netem_pb2.FetchRequest(kind="weights")),
+        ],
+    )
+    unknown_task, short, block, height, model, balance, fetch = answers
+    assert unknown_task[0] == grpc.StatusCode.NOT_FOUND and unknown_task[1].startswith("unknown_task")
+    assert short[0] == grpc.StatusCode.INVALID_ARGUMENT and short[1].startswith("bad_task_id")
+    assert block[0] == grpc.StatusCode.NOT_FOUND and block[1].startswith("unknown_block")
+    assert height[0] == grpc.StatusCode.NOT_FOUND and height[1].startswith("unknown_height")
+    assert model[0] == grpc.StatusCode.NOT_FOUND and model[1].startswith("unknown_model")
+    assert balance.amount == 0
+    assert fetch == (grpc.StatusCode.INVALID_ARGUMENT, "unknown_fetch_kind: weights")
+
+
+def test_the_requester_refuses_unknown_tasks_and_bad_samples_and_reports_states(honest: Honest) -> None:
+    stub = queries_pb2_grpc.RequesterStub
+    features = honest.net.test.X.shape[1]
+    task_id = honest.net.tasks[0].task_id
+
+    def predict(task: bytes, rows: int, cols: int, samples: bytes) -> Call:
+        request = queries_pb2.PredictRequest(task_id=task, rows=rows, features=cols, samples=samples)
+        return lambda c: stub(c).Predict(request)
+
+    one_row = np.zeros((1, features), "<f4").tobytes()
+    answers = _serve(
+        honest,
+        "requester",
+        [
+            lambda c: stub(c).TaskStatus(queries_pb2.TaskStatusRequest()),
+            lambda c: stub(c).TaskStatus(queries_pb2.TaskStatusRequest(task_id=b"\x07" * 32)),
+            predict(b"\x07" * 32, 1, features, one_row),
+            predict(task_id, 1, features + 1, one_row),
+            predict(task_id, 2, features, one_row),
+        ],
+    )
+    status, unknown, unknown_predict, wrong_features, short_samples = answers
+    # The requester here is the one from the finished simulation: both its tasks are done.
+    assert [t.state for t in status.tasks] == ["done", "done"]
+    assert status.tasks[0].result.height == 1
+    assert unknown[0] == grpc.StatusCode.NOT_FOUND and unknown[1].startswith("unknown_task")
+    assert unknown_predict[0] == grpc.StatusCode.INVALID_ARGUMENT or unknown_predict[1].startswith("unknown_task")
+    assert wrong_features[0] == grpc.StatusCode.INVALID_ARGUMENT and wrong_features[1].startswith("wrong_feature")
+    assert short_samples[0] == grpc.StatusCode.INVALID_ARGUMENT and short_samples[1].startswith("bad_samples")
+
+
+def test_a_release_proves_phase_two_so_the_requester_can_collect_its_winner(honest: Honest) -> None:
+    assert honest.net.requester.release_of(1, DatasetKind.VALIDATION) is not None
