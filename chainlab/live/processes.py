@@ -52,7 +52,7 @@ class ProcessGroup:
     def start(self, name: str, module: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         """Run `python -m module args` with stdout and stderr in logs/<name>.log."""
         log = self.log_dir / f"{name}.log"
-        with log.open("ab") as out:
+        with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
                 stdout=out,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -59,13 +59,15 @@ def _serve(honest: Honest, role: str, calls: list[Call]) -> list[Any]:
         live = LiveNode(node, 0, InMemoryTransport(0.0), InMemoryStore(), RoundClock(0.05), datasets=datasets,
                         private=None, hash_trials_per_round=1, observe=observer)  # fmt: skip
         out = []
-        async with running_server(role, "127.0.0.1:0", lambda s: register_servicers(s, live, observer)) as r:
-            async with insecure_channel(f"127.0.0.1:{r.port}") as channel:
-                for call in calls:
-                    try:
-                        out.append(await call(channel))
-                    except grpc.aio.AioRpcError as exc:
-                        out.append((exc.code(), exc.details()))
+        async with (
+            running_server(role, "127.0.0.1:0", lambda s: register_servicers(s, live, observer)) as r,
+            insecure_channel(f"127.0.0.1:{r.port}") as channel,
+        ):
+            for call in calls:
+                try:
+                    out.append(await call(channel))
+                except grpc.aio.AioRpcError as exc:
+                    out.append((exc.code(), exc.details()))
         return out
 
     return asyncio.run(scenario())

@@ -39,17 +39,19 @@ def _refusals(reason: str) -> float:
 
 
 async def _call(mode: str) -> tuple[grpc.StatusCode, str, str]:
-    async with running_server("test", "127.0.0.1:0", _register(mode)) as running:
-        async with insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service="chainlab.v1.Node")
-            )
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
-            try:
-                reply = await node_pb2_grpc.NodeStub(channel).Status(node_pb2.StatusRequest())
-                return grpc.StatusCode.OK, "", reply.role
-            except grpc.aio.AioRpcError as exc:
-                return exc.code(), exc.details() or "", ""
+    async with (
+        running_server("test", "127.0.0.1:0", _register(mode)) as running,
+        insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="chainlab.v1.Node")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        try:
+            reply = await node_pb2_grpc.NodeStub(channel).Status(node_pb2.StatusRequest())
+            return grpc.StatusCode.OK, "", reply.role
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details() or "", ""
 
 
 def test_a_refusal_becomes_its_status_with_the_reason_and_is_counted() -> None:
