@@ -356,8 +356,8 @@ def results_table(results: Mapping[str, Any], title: str) -> Table:
     """One row per task: ensemble accuracy on D_E (as ranked, and as Predict serves it), base accuracies on D_E,
     MiniBlocks used and wasted, and the wall time since the previous Key Block (the first counts start-up)."""
     seconds = float(results["round_seconds"])
-    table = Table(title=title)
-    for name in ("Height", "Task", "Ensemble", "Predict", "Base min~max", "MBs used/wasted", "KB interval"):
+    table = Table(title=title, padding=(0, 0))
+    for name in ("Height", "Task", "Ensemble", "Predict", "Base min~max", "MBs used/wasted", "KB after"):
         table.add_column(name, justify="left" if name == "Task" else "right", no_wrap=True)
     for row in results["heights"]:
         base = row["base_accuracies"]
