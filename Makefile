@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/chainlab sim --config experiments/demo.yaml --out $(OUT)/demo
+	$(BIN)/chainlab up --config experiments/demo.yaml --miners 5 --tasks 3 --out $(OUT)/demo
 
 # js-ipfs: the real IPFS HTTP RPC daemon the KuboRpc storage tests run (DESIGN.md section 8). Node >= 18 from apt if missing.
 JSIPFS       := tools/js-ipfs
