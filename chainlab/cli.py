@@ -47,6 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--kill-after", type=float, default=5.0, help="seconds after the network is up to kill --kill")
     down = sub.add_parser("down", help="stop the services a crashed `chainlab up` left running")
     down.add_argument("--out", type=Path, default=Path("runs/up"))
+    netem = sub.add_parser("netem", help="chaos on a running `chainlab up` network, by node name")
+    netem.add_argument("--out", type=Path, default=Path("runs/up"), help="the --out of the running `chainlab up`")
+    action = netem.add_subparsers(dest="action", required=True)
+    action.add_parser("stats", help="per-link settings and counters of every sidecar")
+    cut = action.add_parser("partition", help="cut the links between groups, e.g. miner-0,miner-1 miner-2,requester")
+    cut.add_argument("groups", nargs="+", help="comma-separated node names; one argument per group")
+    action.add_parser("heal", help="remove the partition")
+    link = action.add_parser("set-link", help="change the link between two nodes, both directions")
+    link.add_argument("a")
+    link.add_argument("b")
+    link.add_argument("--latency-rounds", type=float, default=1.0)
+    link.add_argument("--bandwidth", type=float, default=0.0, help="MB per round; 0 is unlimited")
+    link.add_argument("--loss", type=float, default=0.0)
+    link.add_argument("--down", action="store_true", help="switch the link off")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -58,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stopped = stop_leftovers(args.out / STATE_FILE)
             console.print(f"stopped {len(stopped)} process(es){': ' + ', '.join(stopped) if stopped else ''}")
             return 0
+        if args.command == "netem":
+            return cmd_netem(args)
         if args.command == "sim":
             return cmd_sim(args.config, args.out)
         if args.command == "paper":
@@ -120,6 +136,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     console.print(f"tips agree: {results['tips_agree']}; rejections: {results['rejections'] or 'none'}")
     console.print(f"all services stopped{'; non-zero exits: ' + str(stuck) if stuck else ' cleanly'}")
     console.print(f"results written to {args.out / 'results.json'}")
+    return 0
+
+
+def cmd_netem(args: argparse.Namespace) -> int:
+    """chainlab netem: change links, cut and heal partitions, or show per-link statistics of a running network."""
+    from chainlab.live.plan import NetworkPlan
+
+    import grpc
+
+    plan = NetworkPlan.load(args.out / "plan.json")
+    try:
+        return _netem_action(args, plan)
+    except grpc.aio.AioRpcError as exc:
+        console.print(f"[red]error:[/red] a sidecar refused or is unreachable: {exc.code().name}: {exc.details()}")
+        return 1
+
+
+def _netem_action(args: argparse.Namespace, plan: Any) -> int:
+    import asyncio
+
+    from chainlab.live import chaos
+
+    if args.action == "stats":
+        console.print(asyncio.run(chaos.stats_table(plan)))
+    elif args.action == "partition":
+        groups = [[name for name in group.split(",") if name] for group in args.groups]
+        console.print(f"links down: {asyncio.run(chaos.partition(plan, groups))}")
+    elif args.action == "heal":
+        console.print(f"links still down: {asyncio.run(chaos.heal(plan))}")
+    else:
+        settings = {"latency_rounds": args.latency_rounds, "bandwidth_mb_per_round": args.bandwidth}
+        asyncio.run(chaos.set_link(plan, args.a, args.b, **settings, loss=args.loss, up=not args.down))
+        console.print(f"{args.a} <-> {args.b}: {settings}, loss {args.loss}, {'down' if args.down else 'up'}")
     return 0
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from chainlab.live.launcher import STATE_FILE, UpOptions, build_topology, node_entries, up
 from chainlab.live.plan import NetworkPlan
 from chainlab.scenario import Experiment, build
+from chainlab.sim.experiment import run as simulate
 
 SMALL: dict[str, Any] = {
     "name": "e2e",
@@ -68,6 +69,8 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     assert row["ensemble_accuracy"] > 0.5
     assert row["predict_accuracy"] == pytest.approx(row["ensemble_accuracy"], abs=1e-6)  # served = ranked winner
     assert len(row["base_accuracies"]) == row["miniblocks_generated"] >= 2
+    # The same configuration in the simulator lands within 2 percentage points.
+    assert abs(simulate(Experiment.from_mapping(SMALL))["ensemble_accuracy"] - results["ensemble_accuracy"]) <= 0.02
     assert results["tips_agree"]
     assert results["rejections"] == {}
     assert "chainlab_blocks_accepted_total" in scraped["validator"]
