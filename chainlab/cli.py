@@ -141,9 +141,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_netem(args: argparse.Namespace) -> int:
     """chainlab netem: change links, cut and heal partitions, or show per-link statistics of a running network."""
-    from chainlab.live.plan import NetworkPlan
-
     import grpc
+
+    from chainlab.live.plan import NetworkPlan
 
     plan = NetworkPlan.load(args.out / "plan.json")
     try:
