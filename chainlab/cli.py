@@ -129,9 +129,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         task = bar.add_task("up", total=exp.tasks, round=0)
         results = asyncio.run(up(options, bar.console, lambda h, r: bar.update(task, completed=h, round=r)))
     console.print(results_table(results, f"chainlab up: {exp.get('name', args.config.stem)}"))
-    console.print("metrics endpoints (while it ran):")
-    for name, url in results["metrics_endpoints"].items():
-        console.print(f"  {name:<24} {url}")
     stuck = {name: code for name, code in results["exit_codes"].items() if code not in (0, None)}
     console.print(f"tips agree: {results['tips_agree']}; rejections: {results['rejections'] or 'none'}")
     console.print(f"all services stopped{'; non-zero exits: ' + str(stuck) if stuck else ' cleanly'}")

@@ -138,6 +138,14 @@ async def wait_healthy(
     raise TimeoutError(f"{address} not healthy after {timeout:.0f} s")
 
 
+def metrics_endpoints(plan: NetworkPlan, storage_metrics_port: int) -> dict[str, str]:
+    """Every service's Prometheus endpoint, by service name."""
+    ports = {"storage": storage_metrics_port}
+    ports |= {e.name: e.metrics_port for e in plan.nodes}
+    ports |= {f"netem-{e.name}": e.sidecar_metrics_port for e in plan.nodes}
+    return {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+
+
 class LiveNetwork:
     """A running network: its processes, plan, and clients for watching it."""
 
@@ -190,6 +198,8 @@ class LiveNetwork:
                 self.processes.start(e.name, f"services.{e.role}.main", args, env)
             await asyncio.gather(*(self._healthy(e.name, e.listen) for e in group))
         self.console.log(f"network up: {len(entries)} nodes, storage at {storage}; logs in {out / 'logs'}")
+        for name, url in metrics_endpoints(plan, storage_metrics).items():
+            self.console.log(f"metrics {name:<20} {url}")
         return plan
 
     async def _start_and_wait(self, name: str, module: str, args: list[str], address: str) -> None:
@@ -392,10 +402,6 @@ async def up(options: UpOptions, console: Console, on_progress: Callable[[int, i
         statuses = await network.statuses()
         results["tips_agree"] = len({s.tip for s in statuses.values() if s is not None and s.role != "requester"}) == 1
         results["rejections"] = {n: dict(s.rejections) for n, s in statuses.items() if s is not None and s.rejections}
-        results["metrics_endpoints"] = {
-            **{e.name: f"http://127.0.0.1:{e.metrics_port}/metrics" for e in plan.nodes},
-            **{f"netem-{e.name}": f"http://127.0.0.1:{e.sidecar_metrics_port}/metrics" for e in plan.nodes},
-        }
     finally:
         codes = network.stop()
     results["exit_codes"] = codes
