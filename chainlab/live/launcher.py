@@ -198,8 +198,9 @@ class LiveNetwork:
                 self.processes.start(e.name, f"services.{e.role}.main", args, env)
             await asyncio.gather(*(self._healthy(e.name, e.listen) for e in group))
         self.console.log(f"network up: {len(entries)} nodes, storage at {storage}; logs in {out / 'logs'}")
+        self.console.print("metrics endpoints:")
         for name, url in metrics_endpoints(plan, storage_metrics).items():
-            self.console.log(f"metrics {name:<20} {url}")
+            self.console.print(f"  {name:<18} {url}")
         return plan
 
     async def _start_and_wait(self, name: str, module: str, args: list[str], address: str) -> None:
