@@ -24,6 +24,7 @@ from chainlab.live.metrics import GOSSIP_BYTES, GOSSIP_MESSAGES, serve_metrics
 from chainlab.live.netem_transport import SidecarTransport
 from chainlab.live.observer import MetricsObserver
 from chainlab.live.plan import NetworkPlan, NodeEntry
+from chainlab.live.rounds import resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 from chainlab.mlwork import learning_spec
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
@@ -244,7 +245,9 @@ async def build_live_node(
                 dataset = await _dataset(storage, plan, key)
                 datasets[dataset.commitment()] = dataset
     q = int(exp.get("work", {}).get("hash_trials_per_round", 1))
-    clock = RoundClock(plan.round_seconds, plan.epoch)
+    round_seconds, source = resolve_round_seconds(None, plan.round_seconds)
+    log.info("round length", extra={"round_seconds": round_seconds, "source": source})
+    clock = RoundClock(round_seconds, plan.epoch)
     return LiveNode(
         node,
         entry.index,

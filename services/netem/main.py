@@ -13,13 +13,8 @@ from chainlab.live import metrics
 from chainlab.live.logs import configure_logging
 from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY
 from chainlab.live.netem.sidecar import DEFAULT_CALL_TIMEOUT, Sidecar
-from chainlab.live.netem.topology import (
-    ROUND_SECONDS_ENV,
-    Topology,
-    load_topology,
-    parse_node_id,
-    resolve_round_seconds,
-)
+from chainlab.live.netem.topology import Topology, load_topology, parse_node_id
+from chainlab.live.rounds import ROUND_SECONDS_ENV, resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 
 SERVICE = "netem"
@@ -60,7 +55,7 @@ def configure(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, by
     try:
         me = parse_node_id(args.node_id)
         topology = load_topology(args.topology)
-        round_seconds, source = resolve_round_seconds(args.round_seconds, topology)
+        round_seconds, source = resolve_round_seconds(args.round_seconds, topology.round_seconds)
     except (OSError, ValueError) as exc:
         p.error(str(exc))
     if me not in topology.nodes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,9 +28,8 @@ from typing import Any
 import yaml
 
 from chainlab import topology as graphs
+from chainlab.live.rounds import check_round_seconds
 
-ROUND_SECONDS_ENV = "CHAINLAB_ROUND_SECONDS"
-DEFAULT_ROUND_SECONDS = 1.0
 NODE_ID_BYTES = 32
 
 _TOP_KEYS = frozenset({"round_seconds", "defaults", "nodes", "links", "generate"})
@@ -283,33 +281,3 @@ def dump_topology(topology: Topology, path: str | Path) -> None:
     else:
         text = yaml.safe_dump(data, sort_keys=False)
     path.write_text(text, encoding="utf-8")
-
-
-def check_round_seconds(value: float) -> float:
-    """round_seconds must be a finite number > 0."""
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"round_seconds must be a finite number > 0, got {value!r}")
-    return value
-
-
-def resolve_round_seconds(
-    flag: float | None, topology: Topology | None = None, environ: Mapping[str, str] | None = None
-) -> tuple[float, str]:
-    """Seconds per round and where it came from: --round-seconds, then CHAINLAB_ROUND_SECONDS, then the file, then 1.
-
-    The environment variable is the one setting every service reads, so it outranks the topology file; a flag
-    outranks both because it is the most specific.
-    """
-    env = os.environ if environ is None else environ
-    if flag is not None:
-        return check_round_seconds(float(flag)), "flag"
-    text = env.get(ROUND_SECONDS_ENV, "").strip()
-    if text:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{ROUND_SECONDS_ENV}={text!r} is not a number") from None
-        return check_round_seconds(value), "env"
-    if topology is not None and topology.round_seconds is not None:
-        return topology.round_seconds, "topology"
-    return DEFAULT_ROUND_SECONDS, "default"

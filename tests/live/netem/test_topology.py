@@ -16,8 +16,8 @@ from chainlab.live.netem.topology import (
     full,
     link_key,
     load_topology,
-    resolve_round_seconds,
 )
+from chainlab.live.rounds import resolve_round_seconds
 
 
 def _id(i: int) -> bytes:
@@ -135,11 +135,11 @@ def test_bad_files_are_refused_with_a_message_that_names_the_problem(change: dic
 def test_round_seconds_precedence_is_flag_then_env_then_file_then_default() -> None:
     topology = from_edges(_nodes(2), [], round_seconds=0.3)
     env = {"CHAINLAB_ROUND_SECONDS": "0.2"}
-    assert resolve_round_seconds(0.1, topology, env) == (0.1, "flag")
-    assert resolve_round_seconds(None, topology, env) == (0.2, "env")
-    assert resolve_round_seconds(None, topology, {}) == (0.3, "topology")
-    assert resolve_round_seconds(None, from_edges(_nodes(2), []), {}) == (1.0, "default")
+    assert resolve_round_seconds(0.1, topology.round_seconds, env) == (0.1, "flag")
+    assert resolve_round_seconds(None, topology.round_seconds, env) == (0.2, "env")
+    assert resolve_round_seconds(None, topology.round_seconds, {}) == (0.3, "file")
+    assert resolve_round_seconds(None, from_edges(_nodes(2), []).round_seconds, {}) == (1.0, "default")
     with pytest.raises(ValueError):
-        resolve_round_seconds(None, topology, {"CHAINLAB_ROUND_SECONDS": "fast"})
+        resolve_round_seconds(None, topology.round_seconds, {"CHAINLAB_ROUND_SECONDS": "fast"})
     with pytest.raises(ValueError):
-        resolve_round_seconds(-1.0, topology, {})
+        resolve_round_seconds(-1.0, topology.round_seconds, {})

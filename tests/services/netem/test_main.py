@@ -33,7 +33,7 @@ def test_configure_reads_the_flags_and_resolves_round_seconds(monkeypatch: pytes
         path = _topology_file(folder)
         base = ["--node-id", ME.hex(), "--node", "127.0.0.1:9", "--topology", path]
         args, me, topology, seconds = configure(base)
-        assert (me, seconds, args.round_seconds_source) == (ME, 0.4, "topology")
+        assert (me, seconds, args.round_seconds_source) == (ME, 0.4, "file")
         assert set(topology.nodes) == {ME, OTHER}
         monkeypatch.setenv("CHAINLAB_ROUND_SECONDS", "0.2")
         assert configure(base)[3] == 0.2
