@@ -27,8 +27,9 @@ SMALL: dict[str, Any] = {
     "validators": 1,
     "partition": {"kappa": 0.1, "zeta": 0.25},
     "network": {"kind": "full", "delay_rounds": 1},
-    # 0.1 s rounds: 4 s of Phase I for 11 processes to start work on 2 cores, 2 s to fetch and evaluate models.
-    "protocol": {"phase1_rounds": 40, "phase2_rounds": 20, "target": "2**250-1", "ensemble_wait_rounds": 10},
+    # 0.1 s rounds: 4 s of Phase I for 11 processes to start work on 2 cores, 2 s to fetch models and 1 s more
+    # to evaluate ensembles before D_E, with room to spare on a loaded CI machine.
+    "protocol": {"phase1_rounds": 40, "phase2_rounds": 30, "target": "2**250-1", "ensemble_wait_rounds": 20},
     "work": {"hash_trials_per_round": 8},
 }
 
