@@ -315,6 +315,10 @@ async def collect_results(network: LiveNetwork, observer: str) -> dict[str, Any]
                     }
                 )
                 previous = kb.timestamp
+            balances = {}
+            for e in plan.nodes:
+                request = queries_pb2.BalanceRequest(account=bytes.fromhex(e.node_id))
+                balances[e.name] = int((await chain.GetBalance(request, timeout=10.0)).amount)
     finally:
         await storage.close()
     public = await asyncio.to_thread(worker.fit_plain, spec, net.public, exp.seed)
@@ -336,6 +340,7 @@ async def collect_results(network: LiveNetwork, observer: str) -> dict[str, Any]
         if heights
         else 0.0,
         "key_block_interval_rounds": float(np.mean([h["interval_rounds"] for h in heights])) if heights else 0.0,
+        "balances": balances,
     }
 
 

@@ -74,6 +74,10 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     assert abs(simulate(Experiment.from_mapping(SMALL))["ensemble_accuracy"] - results["ensemble_accuracy"]) <= 0.02
     assert results["tips_agree"]
     assert results["rejections"] == {}
+    # The validator's balances: the requester paid the fee, which went to the winners with the Key Block reward.
+    fee, reward = 100, 50
+    assert results["balances"]["requester"] == -fee
+    assert sum(v for name, v in results["balances"].items() if name.startswith("miner-")) == fee + reward
     assert "chainlab_blocks_accepted_total" in scraped["validator"]
     assert "chainlab_gossip_messages_total" in scraped["validator"]
     assert "chainlab_netem_messages_total" in scraped["netem"]
