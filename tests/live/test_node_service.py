@@ -18,7 +18,7 @@ from chainlab.ledger.pow import meets_target
 from chainlab.live.driver import LiveNode, RoundClock
 from chainlab.live.node_service import MAX_GOSSIP_BYTES, register_servicers
 from chainlab.live.observer import MetricsObserver
-from chainlab.live.server import insecure_channel, running_server
+from chainlab.live.server import MAX_MESSAGE_BYTES, insecure_channel, running_server
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
 from chainlab.protocols.bagchain import FullNode
@@ -61,7 +61,8 @@ def _serve(honest: Honest, role: str, calls: list[Call]) -> list[Any]:
         out = []
         async with (
             running_server(role, "127.0.0.1:0", lambda s: register_servicers(s, live, observer)) as r,
-            insecure_channel(f"127.0.0.1:{r.port}") as channel,
+            # The client may send more than the server accepts, so the server's own limit is what is tested.
+            insecure_channel(f"127.0.0.1:{r.port}", max_message_bytes=2 * MAX_MESSAGE_BYTES) as channel,
         ):
             for call in calls:
                 try:
@@ -108,6 +109,7 @@ def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(hones
             _status,
             _deliver(b"\x09junk"),
             _deliver(b"\x01" * (MAX_GOSSIP_BYTES + 1)),
+            _deliver(b"\x01" * (MAX_MESSAGE_BYTES + 1)),
             _deliver(to_wire(forged)),
             _deliver(to_wire(_bad_pow(honest))),
             *[_deliver(to_wire(m)) for m in honest.net.tasks],
@@ -116,9 +118,11 @@ def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(hones
         ],
     )
     first, *refusals, last = answers
-    malformed, oversized, bad_sig, bad_pow, *tasks, height = refusals
+    malformed, oversized, too_big, bad_sig, bad_pow, *tasks, height = refusals
     assert malformed[0] == grpc.StatusCode.INVALID_ARGUMENT and malformed[1].startswith("malformed")
     assert oversized[0] == grpc.StatusCode.INVALID_ARGUMENT and oversized[1].startswith("oversized")
+    # Past the transport's own limit the server's gRPC refuses the message before any handler runs.
+    assert too_big[0] == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in too_big[1]
     assert bad_sig == (grpc.StatusCode.INVALID_ARGUMENT, "bad_signature: KeyBlock: Key Block")
     assert bad_pow[0] == grpc.StatusCode.INVALID_ARGUMENT and bad_pow[1].startswith("bad_pow")
     assert all(isinstance(t, node_pb2.DeliverReply) for t in tasks)
