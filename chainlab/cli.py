@@ -106,7 +106,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     """chainlab up: start the network, show progress, print a table per task, stop everything."""
     import asyncio
 
-    from chainlab.live.launcher import UpOptions, results_table, up
+    from chainlab.live.launcher import UpOptions, up
+    from chainlab.live.results import results_table
 
     exp = load_experiment(args.config)
     for key in ("miners", "validators", "tasks"):
