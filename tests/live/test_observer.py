@@ -15,14 +15,15 @@ def test_records_become_metrics() -> None:
     forks = _value("chainlab_forks_total")
     trained = _value("chainlab_training_seconds_count")
     accepted = _value("chainlab_blocks_accepted_total", {"kind": "KeyBlock"})
-    for event, data in [
+    records: list[tuple[str, dict[str, object]]] = [
         ("accepted", {"kind": "KeyBlock", "height": 1}),
         ("accepted", {"kind": "KeyBlock", "height": 1}),  # a second Key Block at height 1: a fork
         ("tip", {"height": 1, "task": "t9", "metric_best": 0.8125, "miniblocks_seen": 5, "miniblocks_used": 3}),
         ("job_done", {"job": "Train", "seconds": 0.5}),
         ("job_done", {"job": "Mine", "seconds": 9.0}),
         ("rejected", {"kind": "MiniBlock", "reason": "bad_signature"}),
-    ]:
+    ]
+    for event, data in records:
         observer(Observation(0, 0, event, data))
     assert _value("chainlab_blocks_accepted_total", {"kind": "KeyBlock"}) == accepted + 2
     assert _value("chainlab_forks_total") == forks + 1
