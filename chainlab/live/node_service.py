@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import numpy as np
@@ -26,13 +26,11 @@ from chainlab.live.observer import MetricsObserver
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.rounds import resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
+from chainlab.live.storage_client import StorageClient
 from chainlab.mlwork import learning_spec
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
 from chainlab.protocols.bagchain import FullNode, Miner, Requester
 from chainlab.protocols.bagchain.messages import DatasetKind, ModelRequest, model_hash
-
-if TYPE_CHECKING:
-    from chainlab.live.storage_client import StorageClient
 
 log = logging.getLogger("chainlab.node")
 
@@ -277,9 +275,7 @@ def register_servicers(server: grpc.aio.Server, live: LiveNode, observer: Metric
 
 
 async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: asyncio.Event) -> None:
-    """Serve one node until `stop` is set, then stop gracefully."""
-    from chainlab.live.storage_client import StorageClient
-
+    """Serve one node until `stop` is set, then stop gracefully; raises if the node's event loop failed."""
     storage = StorageClient(plan.storage)
     transport = SidecarTransport(entry.sidecar)
     observer = MetricsObserver()
@@ -294,11 +290,14 @@ async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: async
         runner = asyncio.create_task(live.run())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed = runner.exception() if runner.done() else None
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-        stopped.cancel()
     await transport.close()
     await storage.close()
+    if failed is not None:
+        raise RuntimeError(f"{entry.name}: the node stopped on an error") from failed
 
 
 def main(role: str, argv: list[str] | None = None) -> None:
