@@ -14,7 +14,7 @@ from chainlab.sim import report
 from chainlab.sim.experiment import Experiment, load_experiment
 from chainlab.sim.runner import run_to_disk
 
-console = Console()
+console = Console(log_path=False)  # progress lines, not source locations
 
 
 def main(argv: Sequence[str] | None = None) -> int:
