@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from chainlab.live.netem import topology as topo
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.processes import ProcessGroup, free_ports
 from chainlab.live.results import collect_results
+from chainlab.live.rounds import ROUND_SECONDS_ENV
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
 from chainlab.proto.v1 import node_pb2, node_pb2_grpc
@@ -42,7 +43,6 @@ class UpOptions:
     ipfs_api: str | None = None
     kill: str | None = None  # a node to SIGKILL mid-run (chaos), after kill_after_seconds
     kill_after_seconds: float = 0.0
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def node_entries(net: Network, exp: Experiment) -> list[NodeEntry]:
@@ -163,7 +163,10 @@ class LiveNetwork:
         args = ["--listen", storage, "--metrics-port", str(storage_metrics), "--repo", str(out / "ipfs")]
         if self.options.ipfs_api:
             args += ["--ipfs-api", self.options.ipfs_api]
-        await self._start_and_wait("storage", "services.storage.main", args, storage)
+        # The one setting every service shares (the storage service ignores it).
+        env = {ROUND_SECONDS_ENV: str(self.options.round_seconds)}
+        self.processes.start("storage", "services.storage.main", args, env)
+        await self._healthy("storage", storage)
         data = await self._upload(net, storage)
         entries = node_entries(net, exp)
         topology = build_topology(self.options.topology, exp, entries)
@@ -180,7 +183,6 @@ class LiveNetwork:
         )
         plan.dump(out / "plan.json")
         self.plan = plan
-        env = {"CHAINLAB_ROUND_SECONDS": str(self.options.round_seconds), **self.options.extra_env}
         for e in entries:
             args = ["--node-id", e.node_id, "--node", e.listen, "--topology", str(out / "topology.yaml")]
             args += ["--listen", e.sidecar, "--metrics-port", str(e.sidecar_metrics_port), "--seed", str(exp.seed)]
@@ -197,10 +199,6 @@ class LiveNetwork:
         for name, url in metrics_endpoints(plan, storage_metrics).items():
             self.console.print(f"  {name:<18} {url}")
         return plan
-
-    async def _start_and_wait(self, name: str, module: str, args: list[str], address: str) -> None:
-        self.processes.start(name, module, args, {**self.options.extra_env})
-        await self._healthy(name, address)
 
     async def _healthy(self, name: str, address: str) -> None:
         child = self.processes.get(name)

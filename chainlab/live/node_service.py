@@ -55,7 +55,8 @@ class PeerServicer(node_pb2_grpc.PeerServicer):
         rejections = self.live.deliver(bytes(request.origin), bytes(request.payload))
         if rejections:
             first = rejections[0]
-            raise invalid(str(first["reason"]), f"{first['kind']}: {first.get('detail', '')}".rstrip(": "))
+            detail = first.get("detail")
+            raise invalid(str(first["reason"]), f"{first['kind']}: {detail}" if detail else str(first["kind"]))
         return node_pb2.DeliverReply()
 
     async def Serve(self, request: netem_pb2.FetchRequest, context: grpc.aio.ServicerContext) -> netem_pb2.FetchReply:
@@ -303,7 +304,7 @@ async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: async
 def main(role: str, argv: list[str] | None = None) -> None:
     """Console entry point of the miner, validator and requester services."""
     parser = argparse.ArgumentParser(prog=f"chainlab-{role}", description=f"The chainlab {role} service.")
-    add_service_arguments(parser, role)
+    add_service_arguments(parser, default_listen=None)  # None: the address the plan gives this node
     env = os.environ.get
     parser.add_argument("--plan", type=Path, default=env("CHAINLAB_PLAN"), help="the plan `chainlab up` writes")
     parser.add_argument("--name", default=env("CHAINLAB_NAME"), help=f"this node's name in the plan, e.g. {role}-0")
@@ -317,7 +318,7 @@ def main(role: str, argv: list[str] | None = None) -> None:
         parser.error(f"{args.name} is a {entry.role}, not a {role}")
     metrics_port = args.metrics_port or entry.metrics_port
     serve_metrics(metrics_port, args.metrics_host)
-    listen = entry.listen if args.listen == "127.0.0.1:0" else args.listen
+    listen = args.listen or entry.listen
 
     async def run() -> None:
         await run_node(plan, entry, listen, stop_event_on_signals())

@@ -70,10 +70,6 @@ class ProcessGroup:
         """The child called name."""
         return next(c for c in self.children if c.name == name)
 
-    def dead(self) -> list[Child]:
-        """Children that have exited."""
-        return [c for c in self.children if c.process.poll() is not None]
-
     def stop(self, seconds: float = STOP_SECONDS) -> dict[str, int | None]:
         """SIGTERM everyone, newest first; SIGKILL whoever is left after `seconds`. Returns exit codes by name."""
         for child in reversed(self.children):

@@ -190,10 +190,10 @@ async def running_server(
         log.info("stopped", extra={"port": port})
 
 
-def add_service_arguments(parser: argparse.ArgumentParser, service: str) -> None:
+def add_service_arguments(parser: argparse.ArgumentParser, *, default_listen: str | None = "127.0.0.1:0") -> None:
     """The flags every service takes; each defaults from a CHAINLAB_* environment variable."""
     env = os.environ.get
-    parser.add_argument("--listen", default=env("CHAINLAB_LISTEN", "127.0.0.1:0"), help="gRPC host:port")
+    parser.add_argument("--listen", default=env("CHAINLAB_LISTEN", default_listen), help="gRPC host:port (port 0: any)")
     parser.add_argument(
         "--metrics-port", type=int, default=int(env("CHAINLAB_METRICS_PORT", "0")), help="Prometheus port (0: any)"
     )

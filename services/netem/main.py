@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
             "else the topology file's round_seconds, else 1."
         ),
     )
-    add_service_arguments(p, SERVICE)
+    add_service_arguments(p)
     p.add_argument("--node-id", default=env("CHAINLAB_NODE_ID"), help="this node's ID (64 hex characters)")
     p.add_argument("--node", default=env("CHAINLAB_NODE"), help="host:port of this node's Peer server")
     p.add_argument("--topology", default=env("CHAINLAB_TOPOLOGY"), help="topology file (.yaml or .json)")

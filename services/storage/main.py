@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The service's flags; each defaults from a CHAINLAB_* environment variable."""
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="chainlab-storage", description=__doc__)
-    add_service_arguments(parser, SERVICE)
+    add_service_arguments(parser)
     parser.add_argument(
         "--repo", default=env("CHAINLAB_STORAGE_REPO"), help="embedded Kubo repo (default: a temp dir, removed at exit)"
     )
