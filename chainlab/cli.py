@@ -10,8 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from chainlab.live.plan import NetworkPlan
+from chainlab.scenarios import registry
+from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import report
-from chainlab.sim.experiment import Experiment, load_experiment
 from chainlab.sim.runner import run_to_disk
 
 console = Console(log_path=False)  # progress lines, not source locations
@@ -31,11 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--config", type=Path, required=True)
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--out", type=Path, required=True)
-    up = sub.add_parser("up", help="run a BagChain network as real services on 127.0.0.1 until its tasks are done")
+    sub.add_parser("protocols", help="list the protocols that can run")
+    up = sub.add_parser("up", help="run a protocol network as real services on 127.0.0.1 until it is done")
     up.add_argument("--config", type=Path, default=Path("experiments/demo.yaml"))
-    up.add_argument("--miners", type=int, help="N (default: the config's)")
-    up.add_argument("--validators", type=int, help="V (default: the config's)")
-    up.add_argument("--tasks", type=int, help="K (default: the config's)")
+    up.add_argument("--miners", type=int, help="BagChain: N miners (default: the config's)")
+    up.add_argument("--validators", type=int, help="BagChain: V validators (default: the config's)")
+    up.add_argument("--tasks", type=int, help="BagChain: K tasks (default: the config's)")
     up.add_argument(
         "--topology", default="config", help="config (the experiment's network), full, erdos_renyi:<degree>, or a file"
     )
@@ -63,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     link.add_argument("--down", action="store_true", help="switch the link off")
     args = parser.parse_args(argv)
     try:
+        if args.command == "protocols":
+            for name in registry.names():
+                spec = registry.get(name)
+                console.print(f"{name}: roles {', '.join(spec.roles)}")
+            return 0
         if args.command == "up":
             return cmd_up(args)
         if args.command == "down":
@@ -81,10 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             write_paper(args.experiments, args.out, console)
             return 0
-        from chainlab.sim.bench import run_bench
+        if args.command == "bench":
+            from chainlab.sim.bench import run_bench
 
-        run_bench(args.config, args.repeats, args.out, console)
-        return 0
+            run_bench(args.config, args.repeats, args.out, console)
+            return 0
+        raise AssertionError(f"unhandled command {args.command}")  # argparse allows only the commands above
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -106,14 +116,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     """chainlab up: start the network, show progress, print a table per task, stop everything."""
     import asyncio
 
-    from chainlab.live.launcher import UpOptions, up
+    from chainlab.live.launcher import UpFailed, UpOptions, up
     from chainlab.live.results import results_table
 
     exp = load_experiment(args.config)
     for key in ("miners", "validators", "tasks"):
         if getattr(args, key) is not None:
             exp = exp.with_value(key, getattr(args, key))
-    round_seconds = args.round_seconds or float(exp.get("live", {}).get("round_seconds", 0.1))
+    round_seconds = args.round_seconds or exp.live.round_seconds
     options = UpOptions(
         exp,
         args.out,
@@ -124,13 +134,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         kill=args.kill,
         kill_after_seconds=args.kill_after,
     )
-    columns = (TextColumn("tasks"), BarColumn(), TextColumn("height {task.completed:.0f}/{task.total:.0f}"),
+    columns = (TextColumn("height"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
                TextColumn("round {task.fields[round]}"), TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("up", total=exp.tasks, round=0)
-        results = asyncio.run(up(options, bar.console, lambda h, r: bar.update(task, completed=h, round=r)))
+    total = registry.get(exp.protocol_name).progress_total(exp)
+    try:
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("up", total=total, round=0)
+            results = asyncio.run(up(options, bar.console, lambda h, r: bar.update(task, completed=h, round=r)))
+    except UpFailed as exc:
+        console.print(f"[red]chainlab up failed:[/red] {exc}; partial results in {args.out / 'results.json'}")
+        return 1
     console.print(results_table(results, f"chainlab up: {exp.get('name', args.config.stem)}"))
-    stuck = {name: code for name, code in results["exit_codes"].items() if code not in (0, None)}
+    exit_codes = results["exit_codes"]
+    assert isinstance(exit_codes, dict)
+    stuck = {name: code for name, code in exit_codes.items() if code not in (0, None)}
     console.print(f"tips agree: {results['tips_agree']}; rejections: {results['rejections'] or 'none'}")
     console.print(f"all services stopped{'; non-zero exits: ' + str(stuck) if stuck else ' cleanly'}")
     console.print(f"results written to {args.out / 'results.json'}")
@@ -141,8 +158,6 @@ def cmd_netem(args: argparse.Namespace) -> int:
     """chainlab netem: change links, cut and heal partitions, or show per-link statistics of a running network."""
     import grpc
 
-    from chainlab.live.plan import NetworkPlan
-
     plan = NetworkPlan.load(args.out / "plan.json")
     try:
         return _netem_action(args, plan)
@@ -151,7 +166,7 @@ def cmd_netem(args: argparse.Namespace) -> int:
         return 1
 
 
-def _netem_action(args: argparse.Namespace, plan: Any) -> int:
+def _netem_action(args: argparse.Namespace, plan: NetworkPlan) -> int:
     import asyncio
 
     from chainlab.live import chaos
@@ -179,17 +194,18 @@ def run_with_progress(exp: Experiment, out: Path) -> list[tuple[str, dict[str, A
         TextColumn("round {task.fields[round]}"),
         TimeElapsedColumn(),
     )
+    total = registry.get(exp.protocol_name).progress_total(exp)
     with Progress(*columns, console=console) as bar:
         bars: dict[str, TaskID] = {}
         heights: dict[str, int] = {}
 
         def progress(label: str, at: int, height: int) -> None:
             if label not in bars:
-                bars[label] = bar.add_task(label, total=exp.tasks, round=0)
+                bars[label] = bar.add_task(label, total=total, round=0)
                 heights[label] = 0
             if height > heights[label]:
                 heights[label] = height
-                bar.console.log(f"{label}: height {height}/{exp.tasks} at round {at}")
+                bar.console.log(f"{label}: height {height}/{total} at round {at}")
             bar.update(bars[label], completed=height, round=at)
 
         return run_to_disk(exp, out, progress)

@@ -25,6 +25,15 @@ def success_probability(target: int, trials: int) -> float:
     return -math.expm1(trials * math.log1p(-p))
 
 
+def fixed64_suffix(tag: bytes) -> Callable[[int], bytes]:
+    """The wire bytes a nonce adds after its tag: the tag, then the nonce as 8 little-endian bytes (fixed64)."""
+
+    def suffix(nonce: int) -> bytes:
+        return tag + nonce.to_bytes(8, "little")
+
+    return suffix
+
+
 def search_nonce(
     prefix: bytes,
     nonce_suffix: Callable[[int], bytes],

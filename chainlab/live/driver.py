@@ -1,38 +1,57 @@
-"""The real-time driver: runs a sans-IO node on asyncio with a wall clock, one round = round_seconds."""
+"""The real-time driver: runs one sans-IO node on asyncio with a wall clock, one round = round_seconds."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import assert_never
 
-from chainlab import mlwork
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
 from chainlab.learning.worker import Worker
-from chainlab.ledger import encoding
-from chainlab.ledger.pow import search_nonce
+from chainlab.ledger.hashing import sha256
+from chainlab.ledger.pow import fixed64_suffix, search_nonce
 from chainlab.live.transport import ContentStore, Transport
-from chainlab.protocols.bagchain.fullnode import EvaluationFailed
-from chainlab.protocols.bagchain.messages import ModelRequest, from_wire, nonce_suffix, to_wire
-from chainlab.protocols.bagchain.reasons import Reason
+from chainlab.protocols.base import (
+    DataGrant,
+    DataRequest,
+    DecodeError,
+    Observation,
+    ProtocolNode,
+    RecordValue,
+    Timer,
+    WireCodec,
+)
 from chainlab.protocols.effects import (
+    RECORD_INTERNAL_ERROR,
+    RECORD_REJECTED,
     Broadcast,
     CancelJob,
+    Compute,
     Effect,
-    Evaluate,
-    FetchDataset,
-    FetchModel,
+    FetchData,
+    JobFailed,
+    JobResult,
     Mine,
     Record,
+    Request,
     StartTimer,
-    Train,
+    TrainModel,
+    WorkOp,
 )
-from chainlab.scenario import Observation
+from chainlab.protocols.errors import invalid
+from chainlab.work import executor
 
 log = logging.getLogger("chainlab.live")
+
+MALFORMED = "malformed"
+FETCH_DATA, FETCH_REQUEST = "data", "request"  # the two kinds of point-to-point fetch a transport carries
+JOB_ATTEMPTS = 3  # an internal failure is retried this many times in all before the node hears JobFailed
+
+Job = Compute | Mine | Request | FetchData
 
 
 class RoundClock:
@@ -47,22 +66,19 @@ class RoundClock:
         return max(0, int((time.time() - self.epoch) / self.round_seconds))
 
 
-class BadRequest(ValueError):
-    """A peer's request this node cannot parse or does not serve; the servicer maps it to a status."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
 class LiveNode:
-    """Feeds one node its messages, timers and job results in order, and carries out its effects."""
+    """Feeds one node its messages, timers and job results in order, and carries out its effects.
+
+    ML runs in worker threads, each with its own Worker (a Worker is not thread-safe). An internal failure of a
+    job (an exception in this process) is recorded as internal_error and retried; it never becomes a verdict on
+    a peer's block.
+    """
 
     def __init__(
         self,
-        node: Any,
+        node: ProtocolNode,
         index: int,
+        codec: WireCodec,
         transport: Transport,
         store: ContentStore,
         clock: RoundClock,
@@ -74,29 +90,50 @@ class LiveNode:
     ) -> None:
         self.node = node
         self.index = index
+        self.codec = codec
         self.transport = transport
         self.store = store
         self.clock = clock
         self.datasets = dict(datasets)  # the datasets this node holds, by commitment
         self.private = private
-        self.q = hash_trials_per_round
+        self.hash_trials_per_round = hash_trials_per_round
         self.observe = observe
-        self.worker = Worker()
-        self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._local = threading.local()
+        self._workers: list[Worker] = []
+        self._workers_lock = threading.Lock()
+        self._train_data: dict[tuple[tuple[bytes, ...], bool], Dataset] = {}
+        self._inbox: asyncio.Queue[Timer | tuple[int, JobResult]] = asyncio.Queue()
         self._jobs: dict[int, asyncio.Task[None]] = {}
         self._published: dict[bytes, str] = {}  # what this node has put in the store: key -> address
+        self.started = asyncio.Event()
+
+    @property
+    def ml_seconds(self) -> float:
+        """ML time spent by every worker thread of this node."""
+        with self._workers_lock:
+            return sum(w.ml_seconds for w in self._workers)
+
+    def worker(self) -> Worker:
+        """This thread's Worker."""
+        worker: Worker | None = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = self._local.worker = Worker()
+            with self._workers_lock:
+                self._workers.append(worker)
+        return worker
 
     async def run(self) -> None:
         """Process timers and job results until cancelled; messages arrive through deliver()."""
         self._execute(self.node.start(self.clock.now()))
+        self.started.set()
         try:
             while True:
-                kind, payload = await self._inbox.get()
+                item = await self._inbox.get()
                 now = self.clock.now()
-                if kind == "timer":
-                    effects = self.node.on_timer(payload, now)
+                if isinstance(item, Timer):
+                    effects = self.node.on_timer(item, now)
                 else:
-                    job, result = payload
+                    job, result = item
                     if self._jobs.pop(job, None) is None:
                         continue  # cancelled
                     effects = self.node.on_result(job, result, now)
@@ -105,42 +142,44 @@ class LiveNode:
             for task in self._jobs.values():
                 task.cancel()
 
-    def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, Any]]:
+    def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
         """Hand the node one message from the wire now; returns the rejections it caused (empty if none)."""
         try:
-            message = from_wire(data)
-        except encoding.EncodingError as exc:
+            message = self.codec.decode_message(data)
+        except DecodeError as exc:
             # A peer's bad bytes are counted and dropped; they never reach (or crash) the node.
-            return [self.observe_rejection("message", str(Reason.MALFORMED), str(exc))]
+            return [self.observe_rejection("message", MALFORMED, str(exc))]
         effects = self.node.on_message(sender, message, self.clock.now())
         self._execute(effects)
-        return [e.data for e in effects if isinstance(e, Record) and e.event == "rejected"]
+        return [e.data for e in effects if isinstance(e, Record) and e.event == RECORD_REJECTED]
 
-    def observe_rejection(self, kind: str, reason: str, detail: str = "") -> Mapping[str, Any]:
+    def observe_rejection(self, kind: str, reason: str, detail: str = "") -> Mapping[str, RecordValue]:
         """Record input dropped before it reached the node (malformed, oversized); returns the record's data."""
-        rejection = {"kind": kind, "reason": reason, "detail": detail}
-        self._record("rejected", rejection)
+        rejection: dict[str, RecordValue] = {"kind": kind, "reason": reason, "detail": detail}
+        self._record(RECORD_REJECTED, rejection)
         return rejection
 
-    async def serve(self, kind: str, payload: bytes) -> bytes | None:
-        """Answer a peer's Fetch with the address of the object in the store, or None if this node refuses."""
-        if kind == "dataset":
-            serve_dataset = getattr(self.node, "serve_dataset", None)
+    async def serve(self, sender: bytes, kind: str, payload: bytes) -> bytes | None:
+        """Answer a peer's fetch with the address of the object in the store, or None if this node refuses.
+
+        Raises Refusal (invalid) for a request this node cannot parse.
+        """
+        if kind == FETCH_DATA:
+            answer = self.node.on_request(sender, DataRequest(payload), self.clock.now())
             dataset = self.datasets.get(payload)
-            if serve_dataset is None or dataset is None or not serve_dataset(payload):
+            if not isinstance(answer, DataGrant) or answer.commitment != payload or dataset is None:
                 return None
             return await self.publish(payload, lambda: encode_dataset(dataset))
-        if kind != "model":
-            raise BadRequest("unknown_fetch_kind", kind)
+        if kind != FETCH_REQUEST:
+            raise invalid("unknown_fetch_kind", kind)
         try:
-            request = encoding.decode(ModelRequest, payload)
-        except encoding.EncodingError as exc:
-            raise BadRequest(str(Reason.MALFORMED), str(exc)) from exc
-        serve_model = getattr(self.node, "serve_model", None)
-        model: bytes | None = None if serve_model is None else serve_model(request, self.clock.now())
-        if model is None:
+            request = self.codec.decode_request(payload)
+        except DecodeError as exc:
+            raise invalid(MALFORMED, str(exc)) from exc
+        content = self.node.on_request(sender, request, self.clock.now())
+        if not isinstance(content, bytes):
             return None
-        return await self.publish(request.model_hash, lambda: model)
+        return await self.publish(sha256(content), lambda: content)
 
     async def publish(self, key: bytes, data: Callable[[], bytes]) -> bytes:
         """Put an object in the store once per key; its address as bytes."""
@@ -149,71 +188,86 @@ class LiveNode:
             ref = self._published[key] = await self.store.put(await asyncio.to_thread(data))
         return ref.encode()
 
-    def _execute(self, effects: list[Effect]) -> None:
-        loop = asyncio.get_running_loop()
-        for effect in effects:
-            if isinstance(effect, Broadcast):
-                self.transport.broadcast(self.node.node_id, to_wire(effect.message))
-            elif isinstance(effect, StartTimer):
-                seconds = effect.after * self.clock.round_seconds
-                loop.call_later(seconds, self._inbox.put_nowait, ("timer", effect.timer))
-            elif isinstance(effect, Record):
-                self._record(effect.event, effect.data)
-            elif isinstance(effect, CancelJob):
-                task = self._jobs.pop(effect.job, None)
-                if task is not None:
-                    task.cancel()
-            else:
-                self._jobs[effect.job] = asyncio.create_task(self._job(effect))
-
-    async def _job(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> None:
-        """Run one job; whatever happens, the node hears back, so it never waits on a dead job."""
-        started = time.perf_counter()
-        try:
-            result = await self._work(effect)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("job %s failed", type(effect).__name__)
-            self._record("job_failed", {"job": type(effect).__name__, "error": repr(exc)})
-            result = EvaluationFailed(repr(exc)) if isinstance(effect, Evaluate) else None
-        else:
-            self._record("job_done", {"job": type(effect).__name__, "seconds": time.perf_counter() - started})
-        self._inbox.put_nowait(("result", (effect.job, result)))
-
-    async def _work(self, effect: Train | Evaluate | Mine | FetchModel | FetchDataset) -> object:
-        result: object
-        if isinstance(effect, Train):
-            data = mlwork.local_data(self.datasets[effect.train_commitment], self.private)
-            result = await asyncio.to_thread(mlwork.train, self.worker, effect, data)
-        elif isinstance(effect, Evaluate):
-            result = await asyncio.to_thread(mlwork.evaluate, self.worker, effect, self.datasets)
-        elif isinstance(effect, Mine):
-            result = await self._mine(effect)
-        elif isinstance(effect, FetchModel):
-            result = await self.fetch(effect.peer, "model", encoding.encode(effect.request))
-        else:
-            result = await self._fetch_dataset(effect)
-        return result
-
     async def fetch(self, peer: bytes, kind: str, payload: bytes) -> bytes | None:
-        """Fetch: ask the peer for the object's address, then read it from the store."""
+        """Ask the peer for the object's address, then read it from the store."""
         answer = await self.transport.request(self.node.node_id, peer, kind, payload)
         if answer is None:
             return None
         return await self.store.get(answer.decode("ascii"))
 
-    async def _fetch_dataset(self, effect: FetchDataset) -> bool:
+    def _execute(self, effects: list[Effect]) -> None:
+        loop = asyncio.get_running_loop()
+        for effect in effects:
+            match effect:
+                case Broadcast(message, size_mb):
+                    self.transport.broadcast(self.node.node_id, self.codec.encode_message(message), size_mb)
+                case StartTimer(timer, after):
+                    loop.call_later(after * self.clock.round_seconds, self._inbox.put_nowait, timer)
+                case Record(event, data):
+                    self._record(event, data)
+                case CancelJob(job):
+                    task = self._jobs.pop(job, None)
+                    if task is not None:
+                        task.cancel()
+                case Compute() | Mine() | Request() | FetchData():
+                    self._jobs[effect.job] = asyncio.create_task(self._job(effect))
+                case _:
+                    assert_never(effect)
+
+    async def _job(self, effect: Job) -> None:
+        """Run one job, retrying internal failures; whatever happens the node hears back once."""
+        name = _job_name(effect)
+        result: JobResult = None
+        for attempt in range(1, JOB_ATTEMPTS + 1):
+            started = time.perf_counter()
+            try:
+                result = await self._work(effect)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("job %s failed (attempt %d of %d)", name, attempt, JOB_ATTEMPTS)
+                self._record(RECORD_INTERNAL_ERROR, {"job": name, "error": repr(exc), "attempt": attempt})
+                result = JobFailed(f"{name}: {exc!r}")
+                await asyncio.sleep(attempt * self.clock.round_seconds)
+            else:
+                self._record("job_done", {"job": name, "seconds": time.perf_counter() - started})
+                break
+        self._inbox.put_nowait((effect.job, result))
+
+    async def _work(self, effect: Job) -> JobResult:
+        match effect:
+            case Compute(_, op):
+                train = self._training_data(op) if isinstance(op, TrainModel) else None
+                return await asyncio.to_thread(self._compute, op, train)
+            case Mine():
+                return await self._mine(effect)
+            case Request(_, peer, request):
+                return await self.fetch(peer, FETCH_REQUEST, self.codec.encode_request(request))
+            case FetchData():
+                return await self._fetch_data(effect)
+            case _:
+                assert_never(effect)
+
+    def _compute(self, op: WorkOp, train: Dataset | None) -> JobResult:
+        return executor.execute(self.worker(), op, self.datasets, train)
+
+    def _training_data(self, op: TrainModel) -> Dataset:
+        key = (op.datasets, op.with_private)
+        if key not in self._train_data:
+            self._train_data[key] = executor.training_data(op, self.datasets, self.private)
+        return self._train_data[key]
+
+    async def _fetch_data(self, effect: FetchData) -> bool:
         """A released dataset, checked against its commitment Hash(D) before the node may use it."""
         if effect.commitment in self.datasets:
             return True
-        data = await self.fetch(effect.peer, "dataset", effect.commitment)
+        data = await self.fetch(effect.peer, FETCH_DATA, effect.commitment)
         if data is None:
             return False
         try:
             dataset = await asyncio.to_thread(decode_dataset, data)
         except (ModelCodecError, ValueError) as exc:
-            self.observe_rejection("dataset", str(Reason.MALFORMED), str(exc))
+            self.observe_rejection("dataset", MALFORMED, str(exc))
             return False
         if await asyncio.to_thread(dataset.commitment) != effect.commitment:
             self.observe_rejection("dataset", "dataset_commitment_mismatch")
@@ -223,15 +277,21 @@ class LiveNode:
 
     async def _mine(self, effect: Mine) -> int:
         """q hash trials per round, in real time, until one meets the target."""
-        start = 0
+        start, q = 0, self.hash_trials_per_round
+        suffix = fixed64_suffix(effect.nonce_tag)
         while True:
-            nonce, _ = search_nonce(effect.prefix, nonce_suffix, effect.target, start, self.q)
+            nonce, _ = search_nonce(effect.prefix, suffix, effect.target, start, q)
             if nonce is not None:
                 return nonce
-            start += self.q
+            start += q
             await asyncio.sleep(self.clock.round_seconds)
 
-    def _record(self, event: str, data: Mapping[str, Any]) -> None:
+    def _record(self, event: str, data: Mapping[str, RecordValue]) -> None:
         now = self.clock.now()
         self.observe(Observation(now, self.index, event, data))
         log.info(event, extra={"round": now, "node": self.index, "role": self.node.role, **data})
+
+
+def _job_name(effect: Job) -> str:
+    """TrainModel, EvaluateEnsemble, Mine, Request or FetchData: the label of job metrics and logs."""
+    return type(effect.op).__name__ if isinstance(effect, Compute) else type(effect).__name__

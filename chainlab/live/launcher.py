@@ -1,4 +1,4 @@
-"""`chainlab up`: a whole BagChain network as processes on 127.0.0.1 — storage, a sidecar per node, the nodes."""
+"""`chainlab up`: a whole protocol network as processes on 127.0.0.1 — storage, a sidecar per node, the nodes."""
 
 from __future__ import annotations
 
@@ -15,17 +15,21 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
-from chainlab.learning.datasets import encode_dataset
-from chainlab.ledger import encoding
+from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
+from chainlab.learning.worker import Worker
+from chainlab.live import adapters
 from chainlab.live.netem import topology as topo
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.processes import ProcessGroup, free_ports
-from chainlab.live.results import collect_results
 from chainlab.live.rounds import ROUND_SECONDS_ENV
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
 from chainlab.proto.v1 import node_pb2, node_pb2_grpc
-from chainlab.scenario import Experiment, Network, build
+from chainlab.protocols.base import NodeStatus
+from chainlab.scenarios import registry
+from chainlab.scenarios.base import NodeSlot
+from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.results import Results, assemble
 
 STATE_FILE = "processes.json"
 HEALTH_TIMEOUT_SECONDS = 60.0
@@ -45,22 +49,18 @@ class UpOptions:
     kill_after_seconds: float = 0.0
 
 
-def node_entries(net: Network, exp: Experiment) -> list[NodeEntry]:
-    """Names, roles and fresh loopback ports for every node and its sidecar (miners, validators, requester)."""
-    roles: list[tuple[str, int, Any]] = [("miner", i, n) for i, n in enumerate(net.miners)]
-    roles += [("validator", i, n) for i, n in enumerate(net.validators)]
-    roles += [("requester", 0, net.requester)]
-    ports = free_ports(4 * len(roles))
+def node_entries(slots: list[NodeSlot]) -> list[NodeEntry]:
+    """Fresh loopback ports for every node and its sidecar, in deployment (graph vertex) order."""
+    ports = free_ports(4 * len(slots))
     entries = []
-    for k, (role, index, node) in enumerate(roles):
+    for k, slot in enumerate(slots):
         listen, sidecar, metrics, sidecar_metrics = ports[4 * k : 4 * k + 4]
-        name = "requester" if role == "requester" else f"{role}-{index}"
         entries.append(
             NodeEntry(
-                name,
-                role,
-                index,
-                node.node_id.hex(),
+                slot.name,
+                slot.role,
+                slot.index,
+                slot.node_id.hex(),
                 f"127.0.0.1:{listen}",
                 f"127.0.0.1:{sidecar}",
                 metrics,
@@ -147,17 +147,18 @@ class LiveNetwork:
     def __init__(self, options: UpOptions, console: Console) -> None:
         self.options = options
         self.console = console
+        self.spec = registry.get(options.experiment.protocol_name)
         options.out.mkdir(parents=True, exist_ok=True)
         self.processes = ProcessGroup(options.out / STATE_FILE, options.out / "logs")
         self.plan: NetworkPlan | None = None
-        self.net: Network | None = None
 
     async def start(self) -> NetworkPlan:
-        """Storage, data into storage, sidecars, then miners and validators, then the requester."""
+        """Storage, data into storage, sidecars, then the nodes role by role in the spec's start order."""
         exp, out = self.options.experiment, self.options.out
-        self.console.log(f"loading {exp.get('dataset')} and building {exp.miners} miners, {exp.tasks} tasks")
-        net = await asyncio.to_thread(build, exp)
-        self.net = net
+        self.console.log(f"building the {self.spec.name} network of {exp.name} (dataset {exp.get('dataset')})")
+        deployment = await asyncio.to_thread(self.spec.build, exp)
+        if self.options.kill is not None:
+            deployment.slot(self.options.kill)  # a typo is named now, not mid-run
         storage_port, storage_metrics = free_ports(2)
         storage = f"127.0.0.1:{storage_port}"
         args = ["--listen", storage, "--metrics-port", str(storage_metrics), "--repo", str(out / "ipfs")]
@@ -167,8 +168,8 @@ class LiveNetwork:
         env = {ROUND_SECONDS_ENV: str(self.options.round_seconds)}
         self.processes.start("storage", "services.storage.main", args, env)
         await self._healthy("storage", storage)
-        data = await self._upload(net, storage)
-        entries = node_entries(net, exp)
+        data = await self._upload(deployment.data, storage)
+        entries = node_entries(deployment.slots)
         topology = build_topology(self.options.topology, exp, entries)
         topo.dump_topology(topology, out / "topology.yaml")
         plan = NetworkPlan(
@@ -177,9 +178,10 @@ class LiveNetwork:
             epoch=time.time(),
             storage=storage,
             nodes=entries,
-            genesis=encoding.encode(net.miners[0].genesis).hex(),
-            tasks=[t.encode().hex() for t in net.tasks],
+            payload=deployment.payload,
             data=data,
+            holdings={name: list(held) for name, held in deployment.holdings.items()},
+            private=deployment.private,
         )
         plan.dump(out / "plan.json")
         self.plan = plan
@@ -188,8 +190,8 @@ class LiveNetwork:
             args += ["--listen", e.sidecar, "--metrics-port", str(e.sidecar_metrics_port), "--seed", str(exp.seed)]
             self.processes.start(f"netem-{e.name}", "services.netem.main", args, env)
         await asyncio.gather(*(self._healthy(f"netem-{e.name}", e.sidecar) for e in entries))
-        # The requester publishes its tasks when it starts: everyone else must be listening by then.
-        for group in ([e for e in entries if e.role != "requester"], [e for e in entries if e.role == "requester"]):
+        for role in self.spec.roles:
+            group = [e for e in entries if e.role == role]
             for e in group:
                 args = ["--plan", str(out / "plan.json"), "--name", e.name]
                 self.processes.start(e.name, f"services.{e.role}.main", args, env)
@@ -208,21 +210,19 @@ class LiveNetwork:
             tail = child.log.read_text(errors="replace")[-2000:] if child.log.exists() else ""
             raise RuntimeError(f"{name} did not start: {exc}\n{tail}") from exc
 
-    async def _upload(self, net: Network, storage: str) -> dict[str, str]:
-        """Every dataset into storage, pinned: D_T for all, D_V and D_E for the requester, D_Mi for miner i."""
+    async def _upload(self, datasets: dict[str, Dataset], storage: str) -> dict[str, str]:
+        """Every named dataset into storage, pinned; their CIDs by name."""
         client = StorageClient(storage)
         try:
-            named = {"public": net.public, "validation": net.validation, "test": net.test}
-            named |= {f"private:{i}": d for i, d in net.private.items()}
             cids = {}
-            for key, dataset in named.items():
-                cids[key] = await client.put(await asyncio.to_thread(encode_dataset, dataset), pin=True)
+            for name, dataset in datasets.items():
+                cids[name] = await client.put(await asyncio.to_thread(encode_dataset, dataset), pin=True)
             return cids
         finally:
             await client.close()
 
-    async def wait_for_tasks(self, on_progress: Callable[[int, int], None]) -> None:
-        """Until the observer's chain holds every task and all live nodes agree on the tip (or the timeout)."""
+    async def wait_until_finished(self, on_progress: Callable[[int, int], None]) -> None:
+        """Until the spec says the network has done its work (or the timeout: TimeoutError)."""
         assert self.plan is not None
         exp = self.options.experiment
         deadline = time.monotonic() + self.options.timeout_seconds
@@ -233,14 +233,13 @@ class LiveNetwork:
                 self.processes.get(self.options.kill).process.kill()
                 self.console.log(f"chaos: SIGKILL {self.options.kill}")
                 killed = True
-            statuses = await self.statuses()
-            live = [s for s in statuses.values() if s is not None and s.role != "requester"]
-            height = max((s.height for s in live), default=0)
-            on_progress(height, max((s.round for s in live), default=0))
-            if height >= exp.tasks and len({s.tip for s in live}) == 1:
+            replies = [r for r in (await self.statuses()).values() if r is not None]
+            statuses = [node_status(r) for r in replies]
+            on_progress(max((s.height for s in statuses), default=0), max((r.round for r in replies), default=0))
+            if self.spec.finished(exp, statuses):
                 return
             await asyncio.sleep(max(0.2, self.options.round_seconds))
-        raise TimeoutError(f"not all {exp.tasks} tasks done within {self.options.timeout_seconds:.0f} s")
+        raise TimeoutError(f"{exp.name} not finished within {self.options.timeout_seconds:.0f} s")
 
     async def statuses(self) -> dict[str, node_pb2.NodeStatus | None]:
         """Each node's Status (None for a node that does not answer: killed or stopping)."""
@@ -259,27 +258,85 @@ class LiveNetwork:
         replies = await asyncio.gather(*(status(e) for e in self.plan.nodes))
         return {e.name: r for e, r in zip(self.plan.nodes, replies, strict=True)}
 
+    async def results(self, truncated: bool, started: float) -> Results:
+        """results.json read from the network: statuses of every node, the observer's chain, data from storage."""
+        assert self.plan is not None
+        plan, exp = self.plan, self.options.experiment
+        replies = await self.statuses()
+        statuses = {name: node_status(r) for name, r in replies.items() if r is not None}
+        observer = plan.node(self.spec.observer([e.slot for e in plan.nodes]).name)
+        worker = Worker()
+        protocol_results: dict[str, object] = {}
+        if observer.name in statuses:
+            storage = StorageClient(plan.storage)
+            try:
+                # Without an adapter, the observer's Status is the whole view (as sim_view's node.status()).
+                view: object = statuses[observer.name]
+                if self.spec.live_adapter is not None:
+                    view = await adapters.load(self.spec.live_adapter).read_view(plan, observer, storage)
+                data = {}
+                for name in self.spec.summary_data:
+                    data[name] = await asyncio.to_thread(decode_dataset, await storage.get(plan.data[name]))
+            finally:
+                await storage.close()
+            protocol_results = await asyncio.to_thread(self.spec.summarise, exp, view, data, worker)
+        return assemble(
+            exp,
+            driver="live",
+            statuses=statuses,
+            observer=observer.name,
+            rejections={name: dict(r.rejections) for name, r in replies.items() if r is not None},
+            internal_errors={name: r.internal_errors for name, r in replies.items() if r is not None},
+            protocol_results=protocol_results,
+            truncated=truncated,
+            rounds=max((r.round for r in replies.values() if r is not None), default=0),
+            wall_seconds=time.perf_counter() - started,
+            ml_seconds=worker.ml_seconds,
+        )
+
     def stop(self) -> dict[str, int | None]:
         """Stop every process (SIGTERM, newest first); exit codes by name."""
         return self.processes.stop()
 
 
-async def up(options: UpOptions, console: Console, on_progress: Callable[[int, int], None]) -> dict[str, Any]:
-    """Start the network, wait for every task's Key Block, collect the results, and stop everything."""
+def node_status(reply: node_pb2.NodeStatus) -> NodeStatus:
+    """A Status answer as the protocol-neutral NodeStatus."""
+    return NodeStatus(reply.role, reply.height, bytes(reply.tip), forks=reply.forks, votes=reply.votes)
+
+
+class UpFailed(RuntimeError):
+    """`chainlab up` could not finish; results.json holds what was measured and says why."""
+
+
+async def up(options: UpOptions, console: Console, on_progress: Callable[[int, int], None]) -> Results:
+    """Start the network, wait until it is done, read the results from it, and stop everything.
+
+    On a timeout or a failed start, a partial results.json (truncated, with the error) is written all the same
+    and UpFailed is raised.
+    """
     started = time.perf_counter()
     network = LiveNetwork(options, console)
+    results: Results = {}
+    error: str | None = None
     try:
-        plan = await network.start()
-        await network.wait_for_tasks(on_progress)
-        observer = next((e.name for e in plan.nodes if e.role == "validator"), "miner-0")
-        assert network.net is not None
-        results = await collect_results(plan, network.net, observer)
-        statuses = await network.statuses()
-        results["tips_agree"] = len({s.tip for s in statuses.values() if s is not None and s.role != "requester"}) == 1
-        results["rejections"] = {n: dict(s.rejections) for n, s in statuses.items() if s is not None and s.rejections}
+        await network.start()
+        try:
+            await network.wait_until_finished(on_progress)
+            results = await network.results(truncated=False, started=started)
+        except TimeoutError as exc:
+            error = str(exc)
+            results = await network.results(truncated=True, started=started)
+    except (RuntimeError, OSError, grpc.aio.AioRpcError) as exc:
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        results = {"truncated": True}
     finally:
         codes = network.stop()
     results["exit_codes"] = codes
+    results["round_seconds"] = options.round_seconds
     results["wall_seconds"] = time.perf_counter() - started
+    if error is not None:
+        results["error"] = error
     (options.out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    if error is not None:
+        raise UpFailed(error)
     return results

@@ -21,18 +21,15 @@ BLOCK_REJECTIONS = Counter(
     "chainlab_block_rejections_total", "Messages and blocks rejected or dropped, by kind and reason", ["kind", "reason"]
 )
 CHAIN_HEIGHT = Gauge("chainlab_chain_height", "Height of this node's best chain")
-FORKS = Counter("chainlab_forks_total", "Key Blocks accepted that did not extend the best chain")
 KEY_BLOCK_INTERVAL = Histogram(
-    "chainlab_key_block_interval_seconds", "Wall time between consecutive best-chain Key Blocks", buckets=_LONG_BUCKETS
+    "chainlab_key_block_interval_seconds", "Wall time between consecutive best-chain heads", buckets=_LONG_BUCKETS
 )
-ENSEMBLE_ACCURACY = Gauge("chainlab_ensemble_accuracy", "Metric_best of the Key Block that finished a task", ["task"])
-MINIBLOCKS = Counter("chainlab_miniblocks_total", "MiniBlocks this miner created", ["task"])
-MINIBLOCK_WASTAGE = Gauge(
-    "chainlab_miniblock_wastage", "MiniBlocks of a finished task that its winning ensemble left out", ["task"]
-)
-TRAINING_SECONDS = Histogram("chainlab_training_seconds", "Time to train one base model", buckets=_LONG_BUCKETS)
-EVALUATION_SECONDS = Histogram(
-    "chainlab_evaluation_seconds", "Time to evaluate one ensemble on a dataset", buckets=_LONG_BUCKETS
+JOB_SECONDS = Histogram(
+    "chainlab_job_seconds", "Time a job took, by job (TrainModel, EvaluateEnsemble, Mine, ...)", ["job"],
+    buckets=_LONG_BUCKETS,
+)  # fmt: skip
+INTERNAL_ERRORS = Counter(
+    "chainlab_internal_errors_total", "Jobs that failed inside this process (retried; never a peer's fault)", ["job"]
 )
 GOSSIP_BYTES = Counter("chainlab_gossip_bytes_total", "Gossip payload bytes, by direction", ["direction"])
 GOSSIP_MESSAGES = Counter("chainlab_gossip_messages_total", "Gossip messages, by direction", ["direction"])

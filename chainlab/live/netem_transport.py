@@ -26,7 +26,7 @@ class SidecarTransport:
         self._stub = netem_pb2_grpc.NetemNodeStub(self._channel)
         self._pending: set[asyncio.Task[None]] = set()
 
-    def broadcast(self, sender: bytes, payload: bytes) -> None:
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
         """Hand payload to the sidecar, which floods it; returns at once."""
         task = asyncio.get_running_loop().create_task(self._broadcast(payload))
         self._pending.add(task)  # keep a reference until done, or the task may be collected mid-flight

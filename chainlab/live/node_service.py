@@ -1,4 +1,8 @@
-"""A protocol node as a service: the LiveNode behind gRPC servicers, fed by its netem sidecar, data from storage."""
+"""A protocol node as a service: the LiveNode behind gRPC servicers, fed by its netem sidecar, data from storage.
+
+Protocol-neutral: the plan names the protocol, the registry gives its spec, the spec builds the node, and the
+spec's live adapter (loaded by name) adds the protocol's own servicers.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import grpc
-import numpy as np
 
 from chainlab.learning.datasets import Dataset, decode_dataset
-from chainlab.learning.worker import Worker
-from chainlab.ledger import encoding
-from chainlab.live import queries
-from chainlab.live.driver import BadRequest, LiveNode, RoundClock
-from chainlab.live.errors import invalid, unavailable
+from chainlab.live import adapters
+from chainlab.live.driver import LiveNode, RoundClock
 from chainlab.live.logs import configure_logging
 from chainlab.live.metrics import GOSSIP_BYTES, GOSSIP_MESSAGES, serve_metrics
 from chainlab.live.netem_transport import SidecarTransport
@@ -27,16 +25,16 @@ from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.rounds import resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 from chainlab.live.storage_client import StorageClient
-from chainlab.mlwork import learning_spec
-from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
-from chainlab.protocols.bagchain import FullNode, Miner, Requester
-from chainlab.protocols.bagchain.messages import DatasetKind, ModelRequest, model_hash
+from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc
+from chainlab.protocols.errors import invalid, unavailable
+from chainlab.scenarios import registry
+from chainlab.scenarios.base import ProtocolSpec
 
 log = logging.getLogger("chainlab.node")
 
-MAX_PREDICT_ROWS = 10_000
 # Gossip carries blocks and small messages only (weights go through storage); anything bigger is an attack.
 MAX_GOSSIP_BYTES = 1024 * 1024
+START_TIMEOUT_SECONDS = 10.0
 
 
 class PeerServicer(node_pb2_grpc.PeerServicer):
@@ -52,6 +50,7 @@ class PeerServicer(node_pb2_grpc.PeerServicer):
         if len(request.payload) > MAX_GOSSIP_BYTES:
             self.live.observe_rejection("message", "oversized", f"{len(request.payload)} bytes")
             raise invalid("oversized", f"{len(request.payload)} bytes > {MAX_GOSSIP_BYTES}")
+        await self._started()
         rejections = self.live.deliver(bytes(request.origin), bytes(request.payload))
         if rejections:
             first = rejections[0]
@@ -61,233 +60,100 @@ class PeerServicer(node_pb2_grpc.PeerServicer):
 
     async def Serve(self, request: netem_pb2.FetchRequest, context: grpc.aio.ServicerContext) -> netem_pb2.FetchReply:
         """Answer a peer's Fetch with a CID in storage, or found=false."""
-        try:
-            answer = await self.live.serve(request.kind, bytes(request.payload))
-        except BadRequest as exc:
-            raise invalid(exc.reason, exc.detail) from exc
+        await self._started()
+        answer = await self.live.serve(bytes(request.origin), request.kind, bytes(request.payload))
         return netem_pb2.FetchReply(found=answer is not None, answer=answer or b"")
+
+    async def _started(self) -> None:
+        """A node takes no input before start(): the server may be up a moment earlier."""
+        try:
+            await asyncio.wait_for(self.live.started.wait(), START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise unavailable("not_started", "the node has not started yet") from None
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
     """Status of any node."""
 
-    def __init__(self, live: LiveNode, observer: MetricsObserver) -> None:
+    def __init__(self, live: LiveNode, observer: MetricsObserver, protocol: str) -> None:
         self.live = live
         self.observer = observer
+        self.protocol = protocol
 
     async def Status(self, request: node_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> node_pb2.NodeStatus:
-        """Role, round, tip and rejection counts."""
-        node = self.live.node
-        tip = node.chain.tip
+        """Protocol, role, round, height, tip, forks and rejection counts."""
+        status = self.live.node.status()
         return node_pb2.NodeStatus(
-            node_id=node.node_id,
-            role=node.role,
+            node_id=self.live.node.node_id,
+            role=status.role,
             round=self.live.clock.now(),
-            height=tip.height,
-            tip=tip.block_hash,
+            height=status.height,
+            tip=status.tip,
             rejections=dict(self.observer.rejections),
+            protocol=self.protocol,
+            forks=status.forks,
+            votes=status.votes,
+            internal_errors=self.observer.internal_errors,
         )
 
 
-class ChainServicer(queries_pb2_grpc.ChainServicer):
-    """The validator's (any full node's) queries over its best chain."""
-
-    def __init__(self, live: LiveNode) -> None:
-        self.live = live
-        self.node: FullNode = live.node
-
-    async def Tip(self, request: queries_pb2.TipRequest, context: grpc.aio.ServicerContext) -> Any:
-        """The best chain's head."""
-        return _pb(self.node.tip)
-
-    async def GetChain(self, request: queries_pb2.ChainRequest, context: grpc.aio.ServicerContext) -> Any:
-        """Key Blocks from a height on."""
-        blocks = queries.chain_from(self.node, request.from_height)
-        return queries_pb2.ChainReply(key_blocks=[_pb(kb) for kb in blocks])
-
-    async def GetBlock(self, request: queries_pb2.BlockRequest, context: grpc.aio.ServicerContext) -> Any:
-        """A block of any kind by hash."""
-        found = queries.block(self.node, bytes(request.hash))
-        field = {"MiniBlock": "miniblock", "EnsembleBlock": "ensemble_block", "KeyBlock": "key_block"}
-        return queries_pb2.BlockReply(**{field[type(found).__name__]: _pb(found)})
-
-    async def GetHeight(self, request: queries_pb2.HeightRequest, context: grpc.aio.ServicerContext) -> Any:
-        """One height's Key Block and its task's blocks."""
-        kb, mbs, ebs = queries.height(self.node, request.height)
-        return queries_pb2.HeightReply(
-            key_block=_pb(kb),
-            miniblocks=[_pb(mb) for mb in mbs],
-            ensemble_blocks=[_pb(eb) for eb in ebs],
-        )
-
-    async def GetModel(self, request: queries_pb2.ModelLocationRequest, context: grpc.aio.ServicerContext) -> Any:
-        """Where a checked base model's weights are in storage."""
-        digest = bytes(request.model_hash)
-        weights = queries.model(self.node, digest)
-        cid = (await self.live.publish(digest, lambda: weights)).decode()
-        return queries_pb2.ModelLocation(model_hash=digest, cid=cid)
-
-    async def GetTaskResult(self, request: queries_pb2.TaskResultRequest, context: grpc.aio.ServicerContext) -> Any:
-        """Where a task finished and what won."""
-        return _task_result(queries.task_result(self.node, bytes(request.task_id)))
-
-    async def GetBalance(self, request: queries_pb2.BalanceRequest, context: grpc.aio.ServicerContext) -> Any:
-        """An account's balance."""
-        account = bytes(request.account)
-        return queries_pb2.Balance(account=account, amount=queries.balance(self.node, account))
-
-
-class RequesterServicer(queries_pb2_grpc.RequesterServicer):
-    """The requester's task API: status of its tasks, and predictions from a finished task's winning ensemble."""
-
-    def __init__(self, live: LiveNode, features: int) -> None:
-        self.live = live
-        self.node: Requester = live.node
-        self.features = features
-        self.worker = Worker()
-        self._ensembles: dict[bytes, list[tuple[bytes, bytes]]] = {}
-
-    async def TaskStatus(self, request: queries_pb2.TaskStatusRequest, context: grpc.aio.ServicerContext) -> Any:
-        """Every task's state, or one task's."""
-        states = queries.task_states(self.node, bytes(request.task_id))
-        return queries_pb2.TaskStatusReply(
-            tasks=[
-                queries_pb2.TaskState(
-                    task_id=s.task.task_id,
-                    sequence=s.task.sequence,
-                    state=s.state,
-                    result=_task_result(s.outcome) if s.outcome else None,
-                )
-                for s in states
-            ]
-        )
-
-    async def Predict(self, request: queries_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> Any:
-        """Labels for the given samples from the winning ensemble of a finished task."""
-        task_id = bytes(request.task_id)
-        X = self._samples(request)
-        result, members = queries.finished_task(self.node, task_id)
-        models = self._ensembles.get(task_id) or await self._collect(result.height, members)
-        self._ensembles[task_id] = models
-        task = self.node.tasks[task_id]
-        labels = await asyncio.to_thread(
-            self.worker.ensemble_predict, models, learning_spec(task.train), X, task.aggregate
-        )
-        return queries_pb2.PredictReply(labels=labels.tolist(), ensemble_block=result.winning_ensemble or b"")
-
-    def _samples(self, request: queries_pb2.PredictRequest) -> np.ndarray[Any, np.dtype[np.float32]]:
-        if request.features != self.features:
-            raise invalid("wrong_feature_count", f"expected {self.features}, got {request.features}")
-        if not 0 < request.rows <= MAX_PREDICT_ROWS:
-            raise invalid("bad_row_count", f"rows must be in 1..{MAX_PREDICT_ROWS}")
-        if len(request.samples) != 4 * request.rows * request.features:
-            raise invalid("bad_samples", "samples must be rows x features little-endian float32")
-        return np.frombuffer(request.samples, dtype="<f4").reshape(request.rows, request.features)
-
-    async def _collect(self, height: int, members: Iterable[Any]) -> list[tuple[bytes, bytes]]:
-        """Fetch each base model from its miner (the requester's own D_V release proves Phase II), checked."""
-        release = self.node.release_of(height, DatasetKind.VALIDATION)
-        models = []
-        for mb in members:
-            request = encoding.encode(ModelRequest(mb.model_hash, release))
-            data = await self.live.fetch(mb.miner_id, "model", request)
-            if data is None or model_hash(data, mb.miner_id) != mb.model_hash:
-                raise unavailable("model_unavailable", f"base model {mb.model_hash.hex()[:16]} could not be fetched")
-            models.append((mb.model_hash, data))
-        return models
-
-
-def _pb(obj: Any) -> Any:
-    """A protocol object as its protobuf message (typed Any: the stubs name each message class exactly)."""
-    return encoding.to_proto(obj)
-
-
-def _task_result(outcome: queries.Outcome) -> queries_pb2.TaskResult:
-    r = outcome.result
-    return queries_pb2.TaskResult(
-        task_id=r.task_id,
-        height=r.height,
-        key_block=r.key_block,
-        winning_ensemble=r.winning_ensemble or b"",
-        metric_best=r.metric_best,
-        model_hashes=list(outcome.model_hashes),
-    )
-
-
-async def _dataset(storage: StorageClient, plan: NetworkPlan, key: str) -> Dataset:
-    data = await storage.get(plan.data[key])
-    return await asyncio.to_thread(decode_dataset, data)
+async def _dataset(storage: StorageClient, plan: NetworkPlan, name: str) -> Dataset:
+    if name not in plan.data:
+        raise ValueError(f"the plan names no dataset {name!r} (has: {', '.join(sorted(plan.data))})")
+    return await asyncio.to_thread(decode_dataset, await storage.get(plan.data[name]))
 
 
 async def build_live_node(
-    plan: NetworkPlan, entry: NodeEntry, storage: StorageClient, transport: SidecarTransport, observer: MetricsObserver
+    spec: ProtocolSpec,
+    plan: NetworkPlan,
+    entry: NodeEntry,
+    storage: StorageClient,
+    transport: SidecarTransport,
+    observer: MetricsObserver,
 ) -> LiveNode:
-    """The node object of `entry`, with the data its role holds from the start, wrapped in a LiveNode."""
+    """The node of `entry` with the data it holds from the start (from storage, by CID), in a LiveNode."""
     exp = plan.exp()
-    identity, params, genesis, tasks = plan.identity(entry), exp.params(), plan.genesis_block(), plan.task_list()
-    datasets: dict[bytes, Dataset] = {}
-    private = None
-    node: Any
-    if entry.role == "validator":
-        node = FullNode(identity, params, genesis, seed=exp.seed)
-    else:
-        public = await _dataset(storage, plan, "public")
-        if any(t.train_commitment != public.commitment() for t in tasks):
-            raise ValueError("the public dataset in storage does not match the tasks' Hash(D_T)")
-        datasets[public.commitment()] = public
-        if entry.role == "miner":
-            node = Miner(identity, params, genesis, seed=exp.seed)
-            private = await _dataset(storage, plan, f"private:{entry.index}")
-        else:
-            node = Requester(identity, params, genesis, tasks)
-            for key in ("validation", "test"):
-                dataset = await _dataset(storage, plan, key)
-                datasets[dataset.commitment()] = dataset
-    q = int(exp.get("work", {}).get("hash_trials_per_round", 1))
+    node = spec.node(exp, plan.payload, entry.slot)
+    held = [await _dataset(storage, plan, name) for name in plan.holdings.get(entry.name, [])]
+    private_name = plan.private.get(entry.name)
+    private = await _dataset(storage, plan, private_name) if private_name else None
     round_seconds, source = resolve_round_seconds(None, plan.round_seconds)
     log.info("round length", extra={"round_seconds": round_seconds, "source": source})
-    clock = RoundClock(round_seconds, plan.epoch)
     return LiveNode(
         node,
-        entry.index,
+        plan.nodes.index(entry),
+        spec.codec,
         transport,
         storage,
-        clock,
-        datasets=datasets,
+        RoundClock(round_seconds, plan.epoch),
+        datasets={d.commitment(): d for d in held},
         private=private,
-        hash_trials_per_round=q,
+        hash_trials_per_round=exp.work.hash_trials_per_round,
         observe=observer,
     )
 
 
-def register_servicers(server: grpc.aio.Server, live: LiveNode, observer: MetricsObserver) -> list[str]:
-    """Add the servicers of the node's role to server; returns their full names (for health)."""
+def register_servicers(
+    server: grpc.aio.Server, spec: ProtocolSpec, live: LiveNode, observer: MetricsObserver
+) -> list[str]:
+    """Peer and Node for every node, then the protocol adapter's servicers; their full names (for health)."""
     node_pb2_grpc.add_PeerServicer_to_server(PeerServicer(live), server)
-    node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(live, observer), server)
+    node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(live, observer, spec.name), server)
     names = ["chainlab.v1.Peer", "chainlab.v1.Node"]
-    if isinstance(live.node, FullNode):
-        queries_pb2_grpc.add_ChainServicer_to_server(ChainServicer(live), server)
-        names.append("chainlab.v1.Chain")
-    if isinstance(live.node, Requester):
-        features = next(iter(live.datasets.values())).X.shape[1]
-        queries_pb2_grpc.add_RequesterServicer_to_server(RequesterServicer(live, features), server)
-        names.append("chainlab.v1.Requester")
+    if spec.live_adapter is not None:
+        names += adapters.load(spec.live_adapter).register(server, live)
     return names
 
 
 async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: asyncio.Event) -> None:
     """Serve one node until `stop` is set, then stop gracefully; raises if the node's event loop failed."""
+    spec = registry.get(plan.exp().protocol_name)
     storage = StorageClient(plan.storage)
     transport = SidecarTransport(entry.sidecar)
-    observer = MetricsObserver()
-    live = await build_live_node(plan, entry, storage, transport, observer)
-    # Importing the model family's code takes seconds the first time: pay it before joining the network.
-    spec = plan.exp().model_spec()
-    warm = live.datasets.get(plan.task_list()[0].train_commitment) if entry.role != "validator" else None
-    if warm is not None:
-        await asyncio.to_thread(live.worker.fit_plain, learning_spec(spec), warm, 0)
-
-    async with running_server(entry.role, listen, lambda server: register_servicers(server, live, observer)):
+    observer = MetricsObserver(spec)
+    live = await build_live_node(spec, plan, entry, storage, transport, observer)
+    await asyncio.to_thread(lambda: spec.warm_up(plan.exp(), live.worker(), list(live.datasets.values())))
+    async with running_server(entry.role, listen, lambda server: register_servicers(server, spec, live, observer)):
         runner = asyncio.create_task(live.run())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -302,7 +168,7 @@ async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: async
 
 
 def main(role: str, argv: list[str] | None = None) -> None:
-    """Console entry point of the miner, validator and requester services."""
+    """Console entry point of the node services (miner, validator, requester, ...)."""
     parser = argparse.ArgumentParser(prog=f"chainlab-{role}", description=f"The chainlab {role} service.")
     add_service_arguments(parser, default_listen=None)  # None: the address the plan gives this node
     env = os.environ.get

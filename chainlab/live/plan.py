@@ -1,4 +1,5 @@
-"""The network plan: what `chainlab up` hands every service — the experiment, who is where, and the data's CIDs."""
+"""The network plan: what `chainlab up` hands every service — the experiment, who is where, the protocol's payload
+and the data's CIDs. Protocol-neutral: the spec decides what the payload and data names mean."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainlab.ledger import encoding
-from chainlab.ledger.identity import Identity
-from chainlab.protocols.bagchain.messages import KeyBlock, Task
-from chainlab.scenario import Experiment, identity_of
-
-ROLES = ("miner", "validator", "requester")
+from chainlab.scenarios.base import NodeSlot
+from chainlab.scenarios.experiment import Experiment
 
 
 @dataclass(frozen=True)
@@ -23,24 +20,33 @@ class NodeEntry:
     role: str
     index: int
     node_id: str  # hex
-    listen: str  # the node's gRPC address (Peer, Node, and Chain or Requester)
+    listen: str  # the node's gRPC address (Peer, Node, and the protocol's own services)
     sidecar: str  # its netem sidecar's gRPC address
     metrics_port: int
     sidecar_metrics_port: int
 
+    @property
+    def slot(self) -> NodeSlot:
+        """The node's slot in the deployment."""
+        return NodeSlot(self.name, self.role, self.index, bytes.fromhex(self.node_id))
+
 
 @dataclass(frozen=True)
 class NetworkPlan:
-    """Everything the services of one network share; written once as JSON, read by each service."""
+    """Everything the services of one network share; written once as JSON, read by each service.
+
+    nodes are in deployment order: node i is vertex i of the network graph, as in simulation.
+    """
 
     experiment: dict[str, Any]
     round_seconds: float
     epoch: float  # Unix time of round 0, shared by every node's clock
     storage: str  # the storage service's gRPC address
     nodes: list[NodeEntry]
-    genesis: str  # hex of the canonical encoding of the genesis Key Block
-    tasks: list[str]  # hex of each signed Task
-    data: dict[str, str] = field(default_factory=dict)  # "public", "validation", "test", "private:<i>" -> CID
+    payload: dict[str, str] = field(default_factory=dict)  # the protocol's (BagChain: genesis, tasks)
+    data: dict[str, str] = field(default_factory=dict)  # dataset name -> CID in storage
+    holdings: dict[str, list[str]] = field(default_factory=dict)  # node name -> datasets it holds from the start
+    private: dict[str, str] = field(default_factory=dict)  # node name -> the name of its private dataset
 
     def exp(self) -> Experiment:
         """The experiment, validated."""
@@ -52,22 +58,6 @@ class NetworkPlan:
             if entry.name == name:
                 return entry
         raise ValueError(f"no node {name!r} in the plan (known: {', '.join(e.name for e in self.nodes)})")
-
-    def identity(self, entry: NodeEntry) -> Identity:
-        """The node's key pair (derived from the experiment seed, as in simulation)."""
-        identity = identity_of(self.exp().seed, entry.role, entry.index)
-        if identity.node_id.hex() != entry.node_id:
-            raise ValueError(f"{entry.name}: node ID in the plan does not match its key")
-        return identity
-
-    def genesis_block(self) -> KeyBlock:
-        """The genesis Key Block."""
-        block: KeyBlock = encoding.decode(KeyBlock, bytes.fromhex(self.genesis))
-        return block
-
-    def task_list(self) -> list[Task]:
-        """The requester's signed tasks."""
-        return [encoding.decode(Task, bytes.fromhex(t)) for t in self.tasks]
 
     def dump(self, path: Path) -> None:
         """Write the plan as JSON."""

@@ -9,14 +9,14 @@ from typing import Protocol
 from chainlab.ledger.hashing import sha256
 
 Deliver = Callable[[bytes, bytes], object]  # (sender ID, wire bytes)
-Serve = Callable[[str, bytes], Awaitable[bytes | None]]  # (request kind, payload) -> answer
+Serve = Callable[[bytes, str, bytes], Awaitable[bytes | None]]  # (sender ID, request kind, payload) -> answer
 
 
 class Transport(Protocol):
     """Gossip out, and point-to-point requests (Fetch) whose answers are content addresses."""
 
-    def broadcast(self, sender: bytes, payload: bytes) -> None:
-        """Flood payload to every other node; returns at once."""
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
+        """Flood payload to every other node, charged as its declared size_mb; returns at once."""
 
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Ask `peer`; None if it is unknown, unreachable or refuses."""
@@ -46,8 +46,8 @@ class InMemoryTransport:
         self._deliver[node_id] = deliver
         self._serve[node_id] = serve
 
-    def broadcast(self, sender: bytes, payload: bytes) -> None:
-        """Deliver payload to every other node after the delay."""
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
+        """Deliver payload to every other node after the delay (a fully connected network: size is not charged)."""
         loop = asyncio.get_running_loop()
         for node_id, deliver in self._deliver.items():
             if node_id != sender:
@@ -58,7 +58,7 @@ class InMemoryTransport:
         """Point-to-point request/response (Fetch) after the delay."""
         await asyncio.sleep(self.delay_seconds)
         serve = self._serve.get(peer)
-        return None if serve is None else await serve(kind, payload)
+        return None if serve is None else await serve(sender, kind, payload)
 
 
 class InMemoryStore:

@@ -1,19 +1,25 @@
-"""Effects: what a sans-IO protocol node asks its driver to do. Plain data, no behaviour."""
+"""Effects: what a sans-IO protocol node asks its driver to do. Plain, protocol-neutral data, no behaviour.
+
+Both drivers dispatch every effect kind exhaustively; an effect a driver does not know is an error.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chainlab.protocols.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from chainlab.protocols.base import RecordValue, Timer
 
 
 @dataclass(frozen=True)
 class Broadcast:
-    """Flood a message to every peer (Broadcast_M)."""
+    """Flood a message to every peer. size_mb is its declared size, charged identically by sim and netem."""
 
-    message: Any  # the protocol's own message type
+    message: object  # one of the protocol's messages; the codec encodes it
     size_mb: float
 
 
@@ -21,60 +27,68 @@ class Broadcast:
 class StartTimer:
     """Call on_timer(timer) after `after` rounds."""
 
-    timer: str
+    timer: Timer
     after: int
 
 
 @dataclass(frozen=True)
-class Train:
-    """Train(Resample(D_T U D_Mi); f) on the node's private data; result: the model bytes."""
+class TrainModel:
+    """Train(Resample(D); f) on the named datasets, plus the node's private data if asked; result: model bytes."""
 
-    job: int
     spec: ModelSpec
-    train_commitment: bytes
+    datasets: tuple[bytes, ...]  # commitments of datasets the node holds
+    with_private: bool
     seed: int
 
 
 @dataclass(frozen=True)
-class Evaluate:
-    """Metric(Aggregate(f(X; w_1..w_J)), y) on a dataset; result: the metric as a float."""
+class EvaluateEnsemble:
+    """Metric(Aggregate(f(X; w_1..w_J)), y) on a held dataset; result: the metric, or EvaluationFailed."""
 
-    job: int
-    models: tuple[tuple[bytes, bytes], ...]  # (ModelHash, model bytes); a ModelHash is a cache key
+    models: tuple[tuple[bytes, bytes], ...]  # (model key, model bytes); the key names the bytes in every cache
     spec: ModelSpec
-    dataset: bytes
+    dataset: bytes  # commitment
     aggregate: str
     metric: str
 
 
+WorkOp = TrainModel | EvaluateEnsemble
+"""An ML operation a Compute effect asks for."""
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Run an ML operation; its result comes back through on_result(job, ...)."""
+
+    job: int
+    op: WorkOp
+
+
 @dataclass(frozen=True)
 class Mine:
-    """Search nonces n until H(prefix + suffix(n)) < target; result: the nonce."""
+    """Search nonces n until H(prefix + nonce_tag + n as 8 little-endian bytes) < target; result: the nonce."""
 
     job: int
     prefix: bytes
     target: int
+    nonce_tag: bytes  # the wire bytes before the nonce's 8 bytes (a protobuf fixed64 field's tag)
 
 
 @dataclass(frozen=True)
-class CancelJob:
-    """Abandon a Train, Evaluate, Mine or Fetch job; its result must not be delivered."""
-
-    job: int
-
-
-@dataclass(frozen=True)
-class FetchModel:
-    """Fetch(M_j, ModelHash) point to point; result: the model bytes, or None if refused or unreachable."""
+class Request:
+    """Ask one peer a point-to-point request (its on_request answers); result: the answer's bytes, or None."""
 
     job: int
     peer: bytes
-    request: Any  # the protocol's model request (BagChain: ModelRequest, carrying the D_V release)
+    request: object  # one of the protocol's requests; the codec encodes it
 
 
 @dataclass(frozen=True)
-class FetchDataset:
-    """Fetch(requester, Hash(D)) by content address; result: True once the dataset is held locally."""
+class FetchData:
+    """Fetch a dataset by its commitment Hash(D) from a peer; the driver checks the hash and keeps it.
+
+    Result: True once the dataset is held, False if refused, unreachable or not matching its commitment.
+    """
 
     job: int
     peer: bytes
@@ -82,11 +96,43 @@ class FetchDataset:
 
 
 @dataclass(frozen=True)
+class CancelJob:
+    """Abandon a job; its result must not be delivered."""
+
+    job: int
+
+
+@dataclass(frozen=True)
 class Record:
     """An observation for metrics, logs and results; drivers never act on it."""
 
     event: str
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, RecordValue] = field(default_factory=dict)
 
 
-Effect = Broadcast | StartTimer | Train | Evaluate | Mine | CancelJob | FetchModel | FetchDataset | Record
+Effect = Broadcast | StartTimer | Compute | Mine | Request | FetchData | CancelJob | Record
+
+
+@dataclass(frozen=True)
+class EvaluationFailed:
+    """An EvaluateEnsemble result: the models themselves could not be decoded or run (the peer's fault)."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """A job result: the driver failed internally (an exception, missing local data) and gave up retrying.
+
+    This is never evidence against a peer: a node that receives it may try again later, but must not reject
+    anybody's block for it.
+    """
+
+    detail: str
+
+
+JobResult = bytes | int | float | bool | EvaluationFailed | JobFailed | None
+"""What on_result receives: model bytes or request answers, a nonce, a metric, a fetch outcome, or a failure."""
+
+RECORD_REJECTED = "rejected"  # data: kind, reason, detail
+RECORD_INTERNAL_ERROR = "internal_error"  # data: job, error, attempt

@@ -10,7 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from chainlab.scenario import load_experiment
+from chainlab.scenarios.experiment import load_experiment
+from chainlab.sim import report
 from chainlab.sim.experiment import run
 
 
@@ -19,7 +20,7 @@ def run_bench(config: Path, repeats: int, out: Path, console: Console) -> dict[s
     exp = load_experiment(config)
     runs = []
     for i in range(repeats):
-        results = run(exp)
+        results = report.figures(run(exp))
         runs.append(
             {
                 "run": i + 1,

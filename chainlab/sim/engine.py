@@ -6,165 +6,179 @@ import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import assert_never
 
-import numpy as np
-
-from chainlab import mlwork
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
-from chainlab.ledger.pow import search_nonce
-from chainlab.protocols.bagchain.messages import nonce_suffix
+from chainlab.ledger.hashing import sha256
+from chainlab.ledger.pow import fixed64_suffix, search_nonce
+from chainlab.protocols.base import DataGrant, DataRequest, Observation, ProtocolNode, Timer, WireCodec
 from chainlab.protocols.effects import (
     Broadcast,
     CancelJob,
+    Compute,
     Effect,
-    Evaluate,
-    FetchDataset,
-    FetchModel,
+    FetchData,
+    JobResult,
     Mine,
     Record,
+    Request,
     StartTimer,
-    Train,
+    TrainModel,
 )
-from chainlab.scenario import Observation
 from chainlab.sim.network import NetworkModel
+from chainlab.work import executor
+from chainlab.work.config import WorkConfig
 
 _MINE_CHUNK = 1 << 16
 _MAX_MINE_TRIALS = 1 << 26  # a Key Block this unlucky is reported instead of searched forever
 
 
 @dataclass(frozen=True)
-class WorkModel:
-    """How many rounds work takes in simulated time (section VII-A: time is counted in rounds)."""
+class _Deliver:
+    sender: bytes
+    message: object
 
-    train_rounds: int = 10
-    hash_trials_per_round: int = 1  # q
-    # Section II-D assumes Fetch completes within an acceptable delay: it takes this many rounds whenever
-    # the network can route it (a partition or a dead link still makes it fail).
-    fetch_rounds: int = 1
 
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> WorkModel:
-        """Build from config, naming unknown keys."""
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown work parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+@dataclass(frozen=True)
+class _Result:
+    job: int
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class _Serve:
+    client: int
+    effect: Request | FetchData
+
+
+_Event = _Deliver | Timer | _Result | _Serve
 
 
 @dataclass
 class Simulation:
-    """Executes effects: network deliveries, timers, training, evaluation, mining and fetches."""
+    """Executes effects: network deliveries, timers, ML work, mining and point-to-point requests."""
 
-    nodes: Sequence[Any]
+    nodes: Sequence[ProtocolNode]
+    codec: WireCodec
     network: NetworkModel
     worker: Worker
-    datasets: Mapping[bytes, Dataset]  # by commitment: what Fetch(requester, Hash(D)) returns
+    datasets: Mapping[bytes, Dataset]  # by commitment: every dataset a node may hold or be granted
     private: Mapping[int, Dataset]  # node index -> D_Mi
-    work: WorkModel
-    rng: np.random.Generator
+    work: WorkConfig
     max_rounds: int = 1_000_000
     on_round: Callable[[int], None] | None = None
     records: list[Observation] = field(default_factory=list)
     now: int = 0
-    _queue: list[tuple[int, int, str, int, Any]] = field(default_factory=list)
+    truncated: bool = False
+    _queue: list[tuple[int, int, int, _Event]] = field(default_factory=list)
     _seq: int = 0
     _cancelled: set[tuple[int, int]] = field(default_factory=set)
     _index: dict[bytes, int] = field(default_factory=dict)
-    _train_data: dict[tuple[int, bytes], Dataset] = field(default_factory=dict)
+    _train_data: dict[tuple[int, tuple[bytes, ...], bool], Dataset] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._index = {node.node_id: i for i, node in enumerate(self.nodes)}
 
     def run(self) -> int:
-        """Start every node and process events until none are left; returns the last round."""
+        """Start every node and process events until none are left or max_rounds passes; returns the last round."""
         for i, node in enumerate(self.nodes):
             self._execute(i, node.start(0))
         while self._queue:
-            at, _, kind, i, payload = heapq.heappop(self._queue)
+            at, _, i, event = heapq.heappop(self._queue)
             if at > self.max_rounds:
+                self.truncated = True
                 break
             if at != self.now and self.on_round is not None:
                 self.on_round(at)
             self.now = at
-            self._dispatch(kind, i, payload)
+            self._dispatch(i, event)
         return self.now
 
-    def _push(self, at: int, kind: str, node: int, payload: Any) -> None:
+    def _push(self, at: int, node: int, event: _Event) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, (at, self._seq, kind, node, payload))
+        heapq.heappush(self._queue, (at, self._seq, node, event))
 
-    def _dispatch(self, kind: str, i: int, payload: Any) -> None:
+    def _dispatch(self, i: int, event: _Event) -> None:
         node = self.nodes[i]
-        if kind == "deliver":
-            sender, message = payload
-            self._execute(i, node.on_message(sender, message, self.now))
-        elif kind == "timer":
-            self._execute(i, node.on_timer(payload, self.now))
-        elif kind == "result":
-            job, result = payload
-            if (i, job) not in self._cancelled:
-                self._execute(i, node.on_result(job, result, self.now))
-        elif kind == "serve":
-            self._serve(i, payload)
+        match event:
+            case _Deliver(sender, message):
+                self._execute(i, node.on_message(sender, message, self.now))
+            case _Result(job, result):
+                if (i, job) not in self._cancelled:
+                    self._execute(i, node.on_result(job, result, self.now))
+            case _Serve():
+                self._serve(i, event)
+            case Timer():
+                self._execute(i, node.on_timer(event, self.now))
 
     def _execute(self, i: int, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Broadcast):
-                sender = self.nodes[i].node_id
-                for dst, at in self.network.broadcast(i, effect.size_mb, self.now, self.rng).items():
-                    self._push(at, "deliver", dst, (sender, effect.message))
-            elif isinstance(effect, StartTimer):
-                self._push(self.now + effect.after, "timer", i, effect.timer)
-            elif isinstance(effect, Record):
-                self.records.append(Observation(self.now, i, effect.event, effect.data))
-            elif isinstance(effect, CancelJob):
-                self._cancelled.add((i, effect.job))
-            elif isinstance(effect, Train):
-                model = mlwork.train(self.worker, effect, self._local_data(i, effect.train_commitment))
-                self._push(self.now + self.work.train_rounds, "result", i, (effect.job, model))
-            elif isinstance(effect, Evaluate):
-                self._push(self.now, "result", i, (effect.job, mlwork.evaluate(self.worker, effect, self.datasets)))
-            elif isinstance(effect, Mine):
-                self._mine(i, effect)
-            elif isinstance(effect, FetchModel | FetchDataset):
-                self._fetch(i, effect)
+            match effect:
+                case Broadcast(message, size_mb):
+                    sender = self.nodes[i].node_id
+                    message_id = sha256(self.codec.encode_message(message))
+                    for dst, at in self.network.broadcast(i, size_mb, self.now, message_id).items():
+                        self._push(at, dst, _Deliver(sender, message))
+                case StartTimer(timer, after):
+                    self._push(self.now + after, i, timer)
+                case Record(event, data):
+                    self.records.append(Observation(self.now, i, event, data))
+                case CancelJob(job):
+                    self._cancelled.add((i, job))
+                case Compute(job, op):
+                    train = self._training_data(i, op) if isinstance(op, TrainModel) else None
+                    result = executor.execute(self.worker, op, self.datasets, train)
+                    self._push(self.now + self.work.rounds(op), i, _Result(job, result))
+                case Mine():
+                    self._mine(i, effect)
+                case Request() | FetchData():
+                    self._fetch(i, effect)
+                case _:
+                    assert_never(effect)
 
-    def _local_data(self, i: int, train_commitment: bytes) -> Dataset:
-        """D_Ti, built once per miner and task data."""
-        key = (i, train_commitment)
+    def _training_data(self, i: int, op: TrainModel) -> Dataset:
+        """D_Ti, assembled once per node and data."""
+        key = (i, op.datasets, op.with_private)
         if key not in self._train_data:
-            self._train_data[key] = mlwork.local_data(self.datasets[train_commitment], self.private.get(i))
+            self._train_data[key] = executor.training_data(op, self.datasets, self.private.get(i))
         return self._train_data[key]
 
     def _mine(self, i: int, effect: Mine) -> None:
         """Real nonce search; the trial count at success decides the round at q trials per round."""
         trials, start = 0, 0
+        suffix = fixed64_suffix(effect.nonce_tag)
         while trials < _MAX_MINE_TRIALS:
-            nonce, used = search_nonce(effect.prefix, nonce_suffix, effect.target, start, _MINE_CHUNK)
+            nonce, used = search_nonce(effect.prefix, suffix, effect.target, start, _MINE_CHUNK)
             trials += used
             if nonce is not None:
                 rounds = max(1, math.ceil(trials / self.work.hash_trials_per_round))
-                self._push(self.now + rounds, "result", i, (effect.job, nonce))
+                self._push(self.now + rounds, i, _Result(effect.job, nonce))
                 return
             start += _MINE_CHUNK
         self.records.append(Observation(self.now, i, "mining_gave_up", {"trials": trials}))
 
-    def _fetch(self, i: int, effect: FetchModel | FetchDataset) -> None:
+    def _fetch(self, i: int, effect: Request | FetchData) -> None:
+        """Point to point, fetch_rounds each way when the network can route it (section II-D)."""
         dst = self._index.get(effect.peer)
-        reachable = dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, self.rng) is not None
+        request_id = sha256(
+            self.nodes[i].node_id, effect.peer, self.now.to_bytes(8, "big"), effect.job.to_bytes(8, "big")
+        )
+        reachable = dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, request_id) is not None
         if dst is None or not reachable:
-            self._push(self.now + self.work.fetch_rounds, "result", i, (effect.job, None))
+            failed: JobResult = None if isinstance(effect, Request) else False
+            self._push(self.now + self.work.fetch_rounds, i, _Result(effect.job, failed))
             return
-        self._push(self.now + self.work.fetch_rounds, "serve", dst, (i, effect))
+        self._push(self.now + self.work.fetch_rounds, dst, _Serve(i, effect))
 
-    def _serve(self, server: int, payload: tuple[int, FetchModel | FetchDataset]) -> None:
-        client, effect = payload
-        node = self.nodes[server]
-        answer: object
-        if isinstance(effect, FetchModel):
-            answer = node.serve_model(effect.request, self.now) if hasattr(node, "serve_model") else None
+    def _serve(self, server: int, event: _Serve) -> None:
+        client, effect = event.client, event.effect
+        sender = self.nodes[client].node_id
+        result: JobResult
+        if isinstance(effect, FetchData):
+            answer = self.nodes[server].on_request(sender, DataRequest(effect.commitment), self.now)
+            result = isinstance(answer, DataGrant) and answer.commitment in self.datasets
         else:
-            answer = bool(node.serve_dataset(effect.commitment)) if hasattr(node, "serve_dataset") else None
-        self._push(self.now, "result", client, (effect.job, answer))
+            answer = self.nodes[server].on_request(sender, effect.request, self.now)
+            result = answer if isinstance(answer, bytes) else None
+        self._push(self.now, client, _Result(effect.job, result))

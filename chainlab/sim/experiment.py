@@ -1,58 +1,65 @@
-"""Simulated experiments: a scenario driven by the discrete-event engine."""
+"""Simulated experiments: a protocol's deployment driven by the discrete-event engine."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
 
 from chainlab.learning.worker import Worker
-from chainlab.scenario import Experiment, build, load_experiment, summarise
-from chainlab.sim.engine import Simulation, WorkModel
-from chainlab.sim.network import NetworkConfig, build_network
+from chainlab.scenarios import registry
+from chainlab.scenarios.base import Deployment, ProtocolSpec
+from chainlab.scenarios.experiment import Experiment, load_experiment
+from chainlab.scenarios.results import Results, assemble, internal_errors_by_node, rejections_by_node
+from chainlab.sim.engine import Simulation
+from chainlab.sim.network import build_network
 
-__all__ = ["Experiment", "checked", "load_experiment", "run", "simulation_for"]
-
-
-def checked(exp: Experiment) -> Experiment:
-    """exp, once its simulator-only sections (network, work) are known to be valid."""
-    NetworkConfig.from_mapping(exp.get("network", {}))
-    WorkModel.from_mapping(exp.get("work", {}))
-    return exp
+__all__ = ["Experiment", "load_experiment", "run", "simulation_for"]
 
 
-def simulation_for(exp: Experiment, worker: Worker) -> tuple[Any, Simulation]:
-    """Build the scenario and the simulation that drives it."""
-    net = build(exp)
+def simulation_for(exp: Experiment, worker: Worker) -> tuple[ProtocolSpec, Deployment, Simulation]:
+    """The protocol's spec, its deployment, and the simulation that drives it."""
+    spec = registry.get(exp.protocol_name)
+    deployment = spec.build(exp)
+    index = {slot.name: i for i, slot in enumerate(deployment.slots)}
     simulation = Simulation(
-        nodes=net.nodes,
-        network=build_network(NetworkConfig.from_mapping(exp.get("network", {})), len(net.nodes)),
+        nodes=deployment.nodes,
+        codec=spec.codec,
+        network=build_network(exp.network, len(deployment.nodes)),
         worker=worker,
-        datasets=net.datasets,
-        private=net.private,
-        work=WorkModel.from_mapping(exp.get("work", {})),
-        rng=np.random.default_rng([exp.seed, 1]),
-        max_rounds=int(exp.get("max_rounds", 1_000_000)),
+        datasets={d.commitment(): d for d in deployment.data.values()},
+        private={index[name]: deployment.data[data] for name, data in deployment.private.items()},
+        work=exp.work,
+        max_rounds=exp.max_rounds,
     )
-    return net, simulation
+    return spec, deployment, simulation
 
 
-def run(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def run(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> Results:
     """Simulate one configuration and return its results (the contents of results.json).
 
     progress, if given, is called with (round, best tip height) whenever simulated time advances.
     """
     started = time.perf_counter()
     worker = Worker()
-    net, simulation = simulation_for(exp, worker)
+    spec, deployment, simulation = simulation_for(exp, worker)
     if progress is not None:
         report = progress
-        simulation.on_round = lambda at: report(at, max(m.chain.tip.height for m in net.miners))
+        simulation.on_round = lambda at: report(at, max(node.status().height for node in deployment.nodes))
     last_round = simulation.run()
-    results = summarise(exp, net, simulation.records, worker)
-    results["rounds"] = last_round
-    results["wall_seconds"] = time.perf_counter() - started
-    results["ml_seconds"] = worker.ml_seconds
-    return results
+    observer = spec.observer(deployment.slots)
+    watched = deployment.nodes[deployment.slots.index(observer)]
+    protocol_results = spec.summarise(exp, spec.sim_view(watched), deployment.data, worker)
+    names = [slot.name for slot in deployment.slots]
+    return assemble(
+        exp,
+        driver="sim",
+        statuses={slot.name: node.status() for slot, node in zip(deployment.slots, deployment.nodes, strict=True)},
+        observer=observer.name,
+        rejections=rejections_by_node(simulation.records, names),
+        internal_errors=internal_errors_by_node(simulation.records, names),
+        protocol_results=protocol_results,
+        truncated=simulation.truncated,
+        rounds=last_round,
+        wall_seconds=time.perf_counter() - started,
+        ml_seconds=worker.ml_seconds,
+    )

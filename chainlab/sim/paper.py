@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from chainlab.scenario import load_experiment
+from chainlab.scenarios.experiment import load_experiment
 from chainlab.sim import report
 from chainlab.sim.runner import SUMMARY_FIELDS, folder_name, run_to_disk, summary_rows
 
@@ -57,7 +57,7 @@ def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, 
     if config.get("description"):
         lines += [str(config["description"]), ""]
     if len(done) == 1:
-        results = done[0][1]
+        results = report.figures(done[0][1])
         lines += [report.markdown_table([_headline(results)], list(_headline(results))), ""]
         lines += [report.markdown_table(results["heights"], _HEIGHT_COLUMNS), ""]
         lines += [f"![{name}]({name}/results.png)", ""]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["markdown_table", "plot_results", "plot_sweep", "results_table", "sweep_table"]
+__all__ = ["figures", "markdown_table", "plot_compare", "plot_results", "plot_sweep", "results_table", "sweep_table"]
 
 _MISSING = "—"
 _SHORT_ID = 8
@@ -35,6 +35,11 @@ _METRIC_LABELS = {
 
 
 # --- value helpers ------------------------------------------------------------------------------------
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The generic figures of results.json and the protocol's own (protocol_results) in one flat mapping."""
+    return {**results, **results.get("protocol_results", {})}
 
 
 def _number(value: Any) -> float | None:
@@ -79,7 +84,7 @@ def _metric_label(metric: str) -> str:
 
 def _plotted(results: Mapping[str, Any], metric: str) -> float:
     """The value drawn for a metric: accuracies in percent, NaN (a gap in the line) when missing."""
-    value = _metric(results, metric)
+    value = _metric(figures(results), metric)
     if value is None:
         return math.nan
     return 100 * value if _is_accuracy(metric) else value
@@ -115,6 +120,7 @@ def _scaled(value: Any) -> float | None:
 
 def results_table(results: Mapping[str, Any], title: str) -> Table:
     """One row per block height of a run, with the run's aggregate metrics as the caption."""
+    results = figures(results)
     table = Table(title=escape(title), caption=escape(_summary(results)))
     table.add_column("Height", justify="right")
     table.add_column("Task")
@@ -147,7 +153,8 @@ def sweep_table(points: Sequence[tuple[str, Mapping[str, Any]]], title: str) -> 
         table.add_column(header, justify="right")
     for header in ("Wastage", "Forks", "KB interval", "Wall s", "ML s"):
         table.add_column(header, justify="right")
-    for label, results in points:
+    for label, raw in points:
+        results = figures(raw)
         table.add_row(
             escape(label),
             _pct(results.get("ensemble_accuracy")),
@@ -211,6 +218,7 @@ def _save(figure: Figure, path: Path) -> None:
 
 def plot_results(results: Mapping[str, Any], path: Path) -> None:
     """PNG of per-height ensemble accuracy against its base models, public-data and best-possible accuracy."""
+    results = figures(results)
     rows = [row for row in results.get("heights", []) if _number(row.get("height")) is not None]
     rows.sort(key=lambda row: row["height"])
     heights = [row["height"] for row in rows]

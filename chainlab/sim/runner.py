@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chainlab.scenarios.experiment import Experiment
 from chainlab.sim import report
-from chainlab.sim.experiment import Experiment, checked, run
+from chainlab.sim.experiment import run
 
 Progress = Callable[[str, int, int], None]  # (label, round, tip height)
 
@@ -29,7 +30,7 @@ def points(exp: Experiment) -> list[tuple[str, Experiment]]:
     """The runs an experiment asks for: itself, or the grid of its `sweep` x `compare` values."""
     sweep = exp.get("sweep")
     if not sweep:
-        return [("", checked(exp))]
+        return [("", exp)]
     compare = exp.get("compare") or {"path": None, "values": [None]}
     labels = compare.get("labels") or [str(v) for v in compare["values"]]
     out = []
@@ -39,7 +40,7 @@ def points(exp: Experiment) -> list[tuple[str, Experiment]]:
             if compare["path"] is not None:
                 point = point.with_value(compare["path"], other)
             name = f"{sweep['path'].rsplit('.', 1)[-1]}={value}" + (f",{label}" if compare["path"] else "")
-            out.append((name, checked(point)))
+            out.append((name, point))
     return out
 
 
@@ -73,8 +74,9 @@ def summary_rows(done: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]
     rows = []
     for label, results in done:
         row: dict[str, Any] = {"point": label}
+        figures = report.figures(results)
         for field in SUMMARY_FIELDS:
-            value: Any = results
+            value: Any = figures
             for part in field.split("."):
                 value = value[part]
             row[field] = value

@@ -21,7 +21,7 @@ def _plan(addresses: list[str]) -> NetworkPlan:
         NodeEntry(name, name.split("-")[0], i if name != "requester" else 0, _id(i).hex(), "-", address, 0, 0)
         for i, (name, address) in enumerate(zip(NAMES, addresses, strict=True))
     ]
-    return NetworkPlan({}, 0.02, 0.0, "-", nodes, "", [])
+    return NetworkPlan({}, 0.02, 0.0, "-", nodes)
 
 
 def test_partition_heal_set_link_and_stats_by_name(tmp_path: Path) -> None:

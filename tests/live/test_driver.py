@@ -1,4 +1,4 @@
-"""LiveNode: wire bytes in, effects out, jobs always report back, content travels through the store."""
+"""LiveNode: wire bytes in, effects out, jobs always report back, internal failures retried, content via the store."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from typing import Any
 import pytest
 
 from chainlab.learning.datasets import encode_dataset
-from chainlab.live.driver import BadRequest, LiveNode, RoundClock
+from chainlab.live.driver import FETCH_DATA, FETCH_REQUEST, JOB_ATTEMPTS, LiveNode, RoundClock
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
+from chainlab.protocols.bagchain.messages import to_wire
 from chainlab.protocols.bagchain.reasons import Reason
-from chainlab.protocols.effects import FetchDataset
-from chainlab.scenario import Experiment, Network, Observation, build
+from chainlab.protocols.bagchain.wire import CODEC
+from chainlab.protocols.base import Observation
+from chainlab.protocols.effects import Compute, EvaluateEnsemble, FetchData, JobFailed, JobResult
+from chainlab.protocols.errors import Refusal
+from chainlab.work import executor
+from tests.bagchain_net import Experiment, Network, build
 from tests.live.test_runner import LIVE
 
 
@@ -21,14 +26,20 @@ def _driver(
 ) -> LiveNode:
     transport = kw.pop("transport", InMemoryTransport(0.0))
     options: dict[str, Any] = {"datasets": net.datasets, "private": None, "hash_trials_per_round": 1, **kw}
-    driver = LiveNode(node, 0, transport, store or InMemoryStore(), RoundClock(0.05), observe=records.append, **options)
+    driver = LiveNode(
+        node, 0, CODEC, transport, store or InMemoryStore(), RoundClock(0.02), observe=records.append, **options
+    )
     transport.register(node.node_id, driver.deliver, driver.serve)
     return driver
 
 
+def _net() -> Network:
+    return build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
+
+
 def test_malformed_bytes_are_counted_dropped_and_reported() -> None:
     async def scenario() -> tuple[list[list[Any]], list[Observation]]:
-        net = build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
+        net = _net()
         records: list[Observation] = []
         node = _driver(net, net.miners[0], records)
         return [node.deliver(b"attacker", g) for g in (b"", b"\x09junk", b"\x03\xff\xff\xff")], records
@@ -40,58 +51,110 @@ def test_malformed_bytes_are_counted_dropped_and_reported() -> None:
 
 def test_a_valid_message_causes_no_rejection() -> None:
     async def scenario() -> list[Any]:
-        net = build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
-        from chainlab.protocols.bagchain.messages import to_wire
-
+        net = _net()
         return _driver(net, net.miners[0], []).deliver(net.requester.node_id, to_wire(net.tasks[0]))
 
     assert asyncio.run(scenario()) == []
 
 
-def test_a_failing_job_is_reported_to_the_node_and_asking_the_requester_for_a_model_is_refused() -> None:
-    async def scenario() -> tuple[list[Observation], list[tuple[int, object]]]:
-        net = build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
+def test_an_internal_failure_is_recorded_retried_and_never_held_against_a_peer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Evaluate that raises inside the node (a driver bug, a race) is an internal error: retried, no verdict."""
+    real = executor.execute
+    failures: list[int] = []
+
+    def flaky(worker: Any, op: Any, datasets: Any, train: Any = None) -> Any:
+        if isinstance(op, EvaluateEnsemble) and not failures:
+            failures.append(1)
+            raise KeyError("injected: a cache entry evicted by another thread")
+        return real(worker, op, datasets, train)
+
+    monkeypatch.setattr(executor, "execute", flaky)
+
+    async def scenario() -> tuple[list[Observation], list[tuple[int, JobResult]]]:
+        net = _net()
         records: list[Observation] = []
-        transport = InMemoryTransport(0.0)
-        miner, requester = net.miners[0], net.requester
-        results: list[tuple[int, object]] = []
+        miner = net.miners[0]
+        results: list[tuple[int, JobResult]] = []
         original = miner.on_result
 
-        def spy(job: int, result: object, now: int) -> list[Any]:
+        def spy(job: int, result: JobResult, now: int) -> list[Any]:
             results.append((job, result))
             return original(job, result, now)
 
         miner.on_result = spy  # type: ignore[method-assign]
-        # No data at all: the miner's training fails.
-        drivers = [_driver(net, node, records, transport=transport, datasets={}) for node in (miner, requester)]
-        tasks = [asyncio.create_task(d.run()) for d in drivers]
-        refused = await transport.request(miner.node_id, requester.node_id, "model", b"\x0a\x01x")
-        await asyncio.sleep(0.3)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        assert refused is None
+        driver = _driver(net, miner, records)
+        runner = asyncio.create_task(driver.run())
+        await driver.started.wait()
+        model = driver.worker().fit_plain(executor.learning_spec(net.tasks[0].train), net.public, 1)
+        task = net.tasks[0]
+        op = EvaluateEnsemble(((b"k" * 32, model),), task.train, net.test.commitment(), "majority", "accuracy")
+        driver._execute([Compute(999, op)])
+        for _ in range(200):
+            if any(job == 999 for job, _ in results):
+                break
+            await asyncio.sleep(0.02)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
         return records, results
 
     records, results = asyncio.run(scenario())
-    assert any(r.event == "job_failed" and r.data["job"] == "Train" for r in records)
-    assert (1, None) in results  # the Train job's failure reached the miner as a result
+    internal = [r for r in records if r.event == "internal_error"]
+    assert [(r.data["job"], r.data["attempt"]) for r in internal] == [("EvaluateEnsemble", 1)]
+    assert "injected" in str(internal[0].data["error"])
+    (result,) = [res for job, res in results if job == 999]
+    assert isinstance(result, float) and 0.0 < result <= 1.0  # the retry succeeded and the node got the metric
+    assert [r for r in records if r.event == "rejected"] == []
+
+
+def test_a_job_that_keeps_failing_reaches_the_node_as_job_failed_and_training_is_asked_for_again() -> None:
+    async def scenario() -> tuple[list[Observation], list[JobResult]]:
+        net = _net()
+        records: list[Observation] = []
+        miner = net.miners[0]
+        results: list[JobResult] = []
+        original = miner.on_result
+
+        def spy(job: int, result: JobResult, now: int) -> list[Any]:
+            results.append(result)
+            return original(job, result, now)
+
+        miner.on_result = spy  # type: ignore[method-assign]
+        # No data at all: the miner's training fails inside its own driver, every time.
+        driver = _driver(net, miner, records, datasets={})
+        runner = asyncio.create_task(driver.run())
+        driver.deliver(net.requester.node_id, to_wire(net.tasks[0]))
+        for _ in range(300):
+            if sum(isinstance(r, JobFailed) for r in results) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        return records, results
+
+    records, results = asyncio.run(scenario())
+    internal = [r for r in records if r.event == "internal_error" and r.data["job"] == "TrainModel"]
+    assert [r.data["attempt"] for r in internal][:JOB_ATTEMPTS] == list(range(1, JOB_ATTEMPTS + 1))
+    assert sum(isinstance(r, JobFailed) for r in results) >= 2  # given up, reported, and asked for again
+    assert sum(r.event == "training_started" for r in records) >= 2
+    assert [r for r in records if r.event == "rejected"] == []
 
 
 def test_serve_refuses_unknown_kinds_and_malformed_requests() -> None:
     async def scenario(kind: str, payload: bytes) -> None:
-        net = build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
-        await _driver(net, net.miners[0], []).serve(kind, payload)
+        net = _net()
+        await _driver(net, net.miners[0], []).serve(b"peer", kind, payload)
 
-    with pytest.raises(BadRequest, match="unknown_fetch_kind"):
+    with pytest.raises(Refusal, match="unknown_fetch_kind"):
         asyncio.run(scenario("weights", b""))
-    with pytest.raises(BadRequest, match="malformed"):
-        asyncio.run(scenario("model", b"\xff\xff"))
+    with pytest.raises(Refusal, match="malformed"):
+        asyncio.run(scenario(FETCH_REQUEST, b"\xff\xff"))
 
 
 def test_a_released_dataset_travels_through_the_store_and_is_checked_against_its_commitment() -> None:
     async def scenario(tamper: bool) -> tuple[bool, list[Observation]]:
-        net = build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
+        net = _net()
         records: list[Observation] = []
         store = InMemoryStore()
         transport = InMemoryTransport(0.0)
@@ -99,10 +162,10 @@ def test_a_released_dataset_travels_through_the_store_and_is_checked_against_its
         miner = _driver(net, net.miners[0], records, store, transport=transport, datasets={})
         commitment = net.tasks[0].train_commitment  # D_T: the requester serves it from the start
         if tamper:  # the store answers with another dataset under the address the requester hands out
-            answer = await requester.serve("dataset", commitment)
+            answer = await requester.serve(b"peer", FETCH_DATA, commitment)
             assert answer is not None
             store._objects[answer.decode()] = encode_dataset(net.validation)
-        ok = await miner._work(FetchDataset(1, net.requester.node_id, commitment))
+        ok = await miner._work(FetchData(1, net.requester.node_id, commitment))
         assert (commitment in miner.datasets) is ok
         return bool(ok), records
 
@@ -114,7 +177,7 @@ def test_a_released_dataset_travels_through_the_store_and_is_checked_against_its
 
 def test_an_unreleased_dataset_is_refused() -> None:
     async def scenario() -> bytes | None:
-        net = build(Experiment.from_mapping({**LIVE, "miners": 1, "validators": 0}))
-        return await _driver(net, net.requester, []).serve("dataset", net.tasks[0].validation_commitment)
+        net = _net()
+        return await _driver(net, net.requester, []).serve(b"peer", FETCH_DATA, net.tasks[0].validation_commitment)
 
     assert asyncio.run(scenario()) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ import psutil
 import pytest
 from rich.console import Console
 
-from chainlab.live.launcher import STATE_FILE, UpOptions, build_topology, node_entries, up
+from chainlab.live.launcher import STATE_FILE, UpFailed, UpOptions, build_topology, node_entries, up
 from chainlab.live.plan import NetworkPlan
-from chainlab.scenario import Experiment, build
+from chainlab.scenarios import registry
+from chainlab.scenarios.experiment import Experiment
 from chainlab.sim.experiment import run as simulate
+from chainlab.sim.report import figures
 
 SMALL: dict[str, Any] = {
     "name": "e2e",
@@ -43,7 +46,7 @@ def _our_processes(out: Path) -> list[psutil.Process]:
     return mine
 
 
-def _run(tmp_path: Path, **options: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _run(tmp_path: Path, **options: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     exp = Experiment.from_mapping(SMALL)
     scraped: dict[str, str] = {}
 
@@ -57,13 +60,13 @@ def _run(tmp_path: Path, **options: Any) -> tuple[dict[str, Any], dict[str, str]
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
                 scraped[name] = reply.read().decode()
 
-    results = asyncio.run(up(UpOptions(exp, tmp_path, 0.1, timeout_seconds=240, **options), Console(), on_progress))
-    return results, scraped
+    raw = asyncio.run(up(UpOptions(exp, tmp_path, 0.1, timeout_seconds=240, **options), Console(), on_progress))
+    return figures(raw), scraped, raw
 
 
 @pytest.mark.timeout(400)
 def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_path: Path) -> None:
-    results, scraped = _run(tmp_path)
+    results, scraped, raw = _run(tmp_path)
     (row,) = results["heights"]
     assert row["height"] == 1
     assert row["miniblocks_used"] >= 2
@@ -71,13 +74,20 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     assert row["predict_accuracy"] == pytest.approx(row["ensemble_accuracy"], abs=1e-6)  # served = ranked winner
     assert len(row["base_accuracies"]) == row["miniblocks_generated"] >= 2
     # The same configuration in the simulator lands within 2 percentage points.
-    assert abs(simulate(Experiment.from_mapping(SMALL))["ensemble_accuracy"] - results["ensemble_accuracy"]) <= 0.02
+    simulated = simulate(Experiment.from_mapping(SMALL))
+    assert abs(figures(simulated)["ensemble_accuracy"] - results["ensemble_accuracy"]) <= 0.02
+    # One results pipeline: the same keys, at the top and in protocol_results, from both drivers.
+    assert set(simulated) == set(raw) - {"exit_codes", "round_seconds"}
+    assert set(simulated["protocol_results"]) == set(raw["protocol_results"])
+    assert raw["driver"] == "live" and raw["truncated"] is False and raw["observer"] == "validator-0"
     assert results["tips_agree"]
     assert results["rejections"] == {}
     # The validator's balances: the requester paid the fee, which went to the winners with the Key Block reward.
     fee, reward = 100, 50
-    assert results["balances"]["requester"] == -fee
-    assert sum(v for name, v in results["balances"].items() if name.startswith("miner-")) == fee + reward
+    names = {e.node_id: e.name for e in NetworkPlan.load(tmp_path / "plan.json").nodes}
+    balances = {names[account]: amount for account, amount in results["balances"].items()}
+    assert balances["requester"] == -fee
+    assert sum(v for name, v in balances.items() if name.startswith("miner-")) == fee + reward
     assert "chainlab_blocks_accepted_total" in scraped["validator"]
     assert "chainlab_gossip_messages_total" in scraped["validator"]
     assert "chainlab_netem_messages_total" in scraped["netem"]
@@ -89,7 +99,7 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
 
 @pytest.mark.timeout(400)
 def test_a_miner_killed_mid_task_leaves_the_others_finishing_it(tmp_path: Path) -> None:
-    results, _ = _run(tmp_path, kill="miner-2", kill_after_seconds=0.5)
+    results, _, _ = _run(tmp_path, kill="miner-2", kill_after_seconds=0.5)
     (row,) = results["heights"]
     assert row["height"] == 1 and row["ensemble_accuracy"] > 0.5
     assert results["tips_agree"]  # among the survivors
@@ -98,10 +108,28 @@ def test_a_miner_killed_mid_task_leaves_the_others_finishing_it(tmp_path: Path) 
     assert _our_processes(tmp_path) == []
 
 
+def test_an_unknown_kill_target_is_named_before_anything_starts(tmp_path: Path) -> None:
+    exp = Experiment.from_mapping(SMALL)
+    with pytest.raises(ValueError, match="no node 'miner-9'"):
+        asyncio.run(up(UpOptions(exp, tmp_path, 0.1, kill="miner-9"), Console(), lambda h, r: None))
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+    assert _our_processes(tmp_path) == []
+
+
+@pytest.mark.timeout(200)
+def test_a_run_that_times_out_still_writes_partial_results_marked_truncated(tmp_path: Path) -> None:
+    exp = Experiment.from_mapping(SMALL)
+    with pytest.raises(UpFailed, match="not finished within"):
+        asyncio.run(up(UpOptions(exp, tmp_path, 0.1, timeout_seconds=1.0), Console(), lambda h, r: None))
+    partial = json.loads((tmp_path / "results.json").read_text())
+    assert partial["truncated"] is True and "not finished within" in partial["error"]
+    assert partial["driver"] == "live" and set(partial["exit_codes"].values()) == {0}
+    assert _our_processes(tmp_path) == []
+
+
 def test_the_topology_follows_the_experiment_or_a_named_file(tmp_path: Path) -> None:
     exp = Experiment.from_mapping(SMALL)
-    net = build(exp)
-    entries = node_entries(net, exp)
+    entries = node_entries(registry.get("bagchain").build(exp).slots)
     full = build_topology("config", exp, entries)
     assert len(full.links) == len(entries) * (len(entries) - 1) // 2
     assert {spec.latency_rounds for spec in full.links.values()} == {1.0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import grpc
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger.pow import meets_target
 from chainlab.live.driver import LiveNode, RoundClock
@@ -23,8 +24,10 @@ from chainlab.live.transport import InMemoryStore, InMemoryTransport
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
 from chainlab.protocols.bagchain import FullNode
 from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, to_wire
-from chainlab.scenario import identity_of
-from chainlab.sim.experiment import simulation_for
+from chainlab.protocols.bagchain.wire import CODEC
+from chainlab.scenarios import registry
+from chainlab.scenarios.bagchain.spec import identity_of
+from tests.bagchain_net import simulation_for
 from tests.protocols.bagchain.conftest import Honest, honest_experiment, resign
 
 
@@ -51,16 +54,18 @@ def _serve(honest: Honest, role: str, calls: list[Call]) -> list[Any]:
         if role == "validator":
             exp = honest_experiment()
             node: Any = FullNode(identity_of(exp.seed, "validator", 0), honest.params, net.miners[0].genesis)
-            datasets = {}
+            datasets: Mapping[bytes, Dataset] = {}
         else:
             node = net.requester
             datasets = net.datasets
-        observer = MetricsObserver()
-        live = LiveNode(node, 0, InMemoryTransport(0.0), InMemoryStore(), RoundClock(0.05), datasets=datasets,
-                        private=None, hash_trials_per_round=1, observe=observer)  # fmt: skip
+        spec = registry.get("bagchain")
+        observer = MetricsObserver(spec)
+        live = LiveNode(node, 0, CODEC, InMemoryTransport(0.0), InMemoryStore(), RoundClock(0.05),
+                        datasets=datasets, private=None, hash_trials_per_round=1, observe=observer)  # fmt: skip
         out = []
+        runner = asyncio.create_task(live.run())
         async with (
-            running_server(role, "127.0.0.1:0", lambda s: register_servicers(s, live, observer)) as r,
+            running_server(role, "127.0.0.1:0", lambda s: register_servicers(s, spec, live, observer)) as r,
             # The client may send more than the server accepts, so the server's own limit is what is tested.
             insecure_channel(f"127.0.0.1:{r.port}", max_message_bytes=2 * MAX_MESSAGE_BYTES) as channel,
         ):
@@ -69,6 +74,8 @@ def _serve(honest: Honest, role: str, calls: list[Call]) -> list[Any]:
                     out.append(await call(channel))
                 except grpc.aio.AioRpcError as exc:
                     out.append((exc.code(), exc.details()))
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
         return out
 
     return asyncio.run(scenario())
@@ -191,7 +198,7 @@ def test_the_requester_refuses_unknown_tasks_and_bad_samples_and_reports_states(
     assert [t.state for t in status.tasks] == ["done", "done"]
     assert status.tasks[0].result.height == 1
     assert unknown[0] == grpc.StatusCode.NOT_FOUND and unknown[1].startswith("unknown_task")
-    assert unknown_predict[0] == grpc.StatusCode.INVALID_ARGUMENT or unknown_predict[1].startswith("unknown_task")
+    assert unknown_predict[0] == grpc.StatusCode.NOT_FOUND and unknown_predict[1].startswith("unknown_task")
     assert wrong_features[0] == grpc.StatusCode.INVALID_ARGUMENT and wrong_features[1].startswith("wrong_feature")
     assert short_samples[0] == grpc.StatusCode.INVALID_ARGUMENT and short_samples[1].startswith("bad_samples")
 

@@ -1,9 +1,12 @@
+"""Records become Prometheus metrics: the generic ones here, BagChain's through its spec."""
+
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
 from chainlab.live.observer import MetricsObserver
-from chainlab.scenario import Observation
+from chainlab.protocols.base import Observation, RecordValue
+from chainlab.scenarios import registry
 
 
 def _value(name: str, labels: dict[str, str] | None = None) -> float:
@@ -11,24 +14,28 @@ def _value(name: str, labels: dict[str, str] | None = None) -> float:
 
 
 def test_records_become_metrics() -> None:
-    observer = MetricsObserver()
-    forks = _value("chainlab_forks_total")
-    trained = _value("chainlab_training_seconds_count")
+    observer = MetricsObserver(registry.get("bagchain"))
+    trained = _value("chainlab_job_seconds_count", {"job": "TrainModel"})
     accepted = _value("chainlab_blocks_accepted_total", {"kind": "KeyBlock"})
-    records: list[tuple[str, dict[str, object]]] = [
+    internal = _value("chainlab_internal_errors_total", {"job": "EvaluateEnsemble"})
+    mined = _value("chainlab_bagchain_miniblocks_total", {"task": "t9"})
+    records: list[tuple[str, dict[str, RecordValue]]] = [
         ("accepted", {"kind": "KeyBlock", "height": 1}),
-        ("accepted", {"kind": "KeyBlock", "height": 1}),  # a second Key Block at height 1: a fork
+        ("accepted", {"kind": "KeyBlock", "height": 1}),
         ("tip", {"height": 1, "task": "t9", "metric_best": 0.8125, "miniblocks_seen": 5, "miniblocks_used": 3}),
-        ("job_done", {"job": "Train", "seconds": 0.5}),
+        ("miniblock_created", {"height": 2, "task": "t9"}),
+        ("job_done", {"job": "TrainModel", "seconds": 0.5}),
         ("job_done", {"job": "Mine", "seconds": 9.0}),
+        ("internal_error", {"job": "EvaluateEnsemble", "error": "KeyError()", "attempt": 1}),
         ("rejected", {"kind": "MiniBlock", "reason": "bad_signature"}),
     ]
     for event, data in records:
         observer(Observation(0, 0, event, data))
     assert _value("chainlab_blocks_accepted_total", {"kind": "KeyBlock"}) == accepted + 2
-    assert _value("chainlab_forks_total") == forks + 1
     assert _value("chainlab_chain_height") == 1
-    assert _value("chainlab_ensemble_accuracy", {"task": "t9"}) == 0.8125
-    assert _value("chainlab_miniblock_wastage", {"task": "t9"}) == 2
-    assert _value("chainlab_training_seconds_count") == trained + 1
+    assert _value("chainlab_bagchain_ensemble_accuracy", {"task": "t9"}) == 0.8125
+    assert _value("chainlab_bagchain_miniblock_wastage", {"task": "t9"}) == 2
+    assert _value("chainlab_bagchain_miniblocks_total", {"task": "t9"}) == mined + 1
+    assert _value("chainlab_job_seconds_count", {"job": "TrainModel"}) == trained + 1
+    assert _value("chainlab_internal_errors_total", {"job": "EvaluateEnsemble"}) == internal + 1
     assert observer.rejections == {"MiniBlock:bad_signature": 1}

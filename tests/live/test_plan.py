@@ -1,3 +1,5 @@
+"""The network plan: round trip, deployment order, and nodes rebuilt from it equal the deployment's."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,30 +9,33 @@ import pytest
 
 from chainlab.live.launcher import node_entries
 from chainlab.live.plan import NetworkPlan
-from chainlab.scenario import Experiment, build
+from chainlab.scenarios import registry
+from chainlab.scenarios.experiment import Experiment
 from tests.live.test_launcher import SMALL
 
 
 def _plan() -> NetworkPlan:
     exp = Experiment.from_mapping(SMALL)
-    net = build(exp)
+    deployment = registry.get("bagchain").build(exp)
     return NetworkPlan(
-        dict(exp.raw), 0.1, 123.0, "127.0.0.1:1", node_entries(net, exp),
-        net.miners[0].genesis.encode().hex(), [t.encode().hex() for t in net.tasks], {"public": "Qm"},
+        dict(exp.raw), 0.1, 123.0, "127.0.0.1:1", node_entries(deployment.slots), deployment.payload,
+        {"public": "Qm"}, {k: list(v) for k, v in deployment.holdings.items()}, deployment.private,
     )  # fmt: skip
 
 
-def test_a_plan_round_trips_and_rebuilds_keys_genesis_and_tasks(tmp_path: Path) -> None:
+def test_a_plan_round_trips_and_rebuilds_every_node_as_the_deployment_built_it(tmp_path: Path) -> None:
     plan = _plan()
     plan.dump(tmp_path / "plan.json")
     loaded = NetworkPlan.load(tmp_path / "plan.json")
     assert loaded == plan
-    net = build(loaded.exp())
-    assert loaded.genesis_block() == net.miners[0].genesis
-    assert loaded.task_list() == net.tasks
-    entry = loaded.node("miner-1")
-    assert loaded.identity(entry).node_id == net.miners[1].node_id
-    assert [e.name for e in loaded.nodes] == ["miner-0", "miner-1", "miner-2", "validator-0", "requester"]
+    spec = registry.get("bagchain")
+    deployment = spec.build(loaded.exp())
+    # Deployment order is graph vertex order, in sim and live alike: miners, the requester, validators.
+    assert [e.name for e in loaded.nodes] == ["miner-0", "miner-1", "miner-2", "requester", "validator-0"]
+    for entry, built in zip(loaded.nodes, deployment.nodes, strict=True):
+        rebuilt = spec.node(loaded.exp(), loaded.payload, entry.slot)
+        assert (type(rebuilt), rebuilt.node_id, rebuilt.status()) == (type(built), built.node_id, built.status())
+    assert loaded.holdings["miner-1"] == ["public"] and loaded.private["miner-1"] == "private:1"
 
 
 def test_a_plan_refuses_unknown_names_and_keys_that_do_not_match() -> None:
@@ -39,4 +44,4 @@ def test_a_plan_refuses_unknown_names_and_keys_that_do_not_match() -> None:
         plan.node("miner-9")
     forged = dataclasses.replace(plan.node("miner-0"), node_id="00" * 32)
     with pytest.raises(ValueError, match="does not match its key"):
-        plan.identity(forged)
+        registry.get("bagchain").node(plan.exp(), plan.payload, forged.slot)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from chainlab.live.runner import run_live
 from chainlab.protocols.bagchain.messages import from_wire, to_wire
-from chainlab.scenario import Experiment, build
+from chainlab.protocols.effects import EvaluateEnsemble
+from chainlab.sim.report import figures
+from chainlab.work import executor
+from tests.bagchain_net import Experiment, Network, build
 
 LIVE: dict[str, Any] = {
     "name": "live",
@@ -27,7 +32,9 @@ LIVE: dict[str, Any] = {
 
 def test_four_miners_and_a_requester_finish_two_heights_in_real_time() -> None:
     exp = Experiment.from_mapping(LIVE)
-    net, results = asyncio.run(run_live(exp, round_seconds=0.1, timeout_seconds=90))
+    deployment, raw = asyncio.run(run_live(exp, round_seconds=0.1, timeout_seconds=90))
+    net, results = Network(deployment), figures(raw)
+    assert raw["truncated"] is False
     assert [h["height"] for h in results["heights"]] == [1, 2]
     assert results["tips_agree"]
     assert results["rejections"] == {}
@@ -37,6 +44,28 @@ def test_four_miners_and_a_requester_finish_two_heights_in_real_time() -> None:
     finished = net.requester.results()
     assert [r.height for r in finished] == [1, 2]
     assert all(r.winning_ensemble is not None for r in finished)
+
+
+def test_a_failing_evaluate_inside_a_node_is_retried_and_rejects_no_peer_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inject one exception into the first ensemble evaluation: an internal error, a retry, and no verdict on
+    the honest peer whose MiniBlock was being evaluated."""
+    real = executor.execute
+    injected: list[str] = []
+
+    def flaky(worker: Any, op: Any, datasets: Any, train: Any = None) -> Any:
+        if isinstance(op, EvaluateEnsemble) and not injected:
+            injected.append("once")
+            raise RuntimeError("injected evaluation failure")
+        return real(worker, op, datasets, train)
+
+    monkeypatch.setattr(executor, "execute", flaky)
+    exp = Experiment.from_mapping({**LIVE, "tasks": 1})
+    _, raw = asyncio.run(run_live(exp, round_seconds=0.1, timeout_seconds=90))
+    assert injected == ["once"]
+    assert sum(raw["internal_errors"].values()) == 1
+    assert raw["rejections"] == {}
+    assert raw["truncated"] is False
+    assert len(figures(raw)["heights"]) == 1
 
 
 def test_wire_round_trip_of_every_message_kind() -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from chainlab.cli import main
-from chainlab.scenario import Experiment
-from chainlab.sim.experiment import checked, run
+from chainlab.scenarios.experiment import Experiment, load_experiment
+from chainlab.sim.experiment import run
+from chainlab.sim.report import figures
 from chainlab.sim.runner import points, run_to_disk
 
 SMALL: dict[str, Any] = {
@@ -40,11 +41,14 @@ def test_same_seed_gives_identical_results_json() -> None:
     assert _without_timings(first) == _without_timings(second)
     assert json.dumps(_without_timings(first), sort_keys=True) == json.dumps(_without_timings(second), sort_keys=True)
     other = run(Experiment.from_mapping({**SMALL, "seed": 4}))
-    assert _without_timings(other)["heights"] != _without_timings(first)["heights"]
+    assert figures(other)["heights"] != figures(first)["heights"]
 
 
 def test_results_hold_what_the_paper_reports() -> None:
-    results = run(Experiment.from_mapping(SMALL))
+    raw = run(Experiment.from_mapping(SMALL))
+    assert raw["schema"] == 2 and raw["protocol"] == "bagchain" and raw["driver"] == "sim"
+    assert raw["truncated"] is False and raw["observer"] == "validator-0"
+    results = figures(raw)
     assert len(results["heights"]) == 2
     assert results["tips_agree"]
     assert results["rejections"] == {}
@@ -83,7 +87,7 @@ def test_cli_sim_writes_results_and_plot(tmp_path: Path) -> None:
     config.write_text(json.dumps({**SMALL, "tasks": 1}))  # JSON is YAML
     assert main(["sim", "--config", str(config), "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["seed"] == 3 and len(results["heights"]) == 1
+    assert results["seed"] == 3 and len(results["protocol_results"]["heights"]) == 1
     assert (tmp_path / "out" / "results.png").exists()
 
 
@@ -93,12 +97,23 @@ def test_cli_sim_writes_results_and_plot(tmp_path: Path) -> None:
         ({"colour": "blue"}, "unknown config key"),
         ({"protocol": {"phase_one": 3}}, "unknown protocol parameter"),
         ({"network": {"kind": "full", "speed": 3}}, "speed"),
-        ({"miners": 0}, "at least 1"),
+        ({"miners": 0}, "miners must be an integer >= 1"),
+        ({"work": {"train_round": 3}}, "unknown work parameter"),
+        ({"live": {"round_seconds": 0}}, "round_seconds"),
+        ({"partition": {"kapa": 0.1}}, "unknown partition parameter"),
+        ({"protocol": {"name": "nosuch"}}, "unknown protocol 'nosuch'"),
+        ({"deviations": "none"}, "deviations must be a list"),
     ],
 )
 def test_bad_config_is_named(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        checked(Experiment.from_mapping({**SMALL, **change}))
+        Experiment.from_mapping({**SMALL, **change})
+
+
+def test_a_run_past_max_rounds_is_marked_truncated() -> None:
+    results = run(Experiment.from_mapping({**SMALL, "tasks": 1, "max_rounds": 20}))
+    assert results["truncated"] is True
+    assert figures(results)["heights"] == []
 
 
 def test_cli_reports_config_errors(tmp_path: Path) -> None:
@@ -108,9 +123,7 @@ def test_cli_reports_config_errors(tmp_path: Path) -> None:
 
 
 def test_shipped_experiment_configs_parse() -> None:
-    from chainlab.scenario import load_experiment
-
-    configs = sorted(Path("experiments").glob("*.yaml"))
+    configs = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
     assert {"table1_mnist_dt", "noniid_mnist_dt", "miners_sweep_mnist_dt", "delay_cfs_mnist_dt", "demo"} <= {
         c.stem for c in configs
     }

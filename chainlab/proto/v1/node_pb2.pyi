@@ -78,11 +78,23 @@ class NodeStatus(_message.Message):
     HEIGHT_FIELD_NUMBER: _builtins.int
     TIP_FIELD_NUMBER: _builtins.int
     REJECTIONS_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    FORKS_FIELD_NUMBER: _builtins.int
+    VOTES_FIELD_NUMBER: _builtins.int
+    INTERNAL_ERRORS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.bytes
     role: _builtins.str
     round: _builtins.int
     height: _builtins.int
     tip: _builtins.bytes
+    protocol: _builtins.str
+    """the registered protocol this node runs, e.g. "bagchain" """
+    forks: _builtins.int
+    """blocks this node accepted that are off its best chain"""
+    votes: _builtins.bool
+    """whether its tip counts when asking if the network agrees (a light client's does not)"""
+    internal_errors: _builtins.int
+    """jobs that failed inside this node's process (retried; never a peer's fault)"""
     @_builtins.property
     def rejections(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """"kind:reason" -> count"""
@@ -96,10 +108,14 @@ class NodeStatus(_message.Message):
         height: _builtins.int = ...,
         tip: _builtins.bytes = ...,
         rejections: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        protocol: _builtins.str = ...,
+        forks: _builtins.int = ...,
+        votes: _builtins.bool = ...,
+        internal_errors: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "node_id", b"node_id", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "node_id", b"node_id", "protocol", b"protocol", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

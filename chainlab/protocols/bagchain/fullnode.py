@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from chainlab.ledger.chain import ChainEntry, ChainIndex
@@ -13,6 +12,7 @@ from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
 from chainlab.protocols.bagchain import rules
 from chainlab.protocols.bagchain.messages import (
+    MESSAGE_TYPES,
     DatasetKind,
     DatasetRelease,
     EnsembleBlock,
@@ -26,12 +26,18 @@ from chainlab.protocols.bagchain.messages import (
 )
 from chainlab.protocols.bagchain.params import BagChainParams
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
+from chainlab.protocols.bagchain.timers import ExpireKeyBlock
+from chainlab.protocols.base import Answer, NodeStatus, RecordValue, Timer
 from chainlab.protocols.effects import (
+    Compute,
     Effect,
-    Evaluate,
-    FetchDataset,
-    FetchModel,
+    EvaluateEnsemble,
+    EvaluationFailed,
+    FetchData,
+    JobFailed,
+    JobResult,
     Record,
+    Request,
     StartTimer,
 )
 
@@ -42,13 +48,6 @@ class Waiting(Exception):
     def __init__(self, reason: Reason) -> None:
         super().__init__(str(reason))
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class EvaluationFailed:
-    """An Evaluate result: the models could not be decoded or run."""
-
-    detail: str
 
 
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
@@ -112,9 +111,12 @@ class FullNode:
         self._progress()
         return self._flush()
 
-    def on_message(self, sender: bytes, message: Message, now: int) -> list[Effect]:
+    def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
         """A message arrived from a peer."""
         self.now = now
+        if not isinstance(message, MESSAGE_TYPES):
+            self._record("rejected", kind=type(message).__name__, reason=str(Reason.MALFORMED), sender=sender.hex())
+            return self._flush()
         kind = type(message).__name__
         if message.hash in self.rejected:
             return []
@@ -128,30 +130,36 @@ class FullNode:
         self._progress()
         return self._flush()
 
-    def on_timer(self, timer: str, now: int) -> list[Effect]:
+    def on_timer(self, timer: Timer, now: int) -> list[Effect]:
         """A timer started by StartTimer fired."""
         self.now = now
-        name, _, arg = timer.partition(":")
-        if name == "expire":
-            block_hash = bytes.fromhex(arg)
-            block = self._pending_kbs.pop(block_hash, None)
+        if isinstance(timer, ExpireKeyBlock):
+            block = self._pending_kbs.pop(timer.block_hash, None)
             if block is not None:
-                reason = self._waiting_on.pop(block_hash, Reason.UNKNOWN_PARENT)
-                self._reject("KeyBlock", block_hash, reason, "gave up waiting")
+                reason = self._waiting_on.pop(timer.block_hash, Reason.UNKNOWN_PARENT)
+                self._reject("KeyBlock", timer.block_hash, reason, "gave up waiting")
         else:
-            self._on_own_timer(name, arg)
+            self._on_own_timer(timer)
         self._progress()
         return self._flush()
 
-    def on_result(self, job: int, result: object, now: int) -> list[Effect]:
-        """A Train, Evaluate, Mine or Fetch job finished."""
+    def on_result(self, job: int, result: JobResult, now: int) -> list[Effect]:
+        """A Compute, Mine, Request or FetchData job finished."""
         self.now = now
         entry = self._jobs.pop(job, None)
         if entry is None:
             return []
         self._inflight.discard(entry)
         kind, key = entry
-        if kind == "dataset":
+        if isinstance(result, JobFailed):
+            # The driver failed, not the peer: nothing is held against any block, and the job is asked for
+            # again when validation next needs it.
+            self._record("job_failed", job=kind, detail=result.detail)
+            if kind == "dataset":
+                self._dataset_retry_at[key] = now + _RETRY_ROUNDS
+            elif kind not in ("model", "metric"):
+                self._on_own_failure(kind, key)
+        elif kind == "dataset":
             if result is True:
                 self.datasets.add(key)
             else:
@@ -161,12 +169,23 @@ class FullNode:
         elif kind == "metric":
             if isinstance(result, EvaluationFailed):
                 self._metric_failures[key] = result.detail
-            else:
-                self.metrics[key] = self.params.round_metric(float(result))  # type: ignore[arg-type]
+            elif isinstance(result, float | int) and not isinstance(result, bool):
+                self.metrics[key] = self.params.round_metric(float(result))
         else:
             self._on_own_result(kind, key, result)
         self._progress()
         return self._flush()
+
+    def on_request(self, sender: bytes, request: object, now: int) -> Answer:
+        """Answer a peer's point-to-point request: a ModelRequest is Fetch(M_i, ModelHash)."""
+        if isinstance(request, ModelRequest):
+            return self.serve_model(request, now)
+        return None
+
+    def status(self) -> NodeStatus:
+        """Role, height and tip of the best chain; forks are accepted Key Blocks off it."""
+        tip = self.chain.tip
+        return NodeStatus(self.role, tip.height, tip.block_hash, forks=self.chain.stale_count())
 
     def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
         """Answer Fetch(M_i, ModelHash); a full node trains nothing, so it serves nothing."""
@@ -174,11 +193,14 @@ class FullNode:
 
     # ----- hooks for miners ---------------------------------------------------------------------------------
 
-    def _on_own_timer(self, name: str, arg: str) -> None:
+    def _on_own_timer(self, timer: Timer) -> None:
         """Timers of subclasses."""
 
-    def _on_own_result(self, kind: str, key: Any, result: object) -> None:
+    def _on_own_result(self, kind: str, key: Any, result: JobResult) -> None:
         """Job results of subclasses."""
+
+    def _on_own_failure(self, kind: str, key: Any) -> None:
+        """A job of a subclass failed inside the driver; it should be asked for again."""
 
     def _after_progress(self) -> None:
         """Called after validation settles: where a miner produces blocks."""
@@ -262,7 +284,7 @@ class FullNode:
         if not meets_target(kb.hash, self.params.target):
             raise Rejected(Reason.BAD_POW)
         self._pending_kbs[kb.hash] = kb
-        self._emit(StartTimer(f"expire:{kb.hash.hex()}", self.params.pending_rounds))
+        self._emit(StartTimer(ExpireKeyBlock(kb.hash), self.params.pending_rounds))
 
     # ----- validation: Algorithms 2.1, 2.2 and 2.3 -------------------------------------------------------------
 
@@ -458,7 +480,7 @@ class FullNode:
     def _release(self, height: int, task_id: bytes, kind: DatasetKind) -> DatasetRelease:
         release = self.releases.get((height, task_id, kind))
         if release is None:
-            raise Waiting(Reason.UNKNOWN_TASK)
+            raise Waiting(Reason.MISSING_RELEASE)
         self._dataset(release.dataset, self.tasks[task_id].requester_id)
         return release
 
@@ -466,8 +488,8 @@ class FullNode:
         if commitment in self.datasets:
             return
         if self.now >= self._dataset_retry_at.get(commitment, 0):
-            self._start_job("dataset", commitment, lambda job: FetchDataset(job, peer, commitment))
-        raise Waiting(Reason.UNKNOWN_TASK)
+            self._start_job("dataset", commitment, lambda job: FetchData(job, peer, commitment))
+        raise Waiting(Reason.MISSING_DATASET)
 
     def _model(self, mb: MiniBlock, release: DatasetRelease) -> bytes:
         if mb.hash in self._model_failures:
@@ -476,7 +498,7 @@ class FullNode:
         if model is not None:
             return model
         request = ModelRequest(mb.model_hash, release)
-        self._start_job("model", mb, lambda job: FetchModel(job, mb.miner_id, request))
+        self._start_job("model", mb, lambda job: Request(job, mb.miner_id, request))
         raise Waiting(Reason.MODEL_UNAVAILABLE)
 
     def _on_model(self, mb: MiniBlock, result: object) -> None:
@@ -496,10 +518,9 @@ class FullNode:
         if key in self._metric_failures:
             raise Rejected(Reason.MODEL_UNDECODABLE, self._metric_failures[key])
         models = tuple((h, self.models[h]) for h in key[0])
-        self._start_job(
-            "metric", key, lambda job: Evaluate(job, models, task.train, dataset, task.aggregate, task.metric)
-        )
-        raise Waiting(Reason.MODEL_UNDECODABLE)
+        op = EvaluateEnsemble(models, task.train, dataset, task.aggregate, task.metric)
+        self._start_job("metric", key, lambda job: Compute(job, op))
+        raise Waiting(Reason.EVALUATION_UNFINISHED)
 
     def _start_job(self, kind: str, key: Any, effect: Callable[[int], Effect]) -> None:
         """Emit a job's effect unless the same job is already under way."""
@@ -569,7 +590,7 @@ class FullNode:
         }
         self._record("rejected", **data)
 
-    def _record(self, event: str, **data: Any) -> None:
+    def _record(self, event: str, **data: RecordValue) -> None:
         self._out.append(Record(event, data))
 
     def _emit(self, effect: Effect) -> None:

@@ -15,7 +15,7 @@ from chainlab.proto.v1 import bagchain_pb2 as pb
 from chainlab.protocols.spec import ModelSpec
 
 # KeyBlock.nonce is field 14 (fixed64): its wire bytes are this tag then 8 little-endian bytes.
-_NONCE_TAG = bytes([(14 << 3) | 1])
+NONCE_TAG = bytes([(14 << 3) | 1])
 
 
 class _Signed:
@@ -186,7 +186,7 @@ class KeyBlock(_Signed):
 
 def nonce_suffix(nonce: int) -> bytes:
     """The wire bytes a nonce adds after pow_prefix(), so H(prefix + suffix) = KeyBlock.hash."""
-    return _NONCE_TAG + nonce.to_bytes(8, "little")
+    return NONCE_TAG + nonce.to_bytes(8, "little")
 
 
 @dataclass(frozen=True)

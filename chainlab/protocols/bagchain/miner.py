@@ -10,6 +10,7 @@ from chainlab.ledger.pow import meets_target
 from chainlab.protocols.bagchain import rules
 from chainlab.protocols.bagchain.fullnode import FullNode, Waiting
 from chainlab.protocols.bagchain.messages import (
+    NONCE_TAG,
     DatasetKind,
     DatasetRelease,
     EnsembleBlock,
@@ -21,7 +22,9 @@ from chainlab.protocols.bagchain.messages import (
     model_hash,
 )
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
-from chainlab.protocols.effects import Broadcast, CancelJob, Mine, StartTimer, Train
+from chainlab.protocols.bagchain.timers import CloseCollection
+from chainlab.protocols.base import Timer
+from chainlab.protocols.effects import Broadcast, CancelJob, Compute, JobResult, Mine, StartTimer, TrainModel
 
 
 class Miner(FullNode):
@@ -83,8 +86,11 @@ class Miner(FullNode):
         try:
             self._ensemble_if_due(height, task, tip)
             self._mine_if_due(height, task, tip)
-        except (Waiting, Rejected):
+        except Waiting:
             pass
+        except Rejected as exc:
+            # Its own ensemble could not be evaluated: nothing to produce at this height, and worth knowing.
+            self._record("production_stopped", height=height, reason=str(exc.reason), detail=exc.detail)
 
     def _train_if_due(self, height: int, task: Task) -> None:
         """Phase I (Algorithm 1.1): one base model per height, trained on a bootstrap of D_T and private data."""
@@ -94,14 +100,21 @@ class Miner(FullNode):
         self._trained.add(key)
         job = self._new_job("train", key)
         seed = self._seed_for(task.task_id, height.to_bytes(8, "big"))
-        self._emit(Train(job, task.train, task.train_commitment, seed))
+        self._emit(Compute(job, TrainModel(task.train, (task.train_commitment,), True, seed)))
         self._record("training_started", height=height, task=task.task_id.hex())
 
-    def _on_own_result(self, kind: str, key: Any, result: object) -> None:
+    def _on_own_result(self, kind: str, key: Any, result: JobResult) -> None:
         if kind == "train" and isinstance(result, bytes):
             self._on_trained(key, result)
-        elif kind == "mine" and isinstance(result, int):
+        elif kind == "mine" and isinstance(result, int) and not isinstance(result, bool):
             self._on_nonce(result)
+
+    def _on_own_failure(self, kind: str, key: Any) -> None:
+        # Forget the attempt so that _after_progress asks for it again.
+        if kind == "train":
+            self._trained.discard(key)
+        elif kind == "mine" and self._candidate is not None and self._candidate.hash == key:
+            self._mining_job, self._candidate = None, None
 
     def _on_trained(self, key: tuple[int, bytes], model: bytes) -> None:
         height, task_id = key
@@ -129,13 +142,12 @@ class Miner(FullNode):
 
     def _on_release(self, release: DatasetRelease) -> None:
         if release.kind is DatasetKind.VALIDATION:
-            timer = f"collect:{release.height}:{release.task_id.hex()}"
+            timer = CloseCollection(release.height, release.task_id)
             self._emit(StartTimer(timer, self.params.ensemble_wait_rounds))
 
-    def _on_own_timer(self, name: str, arg: str) -> None:
-        if name == "collect":
-            height, _, task_hex = arg.partition(":")
-            self._collection_closed.add((int(height), bytes.fromhex(task_hex)))
+    def _on_own_timer(self, timer: Timer) -> None:
+        if isinstance(timer, CloseCollection):
+            self._collection_closed.add((timer.height, timer.task_id))
 
     def _ensemble_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
         """Phase II (Algorithm 1.2): aggregate every valid MiniBlock held and publish Metric_V."""
@@ -219,7 +231,7 @@ class Miner(FullNode):
         self._stop_mining()
         self._candidate = candidate
         self._mining_job = self._new_job("mine", candidate.hash)
-        self._emit(Mine(self._mining_job, candidate.pow_prefix(), self.params.target))
+        self._emit(Mine(self._mining_job, candidate.pow_prefix(), self.params.target, NONCE_TAG))
         self._record("mining", height=height, ranked=len(ranking), parent=short(parent.hash))
 
     def _choose_parent(self, winners: list[MiniBlock], tip: KeyBlock) -> KeyBlock:

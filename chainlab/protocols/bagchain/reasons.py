@@ -38,6 +38,10 @@ class Reason(enum.StrEnum):
     WRONG_TASK_QUEUE = "wrong_task_queue"
     WRONG_PARENT = "wrong_parent"
     INVALID_PARENT = "invalid_parent"
+    # A pending block that expires is rejected for what it still lacked.
+    MISSING_RELEASE = "missing_release"
+    MISSING_DATASET = "missing_dataset"
+    EVALUATION_UNFINISHED = "evaluation_unfinished"
 
 
 class Rejected(Exception):

@@ -14,13 +14,14 @@ from chainlab.protocols.bagchain.messages import (
     DatasetRelease,
     EnsembleBlock,
     KeyBlock,
-    Message,
     MiniBlock,
     Task,
 )
 from chainlab.protocols.bagchain.params import BagChainParams
 from chainlab.protocols.bagchain.reasons import Reason
-from chainlab.protocols.effects import Broadcast, Effect, Record, StartTimer
+from chainlab.protocols.bagchain.timers import ReleaseDataset
+from chainlab.protocols.base import Answer, DataGrant, DataRequest, NodeStatus, Timer
+from chainlab.protocols.effects import Broadcast, Effect, JobResult, Record, StartTimer
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Requester:
         self._schedule(self.key_blocks[self.chain.tip.block_hash])
         return self._flush()
 
-    def on_message(self, sender: bytes, message: Message, now: int) -> list[Effect]:
+    def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
         """Follow Key Blocks, and keep Ensemble Blocks and MiniBlocks of its own tasks by hash."""
         if isinstance(message, KeyBlock):
             self._on_key_block(message)
@@ -78,9 +79,20 @@ class Requester:
             store.setdefault(message.hash, message)
         return self._flush()
 
-    def on_result(self, job: int, result: object, now: int) -> list[Effect]:
+    def on_result(self, job: int, result: JobResult, now: int) -> list[Effect]:
         """The requester starts no jobs."""
         return []
+
+    def on_request(self, sender: bytes, request: object, now: int) -> Answer:
+        """Grant a DataRequest for a dataset it may serve now (see serve_dataset)."""
+        if isinstance(request, DataRequest) and self.serve_dataset(request.commitment):
+            return DataGrant(request.commitment)
+        return None
+
+    def status(self) -> NodeStatus:
+        """Height and tip of the chain it follows as a light client; its tip does not vote on agreement."""
+        tip = self.chain.tip
+        return NodeStatus(self.role, tip.height, tip.block_hash, votes=False)
 
     def _on_key_block(self, kb: KeyBlock) -> None:
         if kb.hash in self.key_blocks or not kb.miner_key:
@@ -113,25 +125,23 @@ class Requester:
         if height in self._scheduled or not kb.task_queue or kb.task_queue[0] not in self.tasks:
             return
         self._scheduled.add(height)
-        timer = f"release:{height}:{DatasetKind.VALIDATION.value}:{kb.task_queue[0].hex()}"
+        timer = ReleaseDataset(height, DatasetKind.VALIDATION, kb.task_queue[0])
         self._out.append(StartTimer(timer, self.params.phase1_rounds))
 
-    def on_timer(self, timer: str, now: int) -> list[Effect]:
+    def on_timer(self, timer: Timer, now: int) -> list[Effect]:
         """Release the dataset the timer names."""
-        _, height_text, kind_text, task_hex = timer.split(":")
-        height, kind, task = (
-            int(height_text),
-            DatasetKind(int(kind_text)),
-            self.tasks[bytes.fromhex(task_hex)],
-        )
+        if not isinstance(timer, ReleaseDataset):
+            return []
+        height, kind, task = timer.height, timer.kind, self.tasks[timer.task_id]
         dataset = task.validation_commitment if kind is DatasetKind.VALIDATION else task.test_commitment
         release = DatasetRelease(height, kind, now, task.task_id, dataset).signed_by(self.identity)
         self.released[(height, kind)] = release
         self._out.append(Broadcast(release, self.params.small_message_size_mb))
         self._out.append(Record("release", {"kind": kind.name.lower(), "height": height}))
         if kind is DatasetKind.VALIDATION:
-            timer = f"release:{height}:{DatasetKind.TEST.value}:{task_hex}"
-            self._out.append(StartTimer(timer, self.params.phase2_rounds))
+            self._out.append(
+                StartTimer(ReleaseDataset(height, DatasetKind.TEST, task.task_id), self.params.phase2_rounds)
+            )
         return self._flush()
 
     def serve_dataset(self, commitment: bytes) -> bool:

@@ -9,13 +9,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from chainlab.learning.codec import ModelCodecError
-from chainlab.learning.datasets import Dataset
-from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import search_nonce
-from chainlab.protocols.bagchain import BagChainParams, EvaluationFailed, FullNode, Miner, rules
+from chainlab.protocols.bagchain import BagChainParams, FullNode, Miner, rules
 from chainlab.protocols.bagchain.messages import (
     DatasetKind,
     DatasetRelease,
@@ -23,12 +20,13 @@ from chainlab.protocols.bagchain.messages import (
     KeyBlock,
     Message,
     MiniBlock,
-    ModelRequest,
     nonce_suffix,
 )
-from chainlab.protocols.effects import Evaluate, FetchDataset, FetchModel, Record, StartTimer
-from chainlab.scenario import Experiment, Network
-from chainlab.sim.experiment import simulation_for
+from chainlab.protocols.bagchain.timers import ExpireKeyBlock
+from chainlab.protocols.base import Timer
+from chainlab.protocols.effects import Compute, EvaluateEnsemble, FetchData, JobResult, Record, Request, StartTimer
+from chainlab.work import executor
+from tests.bagchain_net import Experiment, Network, simulation_for
 
 TARGET = 2**252 - 1  # 1 in 16 hashes: tampered Key Blocks are re-mined in microseconds
 
@@ -111,7 +109,7 @@ class FakeServer:
     node_id: bytes
     model: bytes | None
 
-    def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
+    def on_request(self, sender: bytes, request: object, now: int) -> bytes | None:
         return self.model
 
 
@@ -123,7 +121,7 @@ class Harness:
     honest: Honest
     servers: dict[bytes, Any] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
-    timers: list[str] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
     now: int = 0
 
     def __post_init__(self) -> None:
@@ -138,17 +136,17 @@ class Harness:
                 self._run(self.node.on_message(b"peer", message, self.now))
 
     def expire_all(self) -> None:
-        for timer in [t for t in self.timers if t.startswith("expire:")]:
+        for timer in [t for t in self.timers if isinstance(t, ExpireKeyBlock)]:
             self._run(self.node.on_timer(timer, self.now))
 
     def rejections(self) -> list[tuple[str, str]]:
-        return [(r.data["kind"], r.data["reason"]) for r in self.records if r.event == "rejected"]
+        return [(str(r.data["kind"]), str(r.data["reason"])) for r in self.records if r.event == "rejected"]
 
     def reason_for(self, message: Message) -> str | None:
         hits = [
             r.data["reason"] for r in self.records if r.event == "rejected" and r.data["block"] == message.hash.hex()
         ]
-        return hits[0] if hits else None
+        return str(hits[0]) if hits else None
 
     def _run(self, effects: list[Any]) -> None:
         queue = list(effects)
@@ -158,22 +156,17 @@ class Harness:
                 self.records.append(effect)
             elif isinstance(effect, StartTimer):
                 self.timers.append(effect.timer)
-            elif isinstance(effect, Evaluate):
-                queue += self.node.on_result(effect.job, self._evaluate(effect), self.now)
-            elif isinstance(effect, FetchModel):
+            elif isinstance(effect, Compute) and isinstance(effect.op, EvaluateEnsemble):
+                queue += self.node.on_result(effect.job, self._evaluate(effect.op), self.now)
+            elif isinstance(effect, Request):
                 server = self.servers.get(effect.peer)
-                answer = server.serve_model(effect.request, self.now) if server else None
+                answer = server.on_request(b"peer", effect.request, self.now) if server else None
                 queue += self.node.on_result(effect.job, answer, self.now)
-            elif isinstance(effect, FetchDataset):
+            elif isinstance(effect, FetchData):
                 queue += self.node.on_result(effect.job, effect.commitment in self.honest.net.datasets, self.now)
 
-    def _evaluate(self, effect: Evaluate) -> float | EvaluationFailed:
-        spec = LearningSpec.from_mapping(effect.spec.family, effect.spec.params)
-        data: Dataset = self.honest.net.datasets[effect.dataset]
-        try:
-            return self.honest.worker.ensemble_metric(effect.models, spec, data, effect.aggregate, effect.metric)
-        except (ModelCodecError, ValueError) as exc:
-            return EvaluationFailed(str(exc))
+    def _evaluate(self, op: EvaluateEnsemble) -> JobResult:
+        return executor.execute(self.honest.worker, op, self.honest.net.datasets)
 
 
 def validator(honest: Honest, **overrides: Any) -> FullNode:

@@ -6,9 +6,10 @@ from typing import Any
 
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain.messages import DatasetKind, ModelRequest
+from chainlab.protocols.bagchain.timers import ReleaseDataset
 from chainlab.protocols.effects import Broadcast, StartTimer
-from chainlab.scenario import Experiment
 from chainlab.sim.experiment import run
+from tests.bagchain_net import Experiment
 from tests.protocols.bagchain.conftest import Harness, Honest, resign, sibling_key_block, validator
 
 V, E = DatasetKind.VALIDATION, DatasetKind.TEST
@@ -52,7 +53,7 @@ def test_requester_releases_nothing_for_a_height_twice(honest: Honest) -> None:
     effects = fresh.start(0)
     assert sum(isinstance(e, Broadcast) for e in effects) == len(honest.net.tasks)
     assert [e.timer for e in effects if isinstance(e, StartTimer)] == [
-        f"release:1:1:{honest.net.tasks[0].task_id.hex()}"
+        ReleaseDataset(1, DatasetKind.VALIDATION, honest.net.tasks[0].task_id)
     ]
     # the requester only follows blocks with a valid signature and proof of work
     assert fresh.on_message(b"peer", honest.key_block(1), 5)  # honest KB_1: schedules height 2
@@ -88,4 +89,4 @@ def test_forking_mesh_with_cfs_stays_honest_and_converges() -> None:
         # Block that lists it is unknown there; nothing else may be rejected between honest nodes.
         timing = ("MiniBlock:after_validation_release", "EnsembleBlock:unknown_miniblock")
         assert {k: v for k, v in results["rejections"].items() if k not in timing} == {}, cfs
-        assert len(results["heights"]) == 3
+        assert len(results["protocol_results"]["heights"]) == 3

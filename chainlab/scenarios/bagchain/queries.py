@@ -1,13 +1,16 @@
-"""Transport-free answers to the validator's chain queries and the requester's task API; servicers wrap these."""
+"""BagChain's transport-free answers to chain queries (any full node) and the requester's task API.
+
+The gRPC adapter (chainlab/live/adapters/bagchain.py) decodes, calls these, and encodes; they raise neutral
+refusals that the one interceptor maps to status codes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chainlab.live.errors import invalid, not_found, precondition
 from chainlab.protocols.bagchain import FullNode, Requester
 from chainlab.protocols.bagchain.messages import DatasetKind, EnsembleBlock, KeyBlock, MiniBlock, Task
 from chainlab.protocols.bagchain.requester import TaskResult
+from chainlab.protocols.errors import invalid, not_found, not_ready
 
 HASH_BYTES = 32
 
@@ -84,7 +87,7 @@ def task_result(node: FullNode, task_id: bytes) -> Outcome:
             result = TaskResult(task_id, kb.height, kb.hash, winner.hash if winner else None, kb.metric_best)
             return Outcome(result, hashes)
     if task_id in node.tasks:
-        raise precondition("task_not_finished", task_id.hex())
+        raise not_ready("task_not_finished", task_id.hex())
     raise not_found("unknown_task", task_id.hex())
 
 
@@ -125,11 +128,11 @@ def finished_task(node: Requester, task_id: bytes) -> tuple[TaskResult, list[Min
     """A finished task's result and its winning ensemble's MiniBlocks, for predictions."""
     (state,) = task_states(node, task_id)
     if state.outcome is None:
-        raise precondition("task_not_finished", f"{task_id.hex()} is {state.state}")
+        raise not_ready("task_not_finished", f"{task_id.hex()} is {state.state}")
     result = state.outcome.result
     if result.winning_ensemble is None:
-        raise precondition("no_winning_ensemble", "no Ensemble Block qualified for this task")
+        raise not_ready("no_winning_ensemble", "no Ensemble Block qualified for this task")
     members = node.winning_models(result)
     if members is None:
-        raise precondition("ensemble_not_seen", "the winning Ensemble Block or its MiniBlocks have not arrived")
+        raise not_ready("ensemble_not_seen", "the winning Ensemble Block or its MiniBlocks have not arrived")
     return result, members

@@ -1,0 +1,32 @@
+"""BagChain's timers: typed values a node starts and gets back, never strings to parse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainlab.protocols.bagchain.messages import DatasetKind
+from chainlab.protocols.base import Timer
+
+
+@dataclass(frozen=True)
+class ExpireKeyBlock(Timer):
+    """Give up on a pending Key Block that still waits for what it needs."""
+
+    block_hash: bytes
+
+
+@dataclass(frozen=True)
+class CloseCollection(Timer):
+    """A miner stops waiting for model fetches before building its Ensemble Block for (height, task)."""
+
+    height: int
+    task_id: bytes
+
+
+@dataclass(frozen=True)
+class ReleaseDataset(Timer):
+    """The requester releases D_V (then D_E) of a task for a height."""
+
+    height: int
+    kind: DatasetKind
+    task_id: bytes

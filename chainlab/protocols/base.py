@@ -1,0 +1,130 @@
+"""The seam between a protocol core and its drivers: the node interface, wire codec, statuses and records.
+
+Drivers (sim, live), the CLI, metrics and results type against these and never import a protocol package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from chainlab.protocols.effects import Effect, JobResult
+
+RecordValue = str | int | float | bool | None
+"""What a record, and so a log line or a metric label, may carry."""
+
+
+class Timer:
+    """Base of every protocol's timers: each protocol subclasses it with frozen dataclasses.
+
+    A driver only stores a timer and hands it back; it never looks inside.
+    """
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """A neutral request for the dataset whose commitment (Hash(D)) is given, from a node that holds it."""
+
+    commitment: bytes
+
+
+@dataclass(frozen=True)
+class DataGrant:
+    """An answer to DataRequest: serve the dataset the driver holds for this node under this commitment."""
+
+    commitment: bytes
+
+
+Answer = bytes | DataGrant | None
+"""on_request's answer: content to serve, a grant to serve a held dataset, or None (refused or not held)."""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What any node says of itself: for progress bars, health, "is the run done" and tip agreement."""
+
+    role: str
+    height: int  # of the node's best chain
+    tip: bytes  # the hash of the best chain's head
+    forks: int = 0  # blocks this node accepted that are off its best chain
+    votes: bool = True  # whether its tip counts when drivers ask if the network agrees (a light client's does not)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A Record effect with when (round) and where (node index in the deployment) it happened."""
+
+    round: int
+    node: int
+    event: str
+    data: Mapping[str, RecordValue] = field(default_factory=dict)
+
+
+class ProtocolNode(Protocol):
+    """A sans-IO protocol node. Drivers feed it inputs one at a time and carry out the effects it returns.
+
+    Contract: every method returns at once, touches no clock, socket, file or thread, and is deterministic
+    given its inputs. Job IDs are chosen by the node and unique per node; the driver reports each job's result
+    once through on_result (never for a cancelled job). Timers come back through on_timer as the same object.
+    """
+
+    role: ClassVar[str]
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's ID (the hash of its public key)."""
+        ...
+
+    def start(self, now: int) -> list[Effect]:
+        """Begin taking part; the first effects."""
+        ...
+
+    def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
+        """A message decoded by the protocol's codec arrived from a peer."""
+        ...
+
+    def on_timer(self, timer: Timer, now: int) -> list[Effect]:
+        """A timer started with StartTimer fired."""
+        ...
+
+    def on_result(self, job: int, result: JobResult, now: int) -> list[Effect]:
+        """A job (Compute, Mine, Request, FetchData) finished."""
+        ...
+
+    def on_request(self, sender: bytes, request: object, now: int) -> Answer:
+        """A peer's point-to-point request (a protocol request or a DataRequest); changes no state."""
+        ...
+
+    def status(self) -> NodeStatus:
+        """Role, height, tip."""
+        ...
+
+
+class DecodeError(ValueError):
+    """Bytes from a peer that do not form a message or request of the protocol."""
+
+
+class WireCodec(Protocol):
+    """Messages and requests to bytes and back. decode_* raise DecodeError on anything malformed."""
+
+    def encode_message(self, message: object) -> bytes:
+        """Gossip bytes of a message."""
+        ...
+
+    def decode_message(self, data: bytes) -> object:
+        """A message from gossip bytes."""
+        ...
+
+    def encode_request(self, request: object) -> bytes:
+        """Bytes of a point-to-point request."""
+        ...
+
+    def decode_request(self, data: bytes) -> object:
+        """A request from bytes."""
+        ...
+
+
+def tips_agree(statuses: Sequence[NodeStatus]) -> bool:
+    """Whether every voting node reports the same tip."""
+    return len({s.tip for s in statuses if s.votes}) <= 1

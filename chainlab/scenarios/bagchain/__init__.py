@@ -1,0 +1,1 @@
+"""BagChain's spec: config, deployment, summary and queries. Reached only through the protocol registry."""

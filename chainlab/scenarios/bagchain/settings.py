@@ -1,0 +1,60 @@
+"""BagChain's own config keys (top level) and protocol parameters, validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainlab.learning.bagging import RULES
+from chainlab.learning.metrics import METRICS
+from chainlab.protocols.bagchain import BagChainParams
+from chainlab.protocols.spec import ModelSpec
+from chainlab.scenarios.experiment import Experiment
+
+CONFIG_KEYS = frozenset({"model", "aggregate", "metric", "metric_min", "tasks", "miners", "validators", "fee"})
+
+
+@dataclass(frozen=True)
+class BagChainSettings:
+    """The task a requester publishes, how many nodes of each role run, and the protocol's parameters."""
+
+    miners: int
+    validators: int
+    tasks: int
+    model: ModelSpec
+    aggregate: str
+    metric: str
+    metric_min: float
+    fee: int
+    params: BagChainParams
+
+    @classmethod
+    def of(cls, exp: Experiment) -> BagChainSettings:
+        """Read and check exp's BagChain keys; ValueError naming the bad one."""
+        model = exp.get("model", {"family": "decision_tree"})
+        if not isinstance(model, dict) or "family" not in model or set(model) - {"family", "params"}:
+            raise ValueError("model must be a mapping {family: ..., params: {...}}")
+        settings = cls(
+            miners=_count(exp, "miners", 10, least=1),
+            validators=_count(exp, "validators", 0, least=0),
+            tasks=_count(exp, "tasks", 3, least=1),
+            model=ModelSpec.of(str(model["family"]), model.get("params", {})),
+            aggregate=str(exp.get("aggregate", "majority")),
+            metric=str(exp.get("metric", "accuracy")),
+            metric_min=float(exp.get("metric_min", 0.5)),
+            fee=_count(exp, "fee", 100, least=0),
+            params=BagChainParams.from_mapping(exp.protocol_params),
+        )
+        if settings.aggregate not in RULES:
+            raise ValueError(f"aggregate must be one of {RULES}, got {settings.aggregate!r}")
+        if settings.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {settings.metric!r}")
+        if not 0.0 <= settings.metric_min < 1.0:
+            raise ValueError(f"metric_min must lie in [0, 1), got {settings.metric_min}")
+        return settings
+
+
+def _count(exp: Experiment, key: str, default: int, *, least: int) -> int:
+    value = exp.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
+    return value

@@ -1,0 +1,186 @@
+"""BagChain's ProtocolSpec: a config becomes data, identities, tasks, a genesis block and nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from chainlab.learning.datasets import Dataset
+from chainlab.learning.worker import Worker
+from chainlab.ledger import encoding
+from chainlab.ledger.identity import Identity
+from chainlab.protocols.bagchain import FullNode, Miner, Requester
+from chainlab.protocols.bagchain.messages import KeyBlock, Task, genesis
+from chainlab.protocols.bagchain.wire import CODEC
+from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, tips_agree
+from chainlab.scenarios.bagchain.settings import CONFIG_KEYS, BagChainSettings
+from chainlab.scenarios.bagchain.summary import ChainView, summarise, view_of
+from chainlab.scenarios.base import Deployment, MetricFamily, MetricUpdate, NodeSlot, ProtocolSpec
+from chainlab.scenarios.data import load_split
+from chainlab.scenarios.experiment import Experiment
+from chainlab.work.executor import learning_spec
+
+PUBLIC, VALIDATION, TEST = "public", "validation", "test"
+
+ENSEMBLE_ACCURACY = "chainlab_bagchain_ensemble_accuracy"
+MINIBLOCKS = "chainlab_bagchain_miniblocks_total"
+MINIBLOCK_WASTAGE = "chainlab_bagchain_miniblock_wastage"
+
+
+def identity_of(seed: int, role: str, index: int) -> Identity:
+    """A node's key pair, derived from the experiment seed so that every driver and service agrees on it.
+
+    Anyone who knows the seed knows the keys: fine for a testbed's honest nodes, not for real money."""
+    label = "requester" if role == "requester" else f"{role}:{index}"
+    return Identity.from_seed(f"{seed}:{label}".encode())
+
+
+def slot_name(role: str, index: int) -> str:
+    """miner-0, validator-1, requester."""
+    return "requester" if role == "requester" else f"{role}-{index}"
+
+
+def private_name(index: int) -> str:
+    """The data name of miner index's private data D_Mi."""
+    return f"private:{index}"
+
+
+class BagChainSpec(ProtocolSpec):
+    """Seed 000: miners, non-mining validators and one requester."""
+
+    name = "bagchain"
+    roles = ("miner", "validator", "requester")  # the requester publishes its tasks once: it starts last
+    config_keys = CONFIG_KEYS
+    codec = CODEC
+    live_adapter = "chainlab.live.adapters.bagchain"
+    metric_families = (
+        MetricFamily(ENSEMBLE_ACCURACY, "gauge", "Metric_best of the Key Block that finished a task", ("task",)),
+        MetricFamily(MINIBLOCKS, "counter", "MiniBlocks this miner created", ("task",)),
+        MetricFamily(
+            MINIBLOCK_WASTAGE, "gauge", "MiniBlocks of a finished task its winning ensemble left out", ("task",)
+        ),
+    )
+
+    summary_data = (PUBLIC, TEST)
+
+    def validate(self, exp: Experiment) -> None:
+        """Check BagChain's keys and parameters."""
+        BagChainSettings.of(exp)
+
+    def tasks(self, exp: Experiment, split_public: Dataset, validation: Dataset, test: Dataset) -> list[Task]:
+        """The requester's signed tasks over the split's commitments."""
+        settings = BagChainSettings.of(exp)
+        requester = identity_of(exp.seed, "requester", 0)
+        return [
+            Task(
+                train_commitment=split_public.commitment(),
+                validation_commitment=validation.commitment(),
+                test_commitment=test.commitment(),
+                train=settings.model,
+                aggregate=settings.aggregate,
+                metric=settings.metric,
+                metric_min=settings.metric_min,
+                fee=settings.fee,
+                requester_key=requester.public_key,
+                sequence=k,
+            ).signed_by(requester)
+            for k in range(settings.tasks)
+        ]
+
+    def build(self, exp: Experiment) -> Deployment:
+        """Vertices in order: miners, the requester, validators."""
+        settings = BagChainSettings.of(exp)
+        split = load_split(exp, settings.miners)
+        tasks = self.tasks(exp, split.public, split.validation, split.test)
+        payload = {
+            "genesis": encoding.encode(genesis(tuple(t.task_id for t in tasks[: settings.params.queue_length]))).hex(),
+            "tasks": ",".join(t.encode().hex() for t in tasks),
+        }
+        roles = [("miner", i) for i in range(settings.miners)] + [("requester", 0)]
+        roles += [("validator", i) for i in range(settings.validators)]
+        slots = [NodeSlot(slot_name(r, i), r, i, identity_of(exp.seed, r, i).node_id) for r, i in roles]
+        data = {PUBLIC: split.public, VALIDATION: split.validation, TEST: split.test}
+        data |= {private_name(i): d for i, d in enumerate(split.private)}
+        holdings: dict[str, tuple[str, ...]] = {}
+        for slot in slots:
+            # D_T is public from the start; D_V and D_E stay with the requester until it releases them.
+            held = {"miner": (PUBLIC,), "requester": (PUBLIC, VALIDATION, TEST), "validator": ()}
+            holdings[slot.name] = held[slot.role]
+        private = {s.name: private_name(s.index) for s in slots if s.role == "miner"}
+        nodes = [self.node(exp, payload, slot) for slot in slots]
+        return Deployment(slots, nodes, data, holdings, private, payload)
+
+    def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
+        """A miner, validator or requester from the plan's genesis and tasks."""
+        settings = BagChainSettings.of(exp)
+        identity = identity_of(exp.seed, slot.role, slot.index)
+        if identity.node_id != slot.node_id:
+            raise ValueError(f"{slot.name}: node ID does not match its key")
+        gen: KeyBlock = encoding.decode(KeyBlock, bytes.fromhex(payload["genesis"]))
+        if slot.role == "miner":
+            return Miner(identity, settings.params, gen, seed=exp.seed)
+        if slot.role == "validator":
+            return FullNode(identity, settings.params, gen, seed=exp.seed)
+        if slot.role == "requester":
+            tasks = [encoding.decode(Task, bytes.fromhex(t)) for t in payload["tasks"].split(",") if t]
+            return Requester(identity, settings.params, gen, tasks)
+        raise ValueError(f"unknown BagChain role {slot.role!r} (known: {', '.join(self.roles)})")
+
+    def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
+        """Fit the model family once on held data: its first import takes seconds, paid before joining."""
+        if held:
+            worker.fit_plain(learning_spec(BagChainSettings.of(exp).model), held[0], 0)
+
+    def progress_total(self, exp: Experiment) -> int:
+        """One height per task."""
+        return BagChainSettings.of(exp).tasks
+
+    def finished(self, exp: Experiment, statuses: Sequence[NodeStatus]) -> bool:
+        """Every task has its Key Block on the best chain and the full nodes agree on the tip."""
+        voting = [s for s in statuses if s.votes]
+        return bool(voting) and max(s.height for s in voting) >= self.progress_total(exp) and tips_agree(voting)
+
+    def observer(self, slots: Sequence[NodeSlot]) -> NodeSlot:
+        """The first validator, else the first miner: a full node that checked every block."""
+        for role in ("validator", "miner"):
+            for slot in slots:
+                if slot.role == role:
+                    return slot
+        raise ValueError("a BagChain network needs a miner")
+
+    def sim_view(self, node: ProtocolNode) -> ChainView:
+        """The observer's chain, read from its state."""
+        if not isinstance(node, FullNode):
+            raise TypeError(f"the observer must be a full node, got {type(node).__name__}")
+        return view_of(node)
+
+    def summarise(
+        self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker
+    ) -> dict[str, object]:
+        """Heights, ensemble/base/public/best-possible accuracy, wastage, Key Block intervals, balances."""
+        if not isinstance(view, ChainView):
+            raise TypeError(f"expected a BagChain ChainView, got {type(view).__name__}")
+        return summarise(exp, view, data, worker)
+
+    def metric_updates(self, obs: Observation) -> Sequence[MetricUpdate]:
+        """Ensemble accuracy and wastage when a task finishes on the best chain; MiniBlocks as they are made."""
+        task = str(obs.data.get("task", ""))
+        if obs.event == "tip":
+            wasted = _int(obs.data.get("miniblocks_seen")) - _int(obs.data.get("miniblocks_used"))
+            return (
+                MetricUpdate(ENSEMBLE_ACCURACY, float(_number(obs.data.get("metric_best"))), (task,)),
+                MetricUpdate(MINIBLOCK_WASTAGE, float(max(wasted, 0)), (task,)),
+            )
+        if obs.event == "miniblock_created":
+            return (MetricUpdate(MINIBLOCKS, 1.0, (task,)),)
+        return ()
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int) else 0
+
+
+SPEC = BagChainSpec()

@@ -1,0 +1,127 @@
+"""The protocol spec: everything protocol-specific that drivers, the launcher, the CLI, metrics and results need.
+
+A protocol registers one ProtocolSpec (see registry.py). Nothing outside the protocol's own packages (its core
+under chainlab/protocols/<name>, its spec under chainlab/scenarios/<name>, its gRPC adapter under
+chainlab/live/adapters/<name>.py) may name it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from chainlab.learning.datasets import Dataset
+from chainlab.learning.worker import Worker
+from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, WireCodec
+
+if TYPE_CHECKING:
+    from chainlab.scenarios.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class NodeSlot:
+    """A node's place in a deployment: its name (miner-0), role, index within the role, and ID."""
+
+    name: str
+    role: str
+    index: int
+    node_id: bytes
+
+
+@dataclass
+class Deployment:
+    """A built network. Slot i is vertex i of the network graph in both drivers.
+
+    data names every dataset; holdings says which of them each node holds from the start (by slot name), and
+    private which one is its private data D_Mi. payload is what every service process needs besides the config to
+    rebuild its node (BagChain: genesis and signed tasks); it travels in the network plan.
+    """
+
+    slots: list[NodeSlot]
+    nodes: list[ProtocolNode]
+    data: dict[str, Dataset]
+    holdings: dict[str, tuple[str, ...]]
+    private: dict[str, str]
+    payload: dict[str, str] = field(default_factory=dict)
+
+    def slot(self, name: str) -> NodeSlot:
+        """The slot called name."""
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        raise ValueError(f"no node {name!r} (known: {', '.join(s.name for s in self.slots)})")
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """A protocol's own Prometheus metric, declared as data (the live observer creates it)."""
+
+    name: str  # chainlab_<protocol>_...
+    kind: Literal["counter", "gauge", "histogram"]
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricUpdate:
+    """One change to a declared metric: inc (counter), set (gauge) or observe (histogram)."""
+
+    name: str
+    value: float
+    labels: tuple[str, ...] = ()
+
+
+class ProtocolSpec(ABC):
+    """One protocol's plug: config keys, roles, codec, how nodes are built, when a run is done, its summary."""
+
+    name: ClassVar[str]
+    roles: ClassVar[tuple[str, ...]]  # the start order of live services: who must listen before whom
+    config_keys: ClassVar[frozenset[str]]  # the protocol's own top-level config keys
+    codec: ClassVar[WireCodec]
+    live_adapter: ClassVar[str | None] = None  # module with register() and read_view(): see chainlab.live.adapters
+    metric_families: ClassVar[tuple[MetricFamily, ...]] = ()
+    summary_data: ClassVar[tuple[str, ...]] = ()  # the named datasets summarise() reads (live: from storage)
+
+    @abstractmethod
+    def validate(self, exp: Experiment) -> None:
+        """Check the protocol's keys and parameters; ValueError naming what is wrong."""
+
+    @abstractmethod
+    def build(self, exp: Experiment) -> Deployment:
+        """Data, identities and nodes of the whole network (deterministic in exp.seed)."""
+
+    @abstractmethod
+    def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
+        """One node rebuilt in a service process from the plan's payload; it must equal build()'s."""
+
+    @abstractmethod
+    def progress_total(self, exp: Experiment) -> int:
+        """The height at which the run is done (progress bars count towards it)."""
+
+    @abstractmethod
+    def finished(self, exp: Experiment, statuses: Sequence[NodeStatus]) -> bool:
+        """Whether the live or simulated network has done what the experiment asked."""
+
+    @abstractmethod
+    def observer(self, slots: Sequence[NodeSlot]) -> NodeSlot:
+        """The full node whose view of the chain the results are read from (the same node in sim and live)."""
+
+    @abstractmethod
+    def sim_view(self, node: ProtocolNode) -> object:
+        """The summary's input read straight from the observer node's state (simulation)."""
+
+    @abstractmethod
+    def summarise(
+        self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker
+    ) -> dict[str, object]:
+        """protocol_results: the protocol's figures, from a view (sim_view, or the live adapter's) and named data."""
+
+    def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
+        """Pay one-off costs (importing model code) before a live node joins the network; nothing by default."""
+        return None
+
+    def metric_updates(self, obs: Observation) -> Sequence[MetricUpdate]:
+        """The protocol's metric changes for one record (pure); none by default."""
+        return ()

@@ -1,0 +1,68 @@
+"""One results schema for both drivers: the generic figures around the protocol's own protocol_results."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chainlab.protocols.base import NodeStatus, Observation, tips_agree
+from chainlab.protocols.effects import RECORD_INTERNAL_ERROR, RECORD_REJECTED
+from chainlab.scenarios.experiment import Experiment
+
+SCHEMA = 2
+Results = dict[str, Any]  # JSON-ready: what results.json holds
+
+
+def rejections_by_node(records: Sequence[Observation], names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """{node name: {"Kind:reason": count}} from records (node indices name deployment slots)."""
+    counts: dict[str, Counter[str]] = {}
+    for r in records:
+        if r.event == RECORD_REJECTED:
+            counts.setdefault(names[r.node], Counter())[f"{r.data.get('kind')}:{r.data.get('reason')}"] += 1
+    return {name: dict(sorted(c.items())) for name, c in sorted(counts.items())}
+
+
+def internal_errors_by_node(records: Sequence[Observation], names: Sequence[str]) -> dict[str, int]:
+    """{node name: internal errors it recorded} (failures inside a node's own process, never a peer's fault)."""
+    counts: Counter[str] = Counter(names[r.node] for r in records if r.event == RECORD_INTERNAL_ERROR)
+    return dict(sorted(counts.items()))
+
+
+def assemble(
+    exp: Experiment,
+    *,
+    driver: str,
+    statuses: Mapping[str, NodeStatus],
+    observer: str,
+    rejections: Mapping[str, Mapping[str, int]],
+    internal_errors: Mapping[str, int],
+    protocol_results: Mapping[str, object],
+    truncated: bool,
+    rounds: int,
+    wall_seconds: float,
+    ml_seconds: float,
+) -> Results:
+    """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's."""
+    total: Counter[str] = Counter()
+    for per_node in rejections.values():
+        total.update(per_node)
+    watched = statuses.get(observer)
+    return {
+        "schema": SCHEMA,
+        "protocol": exp.protocol_name,
+        "driver": driver,
+        "config": dict(exp.raw),
+        "seed": exp.seed,
+        "rounds": rounds,
+        "wall_seconds": wall_seconds,
+        "ml_seconds": ml_seconds,
+        "truncated": truncated,
+        "tips_agree": tips_agree(list(statuses.values())),
+        "forks": watched.forks if watched is not None else 0,
+        "observer": observer,
+        "rejections": dict(sorted(total.items())),
+        "rejections_by_node": {name: dict(c) for name, c in sorted(rejections.items()) if c},
+        "internal_errors": {name: n for name, n in sorted(internal_errors.items()) if n},
+        "protocol_results": dict(protocol_results),
+    }

@@ -1,0 +1,47 @@
+"""The `work:` section of a config: what ML work and mining cost in rounds, shared by both drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from chainlab.protocols.effects import EvaluateEnsemble, TrainModel, WorkOp
+
+
+@dataclass(frozen=True)
+class WorkConfig:
+    """How work maps to rounds (section VII-A counts time in rounds). Live uses hash_trials_per_round only:
+    there training and evaluation take the time they take."""
+
+    train_rounds: int = 10
+    hash_trials_per_round: int = 1  # q
+    # Section II-D assumes Fetch completes within an acceptable delay: it takes this many rounds whenever
+    # the network can route it (a partition or a dead link still makes it fail).
+    fetch_rounds: int = 1
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"work.{f.name} must be an integer, got {value!r}")
+        if self.train_rounds < 0 or self.fetch_rounds < 0:
+            raise ValueError("work.train_rounds and work.fetch_rounds must be >= 0")
+        if self.hash_trials_per_round < 1:
+            raise ValueError(f"work.hash_trials_per_round must be >= 1, got {self.hash_trials_per_round}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> WorkConfig:
+        """Build from config, naming unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ValueError(f"unknown work parameter(s): {', '.join(unknown)}; known: {sorted(known)}")
+        return cls(**{str(k): v for k, v in data.items()})  # type: ignore[arg-type]
+
+    def rounds(self, op: WorkOp) -> int:
+        """Simulated rounds an operation takes: training costs train_rounds, evaluation is instant."""
+        match op:
+            case TrainModel():
+                return self.train_rounds
+            case EvaluateEnsemble():
+                return 0

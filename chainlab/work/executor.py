@@ -1,0 +1,60 @@
+"""Carries out a Compute effect's ML operation with the learning worker; both drivers use this."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import assert_never
+
+from chainlab.learning.codec import ModelCodecError
+from chainlab.learning.datasets import Dataset
+from chainlab.learning.worker import ModelSpec as LearningSpec
+from chainlab.learning.worker import Worker
+from chainlab.protocols.effects import EvaluateEnsemble, EvaluationFailed, TrainModel, WorkOp
+from chainlab.protocols.spec import ModelSpec
+
+
+class MissingData(LookupError):
+    """An operation names a dataset this node does not hold: the driver's problem, never a peer's."""
+
+
+def learning_spec(spec: ModelSpec) -> LearningSpec:
+    """The learning layer's view of Train(.; f)."""
+    return LearningSpec.from_mapping(spec.family, spec.params)
+
+
+def training_data(op: TrainModel, datasets: Mapping[bytes, Dataset], private: Dataset | None) -> Dataset:
+    """D_Ti = D_T U D_Mi (Algorithm 1.1, line 4): the named datasets, then the private data if asked."""
+    parts = [_held(datasets, c) for c in op.datasets]
+    if op.with_private and private is not None:
+        parts.append(private)
+    if not parts:
+        raise MissingData("a training operation named no data")
+    return parts[0] if len(parts) == 1 else Dataset.concat(parts)
+
+
+def execute(
+    worker: Worker, op: WorkOp, datasets: Mapping[bytes, Dataset], train_data: Dataset | None = None
+) -> bytes | float | EvaluationFailed:
+    """Run op. Models that fail to decode or run are the peer's fault (EvaluationFailed); anything else raises.
+
+    train_data, if given, is the already assembled training set (drivers cache it per node).
+    """
+    match op:
+        case TrainModel():
+            data = train_data if train_data is not None else training_data(op, datasets, None)
+            return worker.train(learning_spec(op.spec), data, op.seed)
+        case EvaluateEnsemble():
+            dataset = _held(datasets, op.dataset)
+            try:
+                return worker.ensemble_metric(op.models, learning_spec(op.spec), dataset, op.aggregate, op.metric)
+            except ModelCodecError as exc:
+                return EvaluationFailed(str(exc))
+        case _:
+            assert_never(op)
+
+
+def _held(datasets: Mapping[bytes, Dataset], commitment: bytes) -> Dataset:
+    dataset = datasets.get(commitment)
+    if dataset is None:
+        raise MissingData(f"dataset {commitment.hex()[:16]} is not held by this node")
+    return dataset
