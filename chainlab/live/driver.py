@@ -153,7 +153,7 @@ class LiveNode:
         loop = asyncio.get_running_loop()
         for effect in effects:
             if isinstance(effect, Broadcast):
-                self.transport.broadcast(self.node.node_id, to_wire(effect.message))
+                self.transport.broadcast(self.node.node_id, to_wire(effect.message), effect.size_mb)
             elif isinstance(effect, StartTimer):
                 seconds = effect.after * self.clock.round_seconds
                 loop.call_later(seconds, self._inbox.put_nowait, ("timer", effect.timer))

@@ -15,8 +15,8 @@ Serve = Callable[[str, bytes], Awaitable[bytes | None]]  # (request kind, payloa
 class Transport(Protocol):
     """Gossip out, and point-to-point requests (Fetch) whose answers are content addresses."""
 
-    def broadcast(self, sender: bytes, payload: bytes) -> None:
-        """Flood payload to every other node; returns at once."""
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
+        """Flood payload to every other node, its hops charged on the declared size_mb; returns at once."""
 
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Ask `peer`; None if it is unknown, unreachable or refuses."""
@@ -46,8 +46,8 @@ class InMemoryTransport:
         self._deliver[node_id] = deliver
         self._serve[node_id] = serve
 
-    def broadcast(self, sender: bytes, payload: bytes) -> None:
-        """Deliver payload to every other node after the delay."""
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
+        """Deliver payload to every other node after the delay, whatever size_mb (the full network's rule)."""
         loop = asyncio.get_running_loop()
         for node_id, deliver in self._deliver.items():
             if node_id != sender:

@@ -14,7 +14,8 @@ from chainlab import mlwork
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger.pow import search_nonce
-from chainlab.protocols.bagchain.messages import nonce_suffix
+from chainlab.network.links import message_id
+from chainlab.protocols.bagchain.messages import nonce_suffix, to_wire
 from chainlab.protocols.effects import (
     Broadcast,
     CancelJob,
@@ -113,7 +114,9 @@ class Simulation:
         for effect in effects:
             if isinstance(effect, Broadcast):
                 sender = self.nodes[i].node_id
-                for dst, at in self.network.broadcast(i, effect.size_mb, self.now, self.rng).items():
+                # Keyed like the sidecar's: the same message draws the same hop times in sim and live.
+                wire_id = message_id(sender, to_wire(effect.message))
+                for dst, at in self.network.broadcast(i, effect.size_mb, self.now, wire_id).items():
                     self._push(at, "deliver", dst, (sender, effect.message))
             elif isinstance(effect, StartTimer):
                 self._push(self.now + effect.after, "timer", i, effect.timer)
@@ -153,7 +156,8 @@ class Simulation:
 
     def _fetch(self, i: int, effect: FetchModel | FetchDataset) -> None:
         dst = self._index.get(effect.peer)
-        reachable = dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, self.rng) is not None
+        fetch_id = message_id(self.nodes[i].node_id, b"fetch:%d" % effect.job)
+        reachable = dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, fetch_id) is not None
         if dst is None or not reachable:
             self._push(self.now + self.work.fetch_rounds, "result", i, (effect.job, None))
             return

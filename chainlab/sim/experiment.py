@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from chainlab.learning.worker import Worker
+from chainlab.network.config import NetworkConfig
 from chainlab.scenario import Experiment, build, load_experiment, summarise
 from chainlab.sim.engine import Simulation, WorkModel
-from chainlab.sim.network import NetworkConfig, build_network
+from chainlab.sim.network import build_network
 
 __all__ = ["Experiment", "checked", "load_experiment", "run", "simulation_for"]
 
@@ -28,7 +29,7 @@ def simulation_for(exp: Experiment, worker: Worker) -> tuple[Any, Simulation]:
     net = build(exp)
     simulation = Simulation(
         nodes=net.nodes,
-        network=build_network(NetworkConfig.from_mapping(exp.get("network", {})), len(net.nodes)),
+        network=build_network(NetworkConfig.from_mapping(exp.get("network", {})), len(net.nodes), exp.seed),
         worker=worker,
         datasets=net.datasets,
         private=net.private,
