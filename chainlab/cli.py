@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     link = action.add_parser("set-link", help="change the link between two nodes, both directions")
     link.add_argument("a")
     link.add_argument("b")
-    link.add_argument("--latency-rounds", type=float, default=1.0)
+    link.add_argument("--latency-rounds", type=int, default=1, help="whole rounds added to every hop")
     link.add_argument("--bandwidth", type=float, default=0.0, help="MB per round; 0 is unlimited")
     link.add_argument("--loss", type=float, default=0.0)
     link.add_argument("--down", action="store_true", help="switch the link off")

@@ -19,12 +19,18 @@ def _id(plan: NetworkPlan, name: str) -> bytes:
 
 
 async def set_link(
-    plan: NetworkPlan, a: str, b: str, *, latency_rounds: float, bandwidth_mb_per_round: float, loss: float, up: bool
+    plan: NetworkPlan, a: str, b: str, *, latency_rounds: int, bandwidth_mb_per_round: float, loss: float, up: bool
 ) -> None:
     """Change the link between two nodes in both directions (each sidecar shapes what it sends)."""
-    settings = {"latency_rounds": latency_rounds, "bandwidth_mb_per_round": bandwidth_mb_per_round, "loss": loss}
     for here, there in ((a, b), (b, a)):
-        await control.set_link(plan.node(here).sidecar, _id(plan, there), **settings, up=up)
+        await control.set_link(
+            plan.node(here).sidecar,
+            _id(plan, there),
+            latency_rounds=latency_rounds,
+            bandwidth_mb_per_round=bandwidth_mb_per_round,
+            loss=loss,
+            up=up,
+        )
 
 
 async def partition(plan: NetworkPlan, groups: Sequence[Sequence[str]]) -> dict[str, int]:
@@ -41,10 +47,11 @@ async def heal(plan: NetworkPlan) -> dict[str, int]:
 
 
 async def stats_table(plan: NetworkPlan) -> Table:
-    """Per-link counters of every sidecar, one row per directed link."""
+    """Per-link counters of every sidecar, one row per directed link, with the last hop delay it applied."""
     names = _names(plan)
     table = Table(title="netem links", padding=(0, 1))
-    for column in ("from", "to", "up", "latency", "MB/round", "loss", "sent", "dropped", "received", "dups"):
+    columns = ("from", "to", "up", "latency", "MB/round", "loss", "sent", "dropped", "received", "dups", "last hop")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("from", "to") else "right")
     for entry in plan.nodes:
         reply = await control.stats(entry.sidecar)
@@ -61,5 +68,6 @@ async def stats_table(plan: NetworkPlan) -> Table:
                 str(link.messages_dropped),
                 str(link.messages_received),
                 str(link.duplicates_received),
+                f"{link.last_hop_rounds} rounds" if link.messages_sent else "-",
             )
     return table

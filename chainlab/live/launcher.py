@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from chainlab.live.processes import ProcessGroup, free_ports
 from chainlab.live.rounds import ROUND_SECONDS_ENV
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
+from chainlab.network.config import NetworkConfig
 from chainlab.proto.v1 import node_pb2, node_pb2_grpc
 from chainlab.protocols.base import NodeStatus
 from chainlab.scenarios import registry
@@ -70,26 +71,28 @@ def node_entries(slots: list[NodeSlot]) -> list[NodeEntry]:
     return entries
 
 
-def build_topology(choice: str, exp: Experiment, entries: list[NodeEntry]) -> topo.Topology:
-    """The sidecars' topology: the experiment's network section, a generator, or a file that names nodes."""
-    nodes = {bytes.fromhex(e.node_id): e.sidecar for e in entries}
-    network = dict(exp.get("network", {}))
+def build_topology(choice: str, exp: Experiment, entries: Sequence[NodeEntry], order: Sequence[bytes]) -> topo.Topology:
+    """The sidecars' topology: the experiment's network section, a generator, or a file that names nodes.
+
+    order is the node IDs in the simulator's vertex order (the scenario's `nodes`), so that vertex i is the
+    same node, with the same role, in both drivers whatever the entries' (start) order.
+    """
+    sidecars = {bytes.fromhex(e.node_id): e.sidecar for e in entries}
+    if sorted(order) != sorted(sidecars):
+        raise ValueError("the vertex order must list every node of the network exactly once")
+    nodes = [(node, sidecars[node]) for node in order]
+    # Validated whatever the choice: a typo in the network section fails here, not silently.
+    config = NetworkConfig.from_mapping(exp.get("network", {}))
     if choice == "config":
-        kind = str(network.get("kind", "full"))
-        choice = f"erdos_renyi:{network.get('avg_degree', 3.0)}" if kind == "erdos_renyi" else "full"
-        latency = float(network.get("delay_rounds", 1)) + float(network.get("hop_delay_rounds", 0))
-        spec = topo.LinkSpec(latency, float(network.get("bandwidth_mb", 0.0)) if kind != "full" else 0.0)
-    else:
-        spec = topo.LinkSpec()
+        return topo.topology_for(config, nodes, exp.seed)
     if choice == "full":
-        return topo.full(nodes, spec)
+        return topo.full(dict(nodes))
     if choice.startswith("erdos_renyi:"):
-        seed = int(network.get("topology_seed", exp.seed))
-        return topo.erdos_renyi(nodes, float(choice.split(":", 1)[1]), seed, spec)
-    return _topology_file(Path(choice), entries)
+        return topo.erdos_renyi(dict(nodes), float(choice.split(":", 1)[1]), config.graph_seed(exp.seed))
+    return _topology_file(Path(choice), entries, nodes)
 
 
-def _topology_file(path: Path, entries: list[NodeEntry]) -> topo.Topology:
+def _topology_file(path: Path, entries: Sequence[NodeEntry], nodes: Sequence[tuple[bytes, str]]) -> topo.Topology:
     """A topology file whose nodes are the network's names (miner-0, validator-0, requester), not IDs."""
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
@@ -107,7 +110,7 @@ def _topology_file(path: Path, entries: list[NodeEntry]) -> topo.Topology:
             links.append([node(x) for x in link])
         else:
             links.append({**link, "a": node(link.get("a")), "b": node(link.get("b"))})
-    mapping = {**data, "nodes": {e.node_id: e.sidecar for e in entries}}
+    mapping = {**data, "nodes": {node_id.hex(): address for node_id, address in nodes}}
     if "links" in data:
         mapping["links"] = links
     return topo.Topology.from_mapping(mapping)
@@ -170,7 +173,7 @@ class LiveNetwork:
         await self._healthy("storage", storage)
         data = await self._upload(deployment.data, storage)
         entries = node_entries(deployment.slots)
-        topology = build_topology(self.options.topology, exp, entries)
+        topology = build_topology(self.options.topology, exp, entries, [slot.node_id for slot in deployment.slots])
         topo.dump_topology(topology, out / "topology.yaml")
         plan = NetworkPlan(
             experiment=dict(exp.raw),

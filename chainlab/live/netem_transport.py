@@ -27,14 +27,15 @@ class SidecarTransport:
         self._pending: set[asyncio.Task[None]] = set()
 
     def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
-        """Hand payload to the sidecar, which floods it; returns at once."""
-        task = asyncio.get_running_loop().create_task(self._broadcast(payload))
+        """Hand payload to the sidecar, which floods it charging the declared size_mb per hop; returns at once."""
+        task = asyncio.get_running_loop().create_task(self._broadcast(payload, size_mb))
         self._pending.add(task)  # keep a reference until done, or the task may be collected mid-flight
         task.add_done_callback(self._pending.discard)
 
-    async def _broadcast(self, payload: bytes) -> None:
+    async def _broadcast(self, payload: bytes, size_mb: float) -> None:
+        request = netem_pb2.BroadcastRequest(payload=payload, size_mb=size_mb)
         try:
-            await self._stub.Broadcast(netem_pb2.BroadcastRequest(payload=payload), timeout=self.timeout)
+            await self._stub.Broadcast(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             metrics.GOSSIP_MESSAGES.labels("failed").inc()
             log.warning("broadcast failed", extra={"code": exc.code().name, "details": exc.details()})

@@ -16,7 +16,7 @@ class Transport(Protocol):
     """Gossip out, and point-to-point requests (Fetch) whose answers are content addresses."""
 
     def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
-        """Flood payload to every other node, charged as its declared size_mb; returns at once."""
+        """Flood payload to every other node, its hops charged on the declared size_mb; returns at once."""
 
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Ask `peer`; None if it is unknown, unreachable or refuses."""
@@ -47,7 +47,7 @@ class InMemoryTransport:
         self._serve[node_id] = serve
 
     def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
-        """Deliver payload to every other node after the delay (a fully connected network: size is not charged)."""
+        """Deliver payload to every other node after the delay, whatever size_mb (the full network's rule)."""
         loop = asyncio.get_running_loop()
         for node_id, deliver in self._deliver.items():
             if node_id != sender:

@@ -1,1 +1,1 @@
-"""Network semantics shared by both drivers: graphs, the network config, and the one hop rule."""
+"""One network for both drivers: the graphs, the network config and the per-hop rule that sim and live share."""

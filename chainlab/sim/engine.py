@@ -10,8 +10,8 @@ from typing import assert_never
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
-from chainlab.ledger.hashing import sha256
 from chainlab.ledger.pow import fixed64_suffix, search_nonce
+from chainlab.network.links import message_id
 from chainlab.protocols.base import DataGrant, DataRequest, Observation, ProtocolNode, Timer, WireCodec
 from chainlab.protocols.effects import (
     Broadcast,
@@ -117,8 +117,9 @@ class Simulation:
             match effect:
                 case Broadcast(message, size_mb):
                     sender = self.nodes[i].node_id
-                    message_id = sha256(self.codec.encode_message(message))
-                    for dst, at in self.network.broadcast(i, size_mb, self.now, message_id).items():
+                    # Keyed like the sidecar's: the same message draws the same hop times in sim and live.
+                    wire_id = message_id(sender, self.codec.encode_message(message))
+                    for dst, at in self.network.broadcast(i, size_mb, self.now, wire_id).items():
                         self._push(at, dst, _Deliver(sender, message))
                 case StartTimer(timer, after):
                     self._push(self.now + after, i, timer)
@@ -161,9 +162,7 @@ class Simulation:
     def _fetch(self, i: int, effect: Request | FetchData) -> None:
         """Point to point, fetch_rounds each way when the network can route it (section II-D)."""
         dst = self._index.get(effect.peer)
-        request_id = sha256(
-            self.nodes[i].node_id, effect.peer, self.now.to_bytes(8, "big"), effect.job.to_bytes(8, "big")
-        )
+        request_id = message_id(self.nodes[i].node_id, b"fetch:%d" % effect.job)
         reachable = dst is not None and dst != i and self.network.unicast(i, dst, 0.0, self.now, request_id) is not None
         if dst is None or not reachable:
             failed: JobResult = None if isinstance(effect, Request) else False

@@ -24,7 +24,7 @@ def simulation_for(exp: Experiment, worker: Worker) -> tuple[ProtocolSpec, Deplo
     simulation = Simulation(
         nodes=deployment.nodes,
         codec=spec.codec,
-        network=build_network(exp.network, len(deployment.nodes)),
+        network=build_network(exp.network, len(deployment.nodes), exp.seed),
         worker=worker,
         datasets={d.commitment(): d for d in deployment.data.values()},
         private={index[name]: deployment.data[data] for name, data in deployment.private.items()},

@@ -39,7 +39,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--round-seconds", type=float, default=None, help=f"seconds per round (default: ${ROUND_SECONDS_ENV})"
     )
-    p.add_argument("--seed", type=int, default=int(env("CHAINLAB_SEED", "0")), help="seed of the loss draws")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=int(env("CHAINLAB_SEED", "0")),
+        help="network seed of the bandwidth and loss draws: the experiment's seed, as the simulator uses",
+    )
     p.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT, help="bound on every outgoing call (s)")
     p.add_argument("--dedup-capacity", type=int, default=DEFAULT_DEDUP_CAPACITY, help="message IDs remembered")
     return p

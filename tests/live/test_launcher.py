@@ -14,9 +14,11 @@ from rich.console import Console
 
 from chainlab.live.launcher import STATE_FILE, UpFailed, UpOptions, build_topology, node_entries, up
 from chainlab.live.plan import NetworkPlan
+from chainlab.network.config import NetworkConfig
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment
 from chainlab.sim.experiment import run as simulate
+from chainlab.sim.network import build_network
 from chainlab.sim.report import figures
 
 SMALL: dict[str, Any] = {
@@ -129,16 +131,29 @@ def test_a_run_that_times_out_still_writes_partial_results_marked_truncated(tmp_
 
 def test_the_topology_follows_the_experiment_or_a_named_file(tmp_path: Path) -> None:
     exp = Experiment.from_mapping(SMALL)
-    entries = node_entries(registry.get("bagchain").build(exp).slots)
-    full = build_topology("config", exp, entries)
+    deployment = registry.get("bagchain").build(exp)
+    entries = node_entries(deployment.slots)
+    order = [slot.node_id for slot in deployment.slots]
+    full = build_topology("config", exp, entries, order)
     assert len(full.links) == len(entries) * (len(entries) - 1) // 2
-    assert {spec.latency_rounds for spec in full.links.values()} == {1.0}
+    assert {spec.latency_rounds for spec in full.links.values()} == {1}
+    # Vertex i is the simulator's node i (miners, requester, validators), whatever the entries' start order.
+    assert full.vertices == tuple(order)
+    mesh_exp = exp.with_value("network", {"kind": "erdos_renyi", "avg_degree": 2.0, "bandwidth_mb": 0.5})
+    mesh = build_topology("config", mesh_exp, entries, order)
+    simulated = build_network(NetworkConfig.from_mapping(mesh_exp.get("network")), len(order), exp.seed)
+    assert mesh.vertex_edges() == list(simulated.links)
     line = tmp_path / "line.yaml"
     line.write_text("links:\n  - [miner-0, miner-1]\n  - {a: miner-1, b: miner-2, bandwidth_mb_per_round: 4}\n"
                     "  - [miner-2, validator-0]\n  - [validator-0, requester]\n")  # fmt: skip
-    chain = build_topology(str(line), exp, entries)
+    chain = build_topology(str(line), exp, entries, order)
     assert len(chain.links) == 4
     assert sorted(s.bandwidth_mb_per_round for s in chain.links.values()) == [0.0, 0.0, 0.0, 4.0]
+    assert chain.vertices == tuple(order)
     line.write_text("links:\n  - [miner-0, miner-9]\n")
     with pytest.raises(ValueError, match="unknown node 'miner-9'"):
-        build_topology(str(line), exp, entries)
+        build_topology(str(line), exp, entries, order)
+    with pytest.raises(ValueError, match="bandwith"):
+        build_topology("config", exp.with_value("network", {"bandwith": 1}), entries, order)
+    with pytest.raises(ValueError, match="exactly once"):
+        build_topology("config", exp, entries, order[1:])

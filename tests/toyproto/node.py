@@ -54,9 +54,7 @@ class Block:
         """Parse a block; DecodeError unless exactly BLOCK_BYTES long."""
         if len(data) != BLOCK_BYTES:
             raise DecodeError(f"a toy block is {BLOCK_BYTES} bytes, got {len(data)}")
-        return cls(
-            int.from_bytes(data[:8], "big"), data[8:40], data[40:72], int.from_bytes(data[72:], "little")
-        )
+        return cls(int.from_bytes(data[:8], "big"), data[8:40], data[40:72], int.from_bytes(data[72:], "little"))
 
 
 class ToyCodec:

@@ -63,7 +63,9 @@ class ToySpec(ProtocolSpec):
         """The observer's status."""
         return node.status()
 
-    def summarise(self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker) -> dict[str, object]:
+    def summarise(
+        self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker
+    ) -> dict[str, object]:
         """The observer's chain length and tip."""
         if not isinstance(view, NodeStatus):
             raise TypeError(f"expected a NodeStatus, got {type(view).__name__}")

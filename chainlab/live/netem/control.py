@@ -19,7 +19,7 @@ async def set_link(
     address: str,
     peer: bytes,
     *,
-    latency_rounds: float = 1.0,
+    latency_rounds: float = 1,  # whole rounds; the sidecar refuses a fraction (INVALID_ARGUMENT bad_latency)
     bandwidth_mb_per_round: float = 0.0,
     loss: float = 0.0,
     up: bool = True,

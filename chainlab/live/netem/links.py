@@ -1,51 +1,35 @@
-"""The sidecar's pure logic: link delays, seeded loss, partitions, de-duplication, counters and Fetch routes.
+"""The sidecar's pure logic: hop delays, partitions, de-duplication, counters and Fetch routes.
 
-No I/O and no clock: the sidecar asks this module what to do and when, then does it.
+No I/O and no clock: the sidecar asks this module what to do and when, then does it. A gossip hop's delay
+and loss come from chainlab.network.links.hop_rounds, the function the simulator calls too.
 """
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
-import random
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from chainlab.ledger.hashing import sha256
-from chainlab.live.netem.topology import LinkSpec, Topology, check_link_values
+from chainlab.live.netem.topology import LinkSpec, Topology, link_key
+from chainlab.network.links import check_size, hop_rounds, is_cut, partition_groups
+
+__all__ = [
+    "BYTES_PER_MB",
+    "DEFAULT_DEDUP_CAPACITY",
+    "DedupCache",
+    "LinkCounters",
+    "LinkState",
+    "LinkTable",
+    "Route",
+    "partition_groups",
+]
 
 # Sizes are in decimal megabytes, the unit of the papers' block sizes.
 BYTES_PER_MB = 1_000_000
 DEFAULT_DEDUP_CAPACITY = 65_536
-
-
-def transfer_rounds(spec: LinkSpec, size_bytes: int) -> float:
-    """Rounds a message of size_bytes takes on a link: latency plus size over bandwidth (0: unlimited)."""
-    if size_bytes < 0:
-        raise ValueError(f"size must be >= 0 bytes, got {size_bytes}")
-    rounds = spec.latency_rounds
-    if spec.bandwidth_mb_per_round > 0:
-        rounds += size_bytes / BYTES_PER_MB / spec.bandwidth_mb_per_round
-    return rounds
-
-
-def delay_seconds(spec: LinkSpec, size_bytes: int, round_seconds: float) -> float:
-    """Wall-clock delay of a message of size_bytes on a link."""
-    return transfer_rounds(spec, size_bytes) * round_seconds
-
-
-class LossDraws:
-    """Seeded loss decisions; each sidecar mixes its node ID into the seed so sidecars do not drop in lockstep."""
-
-    def __init__(self, seed: int, node: bytes = b"") -> None:
-        mixed = sha256(seed.to_bytes(16, "big", signed=True), node)
-        self._rng = random.Random(int.from_bytes(mixed[:8], "big"))
-
-    def lost(self, loss: float) -> bool:
-        """Whether this message is lost on a link with the given loss probability."""
-        # Draw even for loss 0, so that changing one link's loss does not shift every later draw.
-        return self._rng.random() < loss
 
 
 class DedupCache:
@@ -83,6 +67,9 @@ class LinkCounters:
     messages_dropped: int = 0
     messages_received: int = 0
     duplicates_received: int = 0
+    # Hop delays applied to what was sent, by (declared MB, rounds): what a run compares with the simulator.
+    hop_delays: collections.Counter[tuple[float, int]] = field(default_factory=collections.Counter)
+    last_hop_rounds: int = 0
 
 
 @dataclass
@@ -105,32 +92,28 @@ class Route:
     """A point-to-point path: the nodes after the source, total latency and bottleneck bandwidth (0: unlimited)."""
 
     path: tuple[bytes, ...]
-    latency_rounds: float
+    latency_rounds: int
     bandwidth_mb_per_round: float
+
+    def rounds(self, size_bytes: int) -> float:
+        """Rounds to move size_bytes of real bytes along the route: its latency plus size over its bottleneck.
+
+        Unlike a gossip hop this charges real bytes with no draw and no loss: a fetch carries a request and
+        a content address, not the model (which comes from storage). A live fetch waits this twice (the
+        request there, the answer back), about 2 * latency_rounds in all; the simulator instead charges a
+        Fetch a flat WorkModel.fetch_rounds (default 1) whenever a path exists, and there a lossy path can
+        fail it. Aligning fetches is separate work.
+        """
+        if size_bytes < 0:
+            raise ValueError(f"size must be >= 0 bytes, got {size_bytes}")
+        rounds = float(self.latency_rounds)
+        if self.bandwidth_mb_per_round > 0:
+            rounds += size_bytes / BYTES_PER_MB / self.bandwidth_mb_per_round
+        return rounds
 
     def delay_seconds(self, size_bytes: int, round_seconds: float) -> float:
         """Wall-clock time to move size_bytes along the route."""
-        return delay_seconds(
-            LinkSpec(latency_rounds=self.latency_rounds, bandwidth_mb_per_round=self.bandwidth_mb_per_round),
-            size_bytes,
-            round_seconds,
-        )
-
-
-def partition_groups(groups: Iterable[Iterable[bytes]]) -> dict[bytes, int]:
-    """Each listed node's group number; a node listed in two groups is an error."""
-    group: dict[bytes, int] = {}
-    for index, members in enumerate(groups, start=1):
-        for node in members:
-            if group.get(node, index) != index:
-                raise ValueError(f"node {node.hex()} is listed in more than one partition group")
-            group[node] = index
-    return group
-
-
-def cut(group: Mapping[bytes, int], a: bytes, b: bytes) -> bool:
-    """Whether a partition separates a and b: both listed, in different groups (unlisted nodes keep their links)."""
-    return a in group and b in group and group[a] != group[b]
+        return self.rounds(size_bytes) * round_seconds
 
 
 class LinkTable:
@@ -143,19 +126,18 @@ class LinkTable:
         self.topology = topology
         self.links: dict[bytes, LinkState] = {peer: LinkState(spec) for peer, spec in topology.neighbours(me).items()}
         self.groups: dict[bytes, int] = {}
-        self.loss = LossDraws(seed, me)
+        self.seed = seed  # the network seed: the experiment's, as the simulator's build_network gets
 
     def link(self, peer: bytes) -> LinkState:
         """The link to peer; KeyError if peer is not a neighbour."""
         return self.links[peer]
 
     def up_neighbours(self, exclude: bytes | None = None) -> list[bytes]:
-        """Neighbours whose link is up, in a fixed (sorted) order so seeded loss draws are reproducible."""
+        """Neighbours whose link is up, sorted by ID."""
         return sorted(peer for peer, state in self.links.items() if state.up and peer != exclude)
 
     def set_link(self, peer: bytes, spec: LinkSpec, enabled: bool) -> LinkState:
         """Replace the spec of the link to peer and enable or disable it; KeyError if peer is not a neighbour."""
-        check_link_values(spec.latency_rounds, spec.bandwidth_mb_per_round, spec.loss)
         state = self.links[peer]
         state.spec = replace(spec)
         state.enabled = enabled
@@ -165,7 +147,7 @@ class LinkTable:
         """Cut every link between different groups (replacing any earlier partition); returns own links down."""
         self.groups = partition_groups(groups)
         for peer, state in self.links.items():
-            state.partitioned = cut(self.groups, self.me, peer)
+            state.partitioned = is_cut(self.groups, self.me, peer)
         return self.links_down()
 
     def heal(self) -> int:
@@ -179,26 +161,46 @@ class LinkTable:
         """How many of this sidecar's links are down."""
         return sum(1 for state in self.links.values() if not state.up)
 
-    def send_plan(
-        self, size_bytes: int, round_seconds: float, exclude: Iterable[bytes] = ()
-    ) -> tuple[list[tuple[bytes, float]], list[bytes]]:
-        """Which neighbours get a message after how many seconds, and on which links it is dropped (lost or cut).
+    def hops(self, message_id: bytes, size_mb: float) -> dict[bytes, int | None]:
+        """Rounds the message takes on each own link (None: lost there), whatever the link's state.
 
+        The draws cover the whole topology in its draw order, with this sidecar's current settings on its
+        own links, so they equal the simulator's for the same message on the same links.
+        """
+        specs = []
+        for a, b in self.topology.edges:
+            if self.me in (a, b):
+                specs.append(self.links[b if a == self.me else a].spec)
+            else:
+                specs.append(self.topology.links[(a, b)])
+        drawn = dict(zip(self.topology.edges, hop_rounds(self.seed, message_id, specs, size_mb), strict=True))
+        return {peer: drawn[link_key(self.me, peer)] for peer in sorted(self.links)}
+
+    def send_plan(
+        self, message_id: bytes, size_mb: float, size_bytes: int, exclude: Iterable[bytes] = ()
+    ) -> tuple[list[tuple[bytes, int]], list[bytes]]:
+        """Which neighbours get a message after how many rounds, and on which links it is dropped (lost or cut).
+
+        size_mb is the declared size, which the delay is charged on; size_bytes the real one, only counted.
         Sent and dropped messages are counted here, so the counters cannot disagree with the plan.
         """
+        check_size(size_mb)
         skip = set(exclude)
-        plan: list[tuple[bytes, float]] = []
+        plan: list[tuple[bytes, int]] = []
         dropped: list[bytes] = []
-        for peer, state in sorted(self.links.items()):
+        for peer, rounds in self.hops(message_id, size_mb).items():
             if peer in skip:
                 continue
-            if not state.up or self.loss.lost(state.spec.loss):
+            state = self.links[peer]
+            if not state.up or rounds is None:
                 state.counters.messages_dropped += 1
                 dropped.append(peer)
                 continue
             state.counters.messages_sent += 1
             state.counters.bytes_sent += size_bytes
-            plan.append((peer, delay_seconds(state.spec, size_bytes, round_seconds)))
+            state.counters.hop_delays[(size_mb, rounds)] += 1
+            state.counters.last_hop_rounds = rounds
+            plan.append((peer, rounds))
         return plan, dropped
 
     def _spec_between(self, a: bytes, b: bytes, spec: LinkSpec) -> LinkSpec | None:
@@ -207,19 +209,19 @@ class LinkTable:
             state = self.links[b if a == self.me else a]
             return state.spec if state.up else None
         # Other sidecars' run-time changes are not visible here; the shared partition is.
-        return None if cut(self.groups, a, b) else spec
+        return None if is_cut(self.groups, a, b) else spec
 
     def route(self, target: bytes) -> Route | None:
         """Shortest path by total latency over up links (ties: fewer hops), or None if target is unreachable."""
         if target not in self.topology.nodes:
             raise KeyError(f"{target.hex()} is not a node of this topology")
         if target == self.me:
-            return Route((), 0.0, 0.0)
+            return Route((), 0, 0.0)
         order = itertools.count()
-        best: dict[bytes, tuple[float, int]] = {self.me: (0.0, 0)}
+        best: dict[bytes, tuple[int, int]] = {self.me: (0, 0)}
         previous: dict[bytes, tuple[bytes, LinkSpec]] = {}
         settled: set[bytes] = set()
-        heap: list[tuple[float, int, int, bytes]] = [(0.0, 0, next(order), self.me)]
+        heap: list[tuple[int, int, int, bytes]] = [(0, 0, next(order), self.me)]
         while heap:
             latency, hops, _, node = heapq.heappop(heap)
             if node in settled:
@@ -234,7 +236,7 @@ class LinkTable:
                 if current is None:
                     continue
                 candidate = (latency + current.latency_rounds, hops + 1)
-                if candidate < best.get(neighbour, (float("inf"), 0)):
+                if neighbour not in best or candidate < best[neighbour]:
                     best[neighbour] = candidate
                     previous[neighbour] = (node, current)
                     heapq.heappush(heap, (*candidate, next(order), neighbour))

@@ -1,5 +1,8 @@
 """The netem sidecar's gRPC servicers: flooding with de-duplication, Fetch routing and run-time link control.
 
+A gossip hop is delayed by the simulator's hop rule on the message's declared size (links.LinkTable.hops),
+turned into seconds at round_seconds per round.
+
 A sidecar never crashes on a peer: every outgoing call has a timeout, and every failure is counted and logged.
 """
 
@@ -14,12 +17,14 @@ from typing import Any
 
 import grpc
 
-from chainlab.ledger.hashing import sha256, short
+from chainlab.ledger.hashing import short
 from chainlab.live import metrics
 from chainlab.live.errors import Refused, invalid, not_found, unavailable
 from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY, DedupCache, LinkState, LinkTable
 from chainlab.live.netem.topology import LinkSpec, Topology
 from chainlab.live.server import insecure_channel
+from chainlab.network import links as network_links
+from chainlab.network.links import whole_rounds
 from chainlab.proto.v1 import netem_pb2, netem_pb2_grpc, node_pb2_grpc
 
 log = logging.getLogger("chainlab.netem")
@@ -110,13 +115,13 @@ class Sidecar:
     def _flood(self, envelope: netem_pb2.Envelope, exclude: tuple[bytes, ...]) -> int:
         """Schedule a relay of envelope on every up link but the excluded ones; returns how many were scheduled."""
         size = len(envelope.payload)
-        plan, dropped = self.table.send_plan(size, self.round_seconds, exclude)
+        plan, dropped = self.table.send_plan(envelope.message_id, envelope.size_mb, size, exclude)
         for peer in dropped:
             metrics.NETEM_MESSAGES.labels(short(peer), "dropped").inc()
-        for peer, delay in plan:
+        for peer, rounds in plan:
             metrics.NETEM_MESSAGES.labels(short(peer), "sent").inc()
             metrics.NETEM_BYTES.labels(short(peer)).inc(size)
-            self._spawn(self._relay_later(peer, envelope, delay))
+            self._spawn(self._relay_later(peer, envelope, rounds * self.round_seconds))
         return len(plan)
 
     async def _relay_later(self, peer: bytes, envelope: netem_pb2.Envelope, delay: float) -> None:
@@ -135,11 +140,17 @@ class Sidecar:
 
     async def broadcast(self, request: netem_pb2.BroadcastRequest) -> netem_pb2.BroadcastReply:
         """Flood the own node's message to every neighbour; a payload broadcast twice goes out once."""
-        message_id = sha256(self.me, request.payload)
+        _check_size(request.size_mb)
+        message_id = network_links.message_id(self.me, request.payload)
         if not self.dedup.add(message_id):
             return netem_pb2.BroadcastReply(message_id=message_id, neighbours=0)
         envelope = netem_pb2.Envelope(
-            message_id=message_id, origin=self.me, payload=request.payload, hops=0, relayed_by=self.me
+            message_id=message_id,
+            origin=self.me,
+            payload=request.payload,
+            hops=0,
+            relayed_by=self.me,
+            size_mb=request.size_mb,
         )
         return netem_pb2.BroadcastReply(message_id=message_id, neighbours=self._flood(envelope, ()))
 
@@ -149,8 +160,9 @@ class Sidecar:
         if link is None:
             raise invalid("not_a_neighbour", envelope.relayed_by.hex())
         # The ID is the de-duplication key: one that does not match its content could suppress a real message.
-        if envelope.message_id != sha256(envelope.origin, envelope.payload):
+        if envelope.message_id != network_links.message_id(envelope.origin, envelope.payload):
             raise invalid("bad_message_id")
+        _check_size(envelope.size_mb)
         peer = short(envelope.relayed_by)
         if not self.dedup.add(envelope.message_id):
             link.counters.duplicates_received += 1
@@ -164,6 +176,7 @@ class Sidecar:
             payload=envelope.payload,
             hops=envelope.hops + 1,
             relayed_by=self.me,
+            size_mb=envelope.size_mb,
         )
         # Neither the neighbour it came from nor its origin needs it back.
         self._flood(forward, (envelope.relayed_by, envelope.origin))
@@ -195,7 +208,11 @@ class Sidecar:
     # --- point to point -----------------------------------------------------------------------------
 
     async def fetch(self, request: netem_pb2.FetchRequest) -> netem_pb2.FetchReply:
-        """Carry the own node's request to the target's sidecar along the shortest up route, and the answer back."""
+        """Carry the own node's request to the target's sidecar along the shortest up route, and the answer back.
+
+        Unlike gossip, a fetch is charged its real bytes over the route, with no draws and no loss (see
+        Route.rounds for how that relates to the simulator's fetch_rounds).
+        """
         target = request.target
         if target not in self.topology.nodes:
             metrics.NETEM_FETCHES.labels("unknown_peer").inc()
@@ -243,7 +260,7 @@ class Sidecar:
         if link.peer not in self.table.links:
             raise not_found("unknown_link", link.peer.hex())
         try:
-            spec = LinkSpec(link.latency_rounds, link.bandwidth_mb_per_round, link.loss)
+            spec = LinkSpec(whole_rounds(link.latency_rounds), link.bandwidth_mb_per_round, link.loss)
         except ValueError as exc:
             field = str(exc).split(" ", 1)[0]
             reason = {"latency_rounds": "bad_latency", "bandwidth_mb_per_round": "bad_bandwidth"}.get(field, "bad_loss")
@@ -283,7 +300,7 @@ class Sidecar:
         return netem_pb2.PartitionReply(links_down=down)
 
     def stats(self) -> netem_pb2.StatsReply:
-        """Per-link counters and the totals of deliveries and duplicates."""
+        """Per-link counters, the hop delays applied per link, and the totals of deliveries and duplicates."""
         links = []
         for peer, state in sorted(self.table.links.items()):
             c = state.counters
@@ -296,9 +313,22 @@ class Sidecar:
                     messages_received=c.messages_received,
                     duplicates_received=c.duplicates_received,
                     link=self._link_message(peer, state),
+                    hop_delays=[
+                        netem_pb2.HopDelay(size_mb=size_mb, rounds=rounds, messages=count)
+                        for (size_mb, rounds), count in sorted(c.hop_delays.items())
+                    ],
+                    last_hop_rounds=c.last_hop_rounds,
                 )
             )
         return netem_pb2.StatsReply(node=self.me, links=links, delivered=self.delivered, duplicates=self.duplicates)
+
+
+def _check_size(size_mb: float) -> None:
+    """A declared size the hop rule can charge, else INVALID_ARGUMENT bad_size."""
+    try:
+        network_links.check_size(size_mb)
+    except ValueError as exc:
+        raise invalid("bad_size", str(exc)) from None
 
 
 def _passed_on(exc: grpc.aio.AioRpcError, default: str) -> Refused:

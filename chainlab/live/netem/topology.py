@@ -3,78 +3,54 @@
 File format (YAML or JSON, chosen by suffix; hex node IDs)::
 
     round_seconds: 0.5                # optional; see resolve_round_seconds for precedence
-    defaults: {latency_rounds: 1.0, bandwidth_mb_per_round: 0.0, loss: 0.0}   # optional
-    nodes:                            # node ID (hex) -> its sidecar's host:port
+    defaults: {latency_rounds: 1, bandwidth_mb_per_round: 0.0, loss: 0.0}   # optional
+    nodes:                            # node ID (hex) -> its sidecar's host:port; vertex i = the i-th listed
       "aa..aa": "miner-0:7100"
       "bb..bb": "miner-1:7100"
     links:                            # an explicit edge list: [a, b] or a mapping with per-edge settings
       - ["aa..aa", "bb..bb"]
       - {a: "bb..bb", b: "cc..cc", latency_rounds: 2, bandwidth_mb_per_round: 8, loss: 0.01}
-    # or, instead of links, a generator over the nodes sorted by ID:
+    # or, instead of links, a generator over the nodes in their listed order:
     # generate: {kind: erdos_renyi, avg_degree: 3, seed: 0}     # or {kind: full}
 
-Links are undirected; a sidecar applies a link's settings to what it sends on it.
+Links are undirected; a sidecar applies a link's settings to what it sends on it. The listing order of the
+nodes is meaningful: node i is the simulator's vertex i, and the links sorted by vertex are the order in
+which chainlab.network.links.hop_rounds draws (so every sidecar must read the same file).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chainlab import topology as graphs
 from chainlab.live.rounds import check_round_seconds
+from chainlab.network import graphs
+from chainlab.network.config import NetworkConfig
+from chainlab.network.links import LinkSpec
+
+__all__ = [
+    "NODE_ID_BYTES",
+    "LinkSpec",
+    "Topology",
+    "dump_topology",
+    "erdos_renyi",
+    "from_edges",
+    "full",
+    "link_key",
+    "load_topology",
+    "parse_node_id",
+    "topology_for",
+]
 
 NODE_ID_BYTES = 32
 
 _TOP_KEYS = frozenset({"round_seconds", "defaults", "nodes", "links", "generate"})
 _GENERATORS = ("full", "erdos_renyi")
-
-
-@dataclass(frozen=True)
-class LinkSpec:
-    """One link's settings: latency in rounds, bandwidth in MB per round (0: unlimited), loss probability."""
-
-    latency_rounds: float = 1.0
-    bandwidth_mb_per_round: float = 0.0
-    loss: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_link_values(self.latency_rounds, self.bandwidth_mb_per_round, self.loss)
-
-    def to_mapping(self) -> dict[str, float]:
-        """The spec as plain data."""
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], base: LinkSpec | None = None) -> LinkSpec:
-        """A spec from a mapping; missing keys come from base (or the defaults), unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ValueError(f"unknown link key(s) {unknown}; known: {sorted(known)}")
-        values = (base or cls()).to_mapping()
-        for key, value in data.items():
-            values[key] = _number(value, key)
-        return cls(**values)
-
-
-def check_link_values(latency_rounds: float, bandwidth_mb_per_round: float, loss: float) -> None:
-    """Raise ValueError naming the first bad value: latency and bandwidth finite and >= 0, loss in [0, 1)."""
-    if not (math.isfinite(latency_rounds) and latency_rounds >= 0):
-        raise ValueError(f"latency_rounds must be a finite number >= 0, got {latency_rounds!r}")
-    if not (math.isfinite(bandwidth_mb_per_round) and bandwidth_mb_per_round >= 0):
-        raise ValueError(
-            f"bandwidth_mb_per_round must be finite and >= 0 (0: unlimited), got {bandwidth_mb_per_round!r}"
-        )
-    # loss 1 would make a link that is up but carries nothing; that is what up=false is for.
-    if not (math.isfinite(loss) and 0 <= loss < 1):
-        raise ValueError(f"loss must be a probability in [0, 1), got {loss!r}")
 
 
 def _number(value: object, what: str) -> float:
@@ -107,9 +83,12 @@ def parse_node_id(text: object) -> bytes:
 class Topology:
     """Every node's sidecar address and every link's settings; the same file is shared by all sidecars."""
 
-    nodes: Mapping[bytes, str]
+    nodes: Mapping[bytes, str]  # in vertex order: node i is the simulator's vertex i
     links: Mapping[tuple[bytes, bytes], LinkSpec]
     round_seconds: float | None = None
+    # Derived. The order is compared: two topologies listing the same nodes differently draw differently.
+    vertices: tuple[bytes, ...] = field(init=False)
+    edges: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
     _adjacency: dict[bytes, dict[bytes, LinkSpec]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,7 +103,18 @@ class Topology:
             adjacency[b][a] = spec
         if self.round_seconds is not None:
             check_round_seconds(self.round_seconds)
+        vertices = tuple(self.nodes)
+        index = {node: i for i, node in enumerate(vertices)}
+        # The draw order: links sorted by their vertices, exactly as the simulator sorts its (u, v) edges.
+        edges = tuple(sorted(self.links, key=lambda key: sorted((index[key[0]], index[key[1]]))))
+        object.__setattr__(self, "vertices", vertices)
+        object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "_adjacency", adjacency)
+
+    def vertex_edges(self) -> list[tuple[int, int]]:
+        """The links as sorted (u, v) vertex pairs, in draw order: the simulator's edge list of this graph."""
+        index = {node: i for i, node in enumerate(self.vertices)}
+        return [(min(index[a], index[b]), max(index[a], index[b])) for a, b in self.edges]
 
     def neighbours(self, node: bytes) -> dict[bytes, LinkSpec]:
         """node's neighbours and the settings of the link to each."""
@@ -240,7 +230,7 @@ def from_edges(
 
 def full(nodes: Mapping[bytes, str], spec: LinkSpec | None = None, *, round_seconds: float | None = None) -> Topology:
     """Every node linked to every other."""
-    ids = sorted(nodes)
+    ids = list(nodes)
     edges = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]]
     return from_edges(nodes, edges, spec=spec, round_seconds=round_seconds)
 
@@ -253,12 +243,26 @@ def erdos_renyi(
     *,
     round_seconds: float | None = None,
 ) -> Topology:
-    """A connected Erdos-Renyi mesh over the nodes sorted by ID (the same graph as the simulator's for n, seed)."""
-    # Sorting makes the graph independent of the order in which a file lists the nodes.
-    ids = sorted(nodes)
+    """A connected Erdos-Renyi mesh over the nodes in their order: node i is vertex i of the simulator's graph."""
+    ids = list(nodes)
     graph = graphs.erdos_renyi(len(ids), avg_degree, seed)
     edges = [(ids[int(u)], ids[int(v)]) for u, v in graph.edges]
     return from_edges(nodes, edges, spec=spec, round_seconds=round_seconds)
+
+
+def topology_for(
+    config: NetworkConfig, nodes: Sequence[tuple[bytes, str]], seed: int, *, round_seconds: float | None = None
+) -> Topology:
+    """The sidecars' topology for an experiment's network: vertex i = nodes[i] (node ID, sidecar address).
+
+    The same graph and link settings as the simulator's build_network(config, len(nodes), seed), by
+    construction: both come from config.graph_edges and config.link_spec.
+    """
+    ids = [node for node, _ in nodes]
+    if len(set(ids)) != len(ids):
+        raise ValueError("a node is listed twice")
+    edges = [(ids[u], ids[v]) for u, v in config.graph_edges(len(ids), seed)]
+    return from_edges(dict(nodes), edges, spec=config.link_spec(), round_seconds=round_seconds)
 
 
 def load_topology(path: str | Path) -> Topology:

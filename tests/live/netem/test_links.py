@@ -1,15 +1,8 @@
 import pytest
 
-from chainlab.live.netem.links import (
-    BYTES_PER_MB,
-    DedupCache,
-    LinkTable,
-    LossDraws,
-    delay_seconds,
-    partition_groups,
-    transfer_rounds,
-)
+from chainlab.live.netem.links import BYTES_PER_MB, DedupCache, LinkTable, Route, partition_groups
 from chainlab.live.netem.topology import LinkSpec, Topology, from_edges
+from chainlab.network.links import hop_rounds
 
 
 def _id(i: int) -> bytes:
@@ -25,37 +18,33 @@ def _line(n: int = 4) -> Topology:
     return _topology([(i, i + 1, LinkSpec()) for i in range(n - 1)], n)
 
 
-def test_delay_is_latency_plus_size_over_bandwidth() -> None:
-    spec = LinkSpec(latency_rounds=1.0, bandwidth_mb_per_round=2.0)
-    assert transfer_rounds(spec, 4 * BYTES_PER_MB) == pytest.approx(3.0)
-    assert delay_seconds(spec, 4 * BYTES_PER_MB, 0.5) == pytest.approx(1.5)
-    # The size-dependent part doubles when the size doubles.
-    small = delay_seconds(spec, BYTES_PER_MB, 0.5) - delay_seconds(spec, 0, 0.5)
-    large = delay_seconds(spec, 2 * BYTES_PER_MB, 0.5) - delay_seconds(spec, 0, 0.5)
-    assert large == pytest.approx(2 * small)
-
-
-def test_zero_bandwidth_is_unlimited() -> None:
-    spec = LinkSpec(latency_rounds=2.0, bandwidth_mb_per_round=0.0)
-    assert delay_seconds(spec, 0, 0.1) == delay_seconds(spec, 10**9, 0.1) == pytest.approx(0.2)
-
-
-def test_negative_size_is_refused() -> None:
+def test_a_fetch_route_charges_latency_plus_real_bytes_over_its_bottleneck() -> None:
+    route = Route((_id(1),), latency_rounds=1, bandwidth_mb_per_round=2.0)
+    assert route.rounds(4 * BYTES_PER_MB) == pytest.approx(3.0)
+    assert route.delay_seconds(4 * BYTES_PER_MB, 0.5) == pytest.approx(1.5)
+    unlimited = Route((_id(1),), latency_rounds=2, bandwidth_mb_per_round=0.0)
+    assert unlimited.delay_seconds(0, 0.1) == unlimited.delay_seconds(10**9, 0.1) == pytest.approx(0.2)
     with pytest.raises(ValueError):
-        transfer_rounds(LinkSpec(), -1)
+        route.rounds(-1)
 
 
-def test_loss_rate_matches_the_configured_probability_and_is_seeded() -> None:
-    draws = LossDraws(7, _id(0))
-    rate = sum(draws.lost(0.3) for _ in range(20_000)) / 20_000
-    assert rate == pytest.approx(0.3, abs=0.02)
-    again = LossDraws(7, _id(0))
-    other = LossDraws(7, _id(1))
-    seq = [again.lost(0.5) for _ in range(64)]
-    replay = LossDraws(7, _id(0))
-    assert [replay.lost(0.5) for _ in range(64)] == seq
-    assert [other.lost(0.5) for _ in range(64)] != seq
-    assert not any(LossDraws(1).lost(0.0) for _ in range(1000))
+def test_hops_are_the_shared_rule_over_the_whole_topology_in_draw_order() -> None:
+    specs = [LinkSpec(0, 0.5), LinkSpec(1, 0.25), LinkSpec(0, 1.0, loss=0.5)]
+    topology = _topology([(0, 1, specs[0]), (1, 2, specs[1]), (2, 3, specs[2])])
+    for i in range(20):
+        message = i.to_bytes(2, "big")
+        expected = hop_rounds(9, message, specs, 6.0)
+        assert LinkTable(_id(1), topology, seed=9).hops(message, 6.0) == {_id(0): expected[0], _id(2): expected[1]}
+        assert LinkTable(_id(3), topology, seed=9).hops(message, 6.0) == {_id(2): expected[2]}
+
+
+def test_own_run_time_settings_change_own_hops_only() -> None:
+    table = LinkTable(_id(1), _line(), seed=0)
+    before = table.hops(b"m", 2.0)
+    table.set_link(_id(2), LinkSpec(latency_rounds=7, bandwidth_mb_per_round=0.0), enabled=True)
+    after = table.hops(b"m", 2.0)
+    assert after[_id(0)] == before[_id(0)]
+    assert after[_id(2)] == 7
 
 
 def test_partition_cuts_links_between_groups_and_heal_restores_them() -> None:
@@ -99,9 +88,9 @@ def test_set_link_validates_and_rejects_unknown_peers() -> None:
     with pytest.raises(KeyError):
         table.set_link(_id(3), LinkSpec(), enabled=True)
     with pytest.raises(ValueError):
-        LinkSpec(latency_rounds=-1.0)
+        LinkSpec(latency_rounds=-1)
     with pytest.raises(ValueError):
-        LinkSpec(loss=1.0)
+        LinkSpec(loss=1.5)
 
 
 def test_dedup_cache_is_bounded_and_forgets_the_oldest() -> None:
@@ -115,27 +104,36 @@ def test_dedup_cache_is_bounded_and_forgets_the_oldest() -> None:
         DedupCache(0)
 
 
-def test_send_plan_skips_excluded_and_counts_drops() -> None:
-    topology = _topology([(0, 1, LinkSpec()), (0, 2, LinkSpec(latency_rounds=2.0)), (0, 3, LinkSpec())])
+def test_send_plan_skips_excluded_counts_drops_and_records_hop_delays() -> None:
+    topology = _topology([(0, 1, LinkSpec()), (0, 2, LinkSpec(latency_rounds=2)), (0, 3, LinkSpec())])
     table = LinkTable(_id(0), topology, seed=0)
     table.partition([[_id(0)], [_id(3)]])
-    plan, dropped = table.send_plan(100, 0.5, exclude=[_id(1)])
-    assert [peer for peer, _ in plan] == [_id(2)]
-    assert plan[0][1] == pytest.approx(1.0)
+    plan, dropped = table.send_plan(b"m", 6.0, 100, exclude=[_id(1)])
+    # Unlimited bandwidth: the latency alone, whatever the declared size.
+    assert plan == [(_id(2), 2)]
     assert dropped == [_id(3)]
-    assert table.link(_id(2)).counters.messages_sent == 1
-    assert table.link(_id(2)).counters.bytes_sent == 100
+    counters = table.link(_id(2)).counters
+    assert (counters.messages_sent, counters.bytes_sent, counters.last_hop_rounds) == (1, 100, 2)
+    assert counters.hop_delays == {(6.0, 2): 1}
     assert table.link(_id(3)).counters.messages_dropped == 1
     assert table.link(_id(1)).counters.messages_sent == 0
+    with pytest.raises(ValueError):
+        table.send_plan(b"m", -1.0, 100)
+
+
+def test_a_lost_draw_drops_on_that_link() -> None:
+    table = LinkTable(_id(0), _topology([(0, 1, LinkSpec(loss=1.0))]), seed=0)
+    assert table.send_plan(b"m", 1.0, 10) == ([], [_id(1)])
+    assert table.link(_id(1)).counters.messages_dropped == 1
 
 
 def _diamond() -> Topology:
     return _topology(
         [
-            (0, 1, LinkSpec(latency_rounds=1.0, bandwidth_mb_per_round=10.0)),
-            (1, 3, LinkSpec(latency_rounds=1.0, bandwidth_mb_per_round=2.0)),
-            (0, 2, LinkSpec(latency_rounds=5.0)),
-            (2, 3, LinkSpec(latency_rounds=5.0)),
+            (0, 1, LinkSpec(latency_rounds=1, bandwidth_mb_per_round=10.0)),
+            (1, 3, LinkSpec(latency_rounds=1, bandwidth_mb_per_round=2.0)),
+            (0, 2, LinkSpec(latency_rounds=5)),
+            (2, 3, LinkSpec(latency_rounds=5)),
         ]
     )
 
@@ -144,7 +142,7 @@ def test_route_takes_the_lowest_latency_path_with_its_bottleneck_bandwidth() -> 
     route = LinkTable(_id(0), _diamond()).route(_id(3))
     assert route is not None
     assert route.path == (_id(1), _id(3))
-    assert route.latency_rounds == pytest.approx(2.0)
+    assert route.latency_rounds == 2
     assert route.bandwidth_mb_per_round == pytest.approx(2.0)
     assert route.delay_seconds(2 * BYTES_PER_MB, 0.1) == pytest.approx(0.3)
 
@@ -155,7 +153,7 @@ def test_route_goes_around_a_cut_and_fails_when_none_is_left() -> None:
     route = table.route(_id(3))
     assert route is not None
     assert route.path == (_id(2), _id(3))
-    assert route.latency_rounds == pytest.approx(10.0)
+    assert route.latency_rounds == 10
     assert route.bandwidth_mb_per_round == 0.0
     table.partition([[_id(0)], [_id(1), _id(2), _id(3)]])
     assert table.route(_id(3)) is None

@@ -13,6 +13,7 @@ from chainlab.live.netem import control
 from chainlab.live.netem.sidecar import Sidecar
 from chainlab.live.netem.topology import LinkSpec, from_edges
 from chainlab.live.server import bind, insecure_channel, new_server, running_server
+from chainlab.network.links import hop_rounds, message_id
 from chainlab.proto.v1 import netem_pb2, netem_pb2_grpc, node_pb2, node_pb2_grpc
 
 ROUND = 0.02  # seconds per round: small, so every test is quick
@@ -112,10 +113,10 @@ async def _until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
         await asyncio.sleep(0.005)
 
 
-async def _broadcast(net: Net, i: int, payload: bytes) -> netem_pb2.BroadcastReply:
+async def _broadcast(net: Net, i: int, payload: bytes, size_mb: float = 0.01) -> netem_pb2.BroadcastReply:
     async with insecure_channel(net.addresses[i]) as channel:
         reply: netem_pb2.BroadcastReply = await netem_pb2_grpc.NetemNodeStub(channel).Broadcast(
-            netem_pb2.BroadcastRequest(payload=payload), timeout=WAIT
+            netem_pb2.BroadcastRequest(payload=payload, size_mb=size_mb), timeout=WAIT
         )
         return reply
 
@@ -135,7 +136,7 @@ def test_a_broadcast_reaches_every_other_node_exactly_once() -> None:
     async def run() -> None:
         async with _net(4, RING) as net:
             reply = await _broadcast(net, 0, b"block-1")
-            assert reply.message_id == sha256(_id(0), b"block-1")
+            assert reply.message_id == message_id(_id(0), b"block-1") == sha256(_id(0) + b"block-1")
             assert reply.neighbours == 2
             await _until(lambda: all(net.nodes[i].got for i in (1, 2, 3)))
             # Let the ring's second copies arrive and be recognised as duplicates.
@@ -144,6 +145,7 @@ def test_a_broadcast_reaches_every_other_node_exactly_once() -> None:
             assert [len(node.got) for node in net.nodes] == [0, 1, 1, 1]
             assert net.nodes[2].got[0][1].hops == 1
             assert net.nodes[1].got[0][1].origin == _id(0)
+            assert net.nodes[2].got[0][1].size_mb == 0.01  # the declared size travels with the message
             stats = await control.stats(net.addresses[0])
             assert stats.node == _id(0)
             assert {link.peer: link.messages_sent for link in stats.links} == {_id(1): 1, _id(3): 1}
@@ -177,19 +179,23 @@ def test_a_partition_stops_gossip_crossing_and_heal_restores_it() -> None:
     asyncio.run(run())
 
 
-def test_delivery_time_grows_with_size_on_a_bandwidth_limited_link() -> None:
+def test_the_hop_delay_is_charged_on_the_declared_size_not_the_payload() -> None:
     async def run() -> None:
-        # 10 kB per round at 20 ms per round: 1 kB takes 2 ms more than nothing, 60 kB 120 ms more.
-        async with _net(2, [(0, 1)], LinkSpec(latency_rounds=0.0, bandwidth_mb_per_round=0.01)) as net:
-            times = []
-            for size in (1_000, 60_000):
-                loop = asyncio.get_running_loop()
-                started = loop.time()
-                await _broadcast(net, 0, bytes(size))
-                await _until(lambda size=size: any(len(p) == size for p in net.nodes[1].payloads()))  # type: ignore[misc]
-                times.append(net.nodes[1].got[-1][0] - started)
-            assert times[1] > times[0]
-            assert times[1] >= 0.1
+        async with _net(2, [(0, 1)], LinkSpec(latency_rounds=0, bandwidth_mb_per_round=0.5)) as net:
+            big = await _broadcast(net, 0, bytes(60_000), size_mb=0.0)
+            await _until(lambda: len(net.nodes[1].got) == 1)
+            small = await _broadcast(net, 0, b"key block", size_mb=6.0)
+            await _until(lambda: len(net.nodes[1].got) == 2)
+            (link,) = (await control.stats(net.addresses[0])).links
+            spec = [LinkSpec(latency_rounds=0, bandwidth_mb_per_round=0.5)]
+            expected = {
+                (0.0, hop_rounds(1, big.message_id, spec, 0.0)[0]),
+                (6.0, hop_rounds(1, small.message_id, spec, 6.0)[0]),
+            }
+            assert {(h.size_mb, h.rounds) for h in link.hop_delays} == expected
+            assert (0.0, 1) in expected  # 60 kB of wire bytes declared as nothing: the minimum of one round
+            assert link.last_hop_rounds == hop_rounds(1, small.message_id, spec, 6.0)[0]
+            assert link.bytes_sent == 60_000 + len(b"key block")
 
     asyncio.run(run())
 
@@ -197,8 +203,8 @@ def test_delivery_time_grows_with_size_on_a_bandwidth_limited_link() -> None:
 def test_a_lossy_link_drops_and_counts() -> None:
     async def run() -> None:
         async with _net(2, [(0, 1)]) as net:
-            link = await control.set_link(net.addresses[0], _id(1), latency_rounds=0.0, loss=0.999)
-            assert link.loss == pytest.approx(0.999) and link.up
+            link = await control.set_link(net.addresses[0], _id(1), latency_rounds=0, loss=1.0)
+            assert link.loss == 1.0 and link.up
             for i in range(20):
                 await _broadcast(net, 0, b"m%d" % i)
             await asyncio.sleep(3 * ROUND)
@@ -246,7 +252,8 @@ def test_bad_set_link_is_invalid_argument_with_a_reason_and_changes_nothing() ->
         async with _net(2, [(0, 1)]) as net:
             cases = [  # (latency_rounds, bandwidth_mb_per_round, loss) -> reason
                 ((-1.0, 0.0, 0.0), "bad_latency"),
-                ((1.0, 0.0, 1.0), "bad_loss"),
+                ((1.0, 0.0, 1.5), "bad_loss"),
+                ((0.5, 0.0, 0.0), "bad_latency"),
                 ((1.0, 0.0, -0.1), "bad_loss"),
                 ((1.0, float("inf"), 0.0), "bad_bandwidth"),
             ]
@@ -297,14 +304,21 @@ def test_relays_from_strangers_or_with_forged_ids_are_refused() -> None:
             stub = netem_pb2_grpc.NetemPeerStub(channel)
             forged = netem_pb2.Envelope(message_id=b"\x00" * 32, origin=_id(0), payload=b"p", relayed_by=_id(0))
             stranger = netem_pb2.Envelope(
-                message_id=sha256(_id(0), b"p"), origin=_id(0), payload=b"p", relayed_by=b"\x55" * 32
+                message_id=message_id(_id(0), b"p"), origin=_id(0), payload=b"p", relayed_by=b"\x55" * 32
             )
-            for envelope, reason in ((forged, "bad_message_id"), (stranger, "not_a_neighbour")):
+            negative = netem_pb2.Envelope(
+                message_id=message_id(_id(0), b"p"), origin=_id(0), payload=b"p", relayed_by=_id(0), size_mb=-1.0
+            )
+            cases = ((forged, "bad_message_id"), (stranger, "not_a_neighbour"), (negative, "bad_size"))
+            for envelope, reason in cases:
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await stub.Relay(envelope, timeout=WAIT)
                 assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert (caught.value.details() or "").startswith(reason)
             assert net.nodes[1].got == []
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _broadcast(net, 0, b"q", size_mb=float("nan"))
+            assert (caught.value.details() or "").startswith("bad_size")
 
     asyncio.run(run())
 

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainlab import topology as graphs
 from chainlab.live.netem.topology import (
     LinkSpec,
     Topology,
@@ -16,8 +15,11 @@ from chainlab.live.netem.topology import (
     full,
     link_key,
     load_topology,
+    topology_for,
 )
 from chainlab.live.rounds import resolve_round_seconds
+from chainlab.network import graphs
+from chainlab.network.config import NetworkConfig
 
 
 def _id(i: int) -> bytes:
@@ -36,7 +38,7 @@ defaults: {{latency_rounds: 2, bandwidth_mb_per_round: 4}}
 nodes: {{"{a}": "x:1", "{b}": "y:2", "{c}": "z:3"}}
 links:
   - ["{a}", "{b}"]
-  - {{a: "{c}", b: "{b}", loss: 0.1, latency_rounds: 0.5}}
+  - {{a: "{c}", b: "{b}", loss: 0.1, latency_rounds: 0}}
 """
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "t.yaml"
@@ -44,16 +46,16 @@ links:
         topology = load_topology(path)
     assert topology.round_seconds == 0.25
     assert topology.address(_id(2)) == "z:3"
-    assert topology.links[link_key(_id(0), _id(1))] == LinkSpec(2.0, 4.0, 0.0)
-    assert topology.neighbours(_id(2)) == {_id(1): LinkSpec(0.5, 4.0, 0.1)}
+    assert topology.links[link_key(_id(0), _id(1))] == LinkSpec(2, 4.0, 0.0)
+    assert topology.neighbours(_id(2)) == {_id(1): LinkSpec(0, 4.0, 0.1)}
     assert sorted(topology.neighbours(_id(1))) == [_id(0), _id(2)]
 
 
 _spec = st.builds(
     LinkSpec,
-    latency_rounds=st.floats(0, 100, allow_nan=False),
+    latency_rounds=st.integers(0, 100),
     bandwidth_mb_per_round=st.floats(0, 1000, allow_nan=False),
-    loss=st.floats(0, 0.999, allow_nan=False),
+    loss=st.floats(0, 1, allow_nan=False),
 )
 
 
@@ -79,19 +81,35 @@ def test_edge_list_files_round_trip(topology: Topology, suffix: str) -> None:
 
 
 def test_full_links_every_pair() -> None:
-    topology = full(_nodes(5), LinkSpec(latency_rounds=3.0))
+    topology = full(_nodes(5), LinkSpec(latency_rounds=3))
     assert len(topology.links) == 10
-    assert all(spec.latency_rounds == 3.0 for spec in topology.links.values())
+    assert all(spec.latency_rounds == 3 for spec in topology.links.values())
 
 
-def test_erdos_renyi_matches_the_shared_generator_and_ignores_listing_order() -> None:
+def test_erdos_renyi_puts_vertex_i_on_the_i_th_listed_node() -> None:
     nodes = _nodes(10)
     topology = erdos_renyi(nodes, 3.0, seed=4)
     graph = graphs.erdos_renyi(10, 3.0, 4)
-    ids = sorted(nodes)
+    ids = list(nodes)
     assert set(topology.links) == {link_key(ids[u], ids[v]) for u, v in graph.edges}
+    assert topology.vertices == tuple(ids)
+    assert topology.vertex_edges() == sorted((min(u, v), max(u, v)) for u, v in graph.edges)
+    # Listing the nodes in another order puts them on other vertices: another graph, another draw order.
     reversed_nodes = dict(reversed(list(nodes.items())))
-    assert erdos_renyi(reversed_nodes, 3.0, seed=4).links == topology.links
+    assert erdos_renyi(reversed_nodes, 3.0, seed=4).links != topology.links
+
+
+def test_topology_for_builds_the_configs_graph_over_the_given_order() -> None:
+    ids = list(_nodes(6))
+    nodes = [(node, f"sidecar-{i}:7100") for i, node in enumerate(ids)]
+    mesh = topology_for(NetworkConfig(kind="erdos_renyi", avg_degree=2.0, hop_delay_rounds=1, loss=0.1), nodes, 3)
+    assert mesh.vertex_edges() == NetworkConfig(kind="erdos_renyi", avg_degree=2.0).graph_edges(6, seed=3)
+    assert set(mesh.links.values()) == {LinkSpec(latency_rounds=1, bandwidth_mb_per_round=0.5, loss=0.1)}
+    whole = topology_for(NetworkConfig(delay_rounds=4), nodes, 3)
+    assert len(whole.links) == 15
+    assert set(whole.links.values()) == {LinkSpec(latency_rounds=4, bandwidth_mb_per_round=0.0)}
+    with pytest.raises(ValueError, match="twice"):
+        topology_for(NetworkConfig(), [*nodes, nodes[0]], 3)
 
 
 def test_a_generator_in_a_file_expands_to_the_same_links() -> None:
@@ -113,7 +131,8 @@ def test_a_generator_in_a_file_expands_to_the_same_links() -> None:
         ({"links": [[_id(0).hex(), _id(9).hex()]]}, "not a node"),
         ({"links": [[_id(0).hex(), _id(0).hex()]]}, "distinct"),
         ({"links": [[_id(0).hex(), _id(1).hex()], [_id(1).hex(), _id(0).hex()]]}, "twice"),
-        ({"links": [{"a": _id(0).hex(), "b": _id(1).hex(), "loss": 1.0}]}, "loss"),
+        ({"links": [{"a": _id(0).hex(), "b": _id(1).hex(), "loss": 1.5}]}, "loss"),
+        ({"links": [{"a": _id(0).hex(), "b": _id(1).hex(), "latency_rounds": 0.5}]}, "whole number"),
         ({"links": [{"a": _id(0).hex(), "b": _id(1).hex(), "latency_rounds": -1}]}, "latency_rounds"),
         ({"links": [{"a": _id(0).hex(), "b": _id(1).hex(), "speed": 1}]}, "unknown link key"),
         ({"links": [[_id(0).hex()]]}, "a link is"),

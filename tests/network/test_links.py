@@ -1,0 +1,142 @@
+"""Tests for the one hop rule: keyed bandwidth and loss draws, link settings, message IDs and partitions."""
+
+import hashlib
+import math
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chainlab.network.links import (
+    BANDWIDTH_FLOOR_RATIO,
+    LinkSpec,
+    hop_rounds,
+    is_cut,
+    message_id,
+    partition_groups,
+    whole_rounds,
+)
+
+_specs = st.builds(
+    LinkSpec,
+    latency_rounds=st.integers(0, 20),
+    bandwidth_mb_per_round=st.one_of(st.just(0.0), st.floats(0.01, 100.0)),
+    loss=st.one_of(st.just(0.0), st.floats(0.0, 1.0)),
+)
+_ids = st.binary(min_size=1, max_size=40)
+_sizes = st.floats(0.0, 50.0)
+_seeds = st.integers(-(2**70), 2**70)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=_seeds, mid=_ids, links=st.lists(_specs, max_size=12), size=_sizes)
+def test_hops_are_a_pure_function_bounded_by_the_link_and_at_least_one_round(
+    seed: int, mid: bytes, links: list[LinkSpec], size: float
+) -> None:
+    hops = hop_rounds(seed, mid, links, size)
+    assert hops == hop_rounds(seed, mid, list(links), size)
+    assert len(hops) == len(links)
+    for spec, hop in zip(links, hops, strict=True):
+        if hop is None:
+            assert spec.loss > 0.0
+            continue
+        assert hop >= 1
+        bandwidth = spec.bandwidth_mb_per_round
+        if bandwidth == 0.0:
+            assert hop == max(1, spec.latency_rounds)
+        else:
+            slowest = max(1, math.ceil(size / (BANDWIDTH_FLOOR_RATIO * bandwidth)))
+            assert 1 + spec.latency_rounds <= hop <= slowest + spec.latency_rounds
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=_seeds, mid=_ids, links=st.lists(_specs, min_size=1, max_size=8), small=_sizes, extra=_sizes)
+def test_a_bigger_message_is_never_faster_and_loss_does_not_depend_on_size(
+    seed: int, mid: bytes, links: list[LinkSpec], small: float, extra: float
+) -> None:
+    before = hop_rounds(seed, mid, links, small)
+    after = hop_rounds(seed, mid, links, small + extra)
+    for a, b in zip(before, after, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert b >= a
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=_seeds,
+    mid=_ids,
+    links=st.lists(_specs, min_size=2, max_size=8),
+    index=st.integers(0, 7),
+    other=_specs,
+    size=_sizes,
+)
+def test_a_links_hop_depends_only_on_its_own_settings_and_index(
+    seed: int, mid: bytes, links: list[LinkSpec], index: int, other: LinkSpec, size: float
+) -> None:
+    # What lets a sidecar that knows only its own links' current settings agree with the simulator.
+    index %= len(links)
+    changed = [other if i != index else spec for i, spec in enumerate(links)]
+    assert hop_rounds(seed, mid, links, size)[index] == hop_rounds(seed, mid, changed, size)[index]
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=_seeds, mid=_ids, n=st.integers(1, 10), size=_sizes)
+def test_no_loss_never_drops_and_total_loss_always_does(seed: int, mid: bytes, n: int, size: float) -> None:
+    assert None not in hop_rounds(seed, mid, [LinkSpec(0, 0.5, 0.0)] * n, size)
+    assert hop_rounds(seed, mid, [LinkSpec(0, 0.5, 1.0)] * n, size) == [None] * n
+
+
+def test_draws_vary_by_message_like_the_papers_normal_bandwidth() -> None:
+    # b ~ N(0.5, 0.1^2): ceil(2 / b) is 4 for b in [0.5, 0.667), the most likely bucket, and 5 next.
+    link = [LinkSpec(latency_rounds=0, bandwidth_mb_per_round=0.5)]
+    counts = Counter(hop_rounds(0, i.to_bytes(4, "big"), link, 2.0)[0] for i in range(2000))
+    assert [hop for hop, _ in counts.most_common(2)] == [4, 5]
+    # Another seed is another network: the same messages draw differently.
+    assert [hop_rounds(1, i.to_bytes(4, "big"), link, 2.0) for i in range(50)] != [
+        hop_rounds(0, i.to_bytes(4, "big"), link, 2.0) for i in range(50)
+    ]
+
+
+def test_loss_rate_matches_the_configured_probability() -> None:
+    link = [LinkSpec(latency_rounds=0, bandwidth_mb_per_round=0.5, loss=0.3)]
+    lost = sum(hop_rounds(5, i.to_bytes(4, "big"), link, 1.0)[0] is None for i in range(4000))
+    assert lost / 4000 == pytest.approx(0.3, abs=0.03)
+
+
+def test_the_papers_block_sizes_at_their_bandwidth() -> None:
+    # At 0.5 MB per round the median hop of a Key Block (6 MB) is 12 rounds, of a MiniBlock (2 MB) 4.
+    link = [LinkSpec(latency_rounds=0, bandwidth_mb_per_round=0.5)]
+    for size, median in ((6.0, 12), (2.0, 4), (0.01, 1)):
+        hops = sorted(hop_rounds(3, i.to_bytes(4, "big"), link, size)[0] or 0 for i in range(1001))
+        assert hops[500] == median
+    # Unlimited bandwidth: the latency alone, whatever the size (the full network's constant delay).
+    assert hop_rounds(3, b"x", [LinkSpec(latency_rounds=2, bandwidth_mb_per_round=0.0)], 6.0) == [2]
+
+
+def test_message_id_is_sha256_of_origin_then_wire_bytes() -> None:
+    assert message_id(b"\x01" * 32, b"payload") == hashlib.sha256(b"\x01" * 32 + b"payload").digest()
+    assert message_id(b"\x01" * 32, b"p") != message_id(b"\x02" * 32, b"p")
+
+
+def test_link_spec_validates_and_normalises() -> None:
+    assert LinkSpec(2.0, 1, 0) == LinkSpec(2, 1.0, 0.0)  # type: ignore[arg-type]
+    assert LinkSpec.from_mapping({"loss": 0.5}, LinkSpec(3, 2.0, 0.0)) == LinkSpec(3, 2.0, 0.5)
+    assert LinkSpec(loss=1.0).loss == 1.0
+    for bad in ({"latency_rounds": 0.5}, {"latency_rounds": -1}, {"bandwidth_mb_per_round": -1.0}, {"loss": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LinkSpec.from_mapping(bad)
+    with pytest.raises(ValueError, match="unknown link key"):
+        LinkSpec.from_mapping({"speed": 1})
+    assert whole_rounds(3.0) == 3
+    with pytest.raises(ValueError):
+        whole_rounds(True)
+
+
+def test_partitions_cut_between_listed_groups_only() -> None:
+    group = partition_groups([[0, 1], [2]])
+    assert is_cut(group, 0, 2) and not is_cut(group, 0, 1)
+    assert not is_cut(group, 0, 3)  # an unlisted node keeps its links
+    with pytest.raises(ValueError, match="more than one"):
+        partition_groups([[0, 1], [1]])
