@@ -27,7 +27,7 @@ from chainlab.protocols.spec import ModelSpec
 _TOP_LEVEL = {
     "name", "seed", "dataset", "model", "aggregate", "metric", "metric_min", "tasks", "miners",
     "validators", "fee", "partition", "network", "protocol", "work", "max_rounds", "sweep", "compare",
-    "description", "live",
+    "description", "live", "deviations",
 }  # fmt: skip
 
 
