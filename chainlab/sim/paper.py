@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,10 @@ ORDER = ("table1_mnist_dt", "noniid_mnist_dt", "miners_sweep_mnist_dt", "delay_c
 def write_paper(experiments: Path, out: Path, console: Console) -> Path:
     """Run the experiments in ORDER and write out/report.md; returns its path."""
     sections = ["# chainlab: BagChain (seed 000) reproduced in simulation", ""]
-    for name in ORDER:
-        exp = load_experiment(experiments / f"{name}.yaml")
+    loaded = {name: load_experiment(experiments / f"{name}.yaml") for name in ORDER}
+    for exp in loaded.values():
+        deviations(exp.raw)  # a malformed list fails now, not after hours of runs
+    for name, exp in loaded.items():
         console.log(f"running {name}")
 
         done = run_to_disk(exp, out / name, _log_heights(console))
@@ -52,8 +54,23 @@ def _log_heights(console: Console) -> Callable[[str, int, int], None]:
     return progress
 
 
+def deviations(config: Mapping[str, Any]) -> list[str]:
+    """The config's `deviations`: where and why the experiment departs from the paper's setting.
+
+    ValueError unless it is a list of non-empty strings; an absent key is an empty list."""
+    value = config.get("deviations", [])
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ValueError("deviations must be a list of non-empty strings")
+    return [" ".join(item.split()) for item in value]
+
+
 def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = [f"## {name}", "", f"Paper: {PAPER[name]}.", ""]
+    departures = deviations(config)
+    if departures:
+        lines += ["Deviations from the paper's setting:", "", *(f"- {item}" for item in departures), ""]
+    else:
+        lines += ["Deviations from the paper's setting: none stated.", ""]
     if config.get("description"):
         lines += [str(config["description"]), ""]
     if len(done) == 1:
@@ -66,7 +83,8 @@ def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, 
         lines += [f"![{name}]({name}/summary.png)"]
         folders = ", ".join(f"`{name}/{folder_name(label)}/`" for label, _ in done)
         lines += ["", f"Per-point results.json and results.png: {folders}.", ""]
-    lines += ["Config:", "", "```json", json.dumps({k: v for k, v in config.items() if k != "description"}), "```", ""]
+    shown = {k: v for k, v in config.items() if k not in ("description", "deviations")}
+    lines += ["Config:", "", "```json", json.dumps(shown), "```", ""]
     return lines
 
 
