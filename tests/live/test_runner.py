@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from chainlab.live.runner import run_live
 from chainlab.protocols.bagchain.messages import from_wire, to_wire
 from chainlab.scenario import Experiment, build
@@ -25,6 +27,7 @@ LIVE: dict[str, Any] = {
 }
 
 
+@pytest.mark.slow
 def test_four_miners_and_a_requester_finish_two_heights_in_real_time() -> None:
     exp = Experiment.from_mapping(LIVE)
     net, results = asyncio.run(run_live(exp, round_seconds=0.1, timeout_seconds=90))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,14 +29,18 @@ from chainlab.protocols.bagchain.messages import (
 )
 from chainlab.protocols.effects import Evaluate, FetchDataset, FetchModel, Record, StartTimer
 from chainlab.scenario import Experiment, Network
-from chainlab.sim.experiment import simulation_for
 
 TARGET = 2**252 - 1  # 1 in 16 hashes: tampered Key Blocks are re-mined in microseconds
+
+# Every rejection reason a Harness has recorded, in order (append-only): a test that claims to prove a reason
+# (`proves` in test_validation.py) checks that the reason was added while it ran.
+REJECTED: list[str] = []
 
 
 @dataclass
 class Honest:
-    """Blocks and parties of a finished honest run (3 miners, 2 tasks, no CFS)."""
+    """Blocks and parties of a finished honest run (3 miners, 2 tasks, no CFS); the session-wide `honest` fixture
+    (tests/conftest.py) holds one, so tests read it and never change it."""
 
     net: Network
     worker: Worker
@@ -95,15 +100,6 @@ def honest_experiment() -> Experiment:
     )
 
 
-@pytest.fixture(scope="session")
-def honest() -> Honest:
-    worker = Worker()
-    net, simulation = simulation_for(honest_experiment(), worker)
-    simulation.run()
-    assert all(m.chain.tip.height == 2 for m in net.miners)
-    return Honest(net, worker)
-
-
 @dataclass
 class FakeServer:
     """A peer that serves one model to anyone (what a plagiarist or a broken miner would do)."""
@@ -156,6 +152,8 @@ class Harness:
             effect = queue.pop(0)
             if isinstance(effect, Record):
                 self.records.append(effect)
+                if effect.event == "rejected":
+                    REJECTED.append(effect.data["reason"])
             elif isinstance(effect, StartTimer):
                 self.timers.append(effect.timer)
             elif isinstance(effect, Evaluate):
@@ -174,6 +172,13 @@ class Harness:
             return self.honest.worker.ensemble_metric(effect.models, spec, data, effect.aggregate, effect.metric)
         except (ModelCodecError, ValueError) as exc:
             return EvaluationFailed(str(exc))
+
+
+def before_phase_two(miner: Miner) -> Miner:
+    """A copy of a finished run's miner that has seen no dataset release (as before Phase II); the run is untouched."""
+    fresh = copy.deepcopy(miner)
+    fresh.releases.clear()
+    return fresh
 
 
 def validator(honest: Honest, **overrides: Any) -> FullNode:
