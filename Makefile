@@ -32,8 +32,9 @@ $(JSIPFS_STAMP): $(JSIPFS)/package.json $(JSIPFS)/package-lock.json
 	touch $@
 
 test: $(STAMP) $(JSIPFS_STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
+# Everything but the tests marked slow (real processes, js-ipfs, real time, full MNIST): needs no js-ipfs install.
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 

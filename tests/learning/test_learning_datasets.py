@@ -83,6 +83,7 @@ def test_unknown_dataset_lists_known_names() -> None:
         load_dataset("imagenet")
 
 
+@pytest.mark.slow
 def test_mnist_full() -> None:
     train, test = load_dataset("mnist")
     assert (len(train), len(test)) == (60000, 10000)
@@ -93,6 +94,7 @@ def test_mnist_full() -> None:
     assert load_dataset("mnist") is load_dataset("mnist")
 
 
+@pytest.mark.slow
 def test_mnist_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAINLAB_CACHE", str(tmp_path))
     cold = datasets._mnist_arrays()

@@ -66,6 +66,7 @@ def _run(tmp_path: Path, **options: Any) -> tuple[dict[str, Any], dict[str, str]
     return figures(raw), scraped, raw
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_path: Path) -> None:
     results, scraped, raw = _run(tmp_path)
@@ -99,6 +100,7 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     assert not (tmp_path / STATE_FILE).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_miner_killed_mid_task_leaves_the_others_finishing_it(tmp_path: Path) -> None:
     results, _, _ = _run(tmp_path, kill="miner-2", kill_after_seconds=0.5)

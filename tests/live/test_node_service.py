@@ -4,40 +4,32 @@ node keeps serving with its chain intact."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
-import pytest
 from prometheus_client import REGISTRY
 
 from chainlab.learning.datasets import Dataset
-from chainlab.learning.worker import Worker
+from chainlab.ledger import encoding
+from chainlab.ledger.hashing import sha256
 from chainlab.ledger.pow import meets_target
-from chainlab.live.driver import LiveNode, RoundClock
+from chainlab.live.driver import FETCH_REQUEST, LiveNode, RoundClock
 from chainlab.live.node_service import MAX_GOSSIP_BYTES, register_servicers
 from chainlab.live.observer import MetricsObserver
 from chainlab.live.server import MAX_MESSAGE_BYTES, insecure_channel, running_server
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
-from chainlab.protocols.bagchain import FullNode
-from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, to_wire
+from chainlab.protocols.bagchain import FullNode, Miner
+from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, ModelRequest, to_wire
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.scenarios import registry
 from chainlab.scenarios.bagchain.spec import identity_of
-from tests.bagchain_net import simulation_for
-from tests.protocols.bagchain.conftest import Honest, honest_experiment, resign
-
-
-@pytest.fixture(scope="module")
-def honest() -> Honest:
-    worker = Worker()
-    net, simulation = simulation_for(honest_experiment(), worker)
-    simulation.run()
-    return Honest(net, worker)
-
+from chainlab.work.executor import learning_spec
+from tests.protocols.bagchain.conftest import Honest, before_phase_two, honest_experiment, resign
 
 Call = Callable[[grpc.aio.Channel], Coroutine[Any, Any, Any]]
 
@@ -46,22 +38,28 @@ def _rejections(kind: str, reason: str) -> float:
     return REGISTRY.get_sample_value("chainlab_block_rejections_total", {"kind": kind, "reason": reason}) or 0.0
 
 
-def _serve(honest: Honest, role: str, calls: list[Call]) -> list[Any]:
-    """Start the node of `role` behind real gRPC on 127.0.0.1, make the calls in order, stop it."""
+def _serve(honest: Honest, role: str, calls: list[Call], *, node: Any = None, peers: Sequence[Miner] = ()) -> list[Any]:
+    """Start the node of `role` (a fresh validator, the run's requester, or `node`) behind real gRPC on 127.0.0.1,
+    with `peers` reachable through an in-memory transport and store, make the calls in order, stop it."""
 
     async def scenario() -> list[Any]:
         net = honest.net
-        if role == "validator":
+        served: Any = node
+        datasets: Mapping[bytes, Dataset] = net.datasets if role == "requester" else {}
+        if served is None and role == "validator":
             exp = honest_experiment()
-            node: Any = FullNode(identity_of(exp.seed, "validator", 0), honest.params, net.miners[0].genesis)
-            datasets: Mapping[bytes, Dataset] = {}
-        else:
-            node = net.requester
-            datasets = net.datasets
+            served = FullNode(identity_of(exp.seed, "validator", 0), honest.params, net.miners[0].genesis)
+        elif served is None:
+            served = net.requester
         spec = registry.get("bagchain")
         observer = MetricsObserver(spec)
-        live = LiveNode(node, 0, CODEC, InMemoryTransport(0.0), InMemoryStore(), RoundClock(0.05),
-                        datasets=datasets, private=None, hash_trials_per_round=1, observe=observer)  # fmt: skip
+        transport, store = InMemoryTransport(0.0), InMemoryStore()
+        for index, peer in enumerate(peers, 1):
+            other = LiveNode(peer, index, CODEC, transport, store, RoundClock(0.05), datasets={}, private=None,
+                             hash_trials_per_round=1, observe=MetricsObserver(spec))  # fmt: skip
+            transport.register(peer.node_id, other.deliver, other.serve)
+        live = LiveNode(served, 0, CODEC, transport, store, RoundClock(0.05), datasets=datasets,
+                        private=None, hash_trials_per_round=1, observe=observer)  # fmt: skip
         out = []
         runner = asyncio.create_task(live.run())
         async with (
@@ -91,6 +89,10 @@ def _deliver(payload: bytes, origin: bytes = b"\x01" * 32) -> Call:
 async def _status(channel: grpc.aio.Channel) -> node_pb2.NodeStatus:
     reply: node_pb2.NodeStatus = await node_pb2_grpc.NodeStub(channel).Status(node_pb2.StatusRequest())
     return reply
+
+
+def _owner(miners: Sequence[Miner], node_id: bytes) -> Miner:
+    return next(m for m in miners if m.node_id == node_id)
 
 
 def _bad_pow(honest: Honest) -> KeyBlock:
@@ -204,4 +206,41 @@ def test_the_requester_refuses_unknown_tasks_and_bad_samples_and_reports_states(
 
 
 def test_a_release_proves_phase_two_so_the_requester_can_collect_its_winner(honest: Honest) -> None:
-    assert honest.net.requester.release_of(1, DatasetKind.VALIDATION) is not None
+    """Miners that have not seen D_V refuse a model fetch without the requester's release and serve it with the
+    release, so the requester's Predict (whose fetches carry its release) collects the winning ensemble."""
+    miners = [before_phase_two(m) for m in honest.net.miners]
+    requester = honest.net.requester
+    result = requester.results()[0]
+    members = requester.winning_models(result)
+    assert members
+    task = requester.tasks[result.task_id]
+    release = requester.release_of(result.height, DatasetKind.VALIDATION)
+    mb = members[0]
+    owner = _owner(miners, mb.miner_id)
+
+    def fetch(proof: Any) -> Call:
+        payload = encoding.encode(ModelRequest(mb.model_hash, proof))
+        return lambda c: node_pb2_grpc.PeerStub(c).Serve(netem_pb2.FetchRequest(kind=FETCH_REQUEST, payload=payload))
+
+    refused, served = _serve(honest, "miner", [fetch(None), fetch(release)], node=owner)
+    assert refused.found is False
+    # The in-memory store addresses content by its SHA-256: the answer names exactly the miner's model.
+    assert served.found and served.answer.decode() == sha256(owner.own_models()[mb.model_hash]).hex()
+
+    X = np.ascontiguousarray(honest.net.test.X[:5], dtype="<f4")
+    request = queries_pb2.PredictRequest(task_id=task.task_id, rows=len(X), features=X.shape[1], samples=X.tobytes())
+
+    async def predict(channel: grpc.aio.Channel) -> Any:
+        return await queries_pb2_grpc.RequesterStub(channel).Predict(request)
+
+    (reply,) = _serve(honest, "requester", [predict], peers=miners)
+    models = [(m.model_hash, _owner(miners, m.miner_id).own_models()[m.model_hash]) for m in members]
+    expected = honest.worker.ensemble_predict(models, learning_spec(task.train), X, task.aggregate)
+    assert reply.ensemble_block == result.winning_ensemble
+    assert list(reply.labels) == expected.tolist()
+
+    # The same Predict from a requester that has released nothing carries no proof: every miner refuses.
+    unreleased = copy.deepcopy(requester)
+    unreleased.released.clear()
+    (refusal,) = _serve(honest, "requester", [predict], node=unreleased, peers=miners)
+    assert refusal[0] == grpc.StatusCode.UNAVAILABLE and refusal[1].startswith("model_unavailable")

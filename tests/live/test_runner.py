@@ -30,6 +30,7 @@ LIVE: dict[str, Any] = {
 }
 
 
+@pytest.mark.slow
 def test_four_miners_and_a_requester_finish_two_heights_in_real_time() -> None:
     exp = Experiment.from_mapping(LIVE)
     deployment, raw = asyncio.run(run_live(exp, round_seconds=0.1, timeout_seconds=90))

@@ -29,6 +29,7 @@ SMALL: dict[str, Any] = {
     "work": {"train_rounds": 3},
 }
 TIMINGS = {"wall_seconds", "ml_seconds"}
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def _without_timings(results: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def test_cli_reports_config_errors(tmp_path: Path) -> None:
 
 
 def test_shipped_experiment_configs_parse() -> None:
-    configs = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
+    configs = sorted(EXPERIMENTS.glob("*.yaml"))
     assert {"table1_mnist_dt", "noniid_mnist_dt", "miners_sweep_mnist_dt", "delay_cfs_mnist_dt", "demo"} <= {
         c.stem for c in configs
     }

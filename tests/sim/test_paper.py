@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from chainlab.scenario import Experiment, load_experiment
+from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import paper
 from chainlab.sim.runner import points
 from tests.sim.test_report import fake_results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,14 +27,19 @@ from chainlab.protocols.bagchain.timers import ExpireKeyBlock
 from chainlab.protocols.base import Timer
 from chainlab.protocols.effects import Compute, EvaluateEnsemble, FetchData, JobResult, Record, Request, StartTimer
 from chainlab.work import executor
-from tests.bagchain_net import Experiment, Network, simulation_for
+from tests.bagchain_net import Experiment, Network
 
 TARGET = 2**252 - 1  # 1 in 16 hashes: tampered Key Blocks are re-mined in microseconds
+
+# Every rejection reason a Harness has recorded, in order (append-only): a test that claims to prove a reason
+# (`proves` in test_validation.py) checks that the reason was added while it ran.
+REJECTED: list[str] = []
 
 
 @dataclass
 class Honest:
-    """Blocks and parties of a finished honest run (3 miners, 2 tasks, no CFS)."""
+    """Blocks and parties of a finished honest run (3 miners, 2 tasks, no CFS); the session-wide `honest` fixture
+    (tests/conftest.py) holds one, so tests read it and never change it."""
 
     net: Network
     worker: Worker
@@ -93,15 +99,6 @@ def honest_experiment() -> Experiment:
     )
 
 
-@pytest.fixture(scope="session")
-def honest() -> Honest:
-    worker = Worker()
-    net, simulation = simulation_for(honest_experiment(), worker)
-    simulation.run()
-    assert all(m.chain.tip.height == 2 for m in net.miners)
-    return Honest(net, worker)
-
-
 @dataclass
 class FakeServer:
     """A peer that serves one model to anyone (what a plagiarist or a broken miner would do)."""
@@ -123,13 +120,15 @@ class Harness:
     records: list[Record] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
     now: int = 0
+    unreachable_data: set[bytes] = field(default_factory=set)  # dataset fetches that fail
+    stalled_data: set[bytes] = field(default_factory=set)  # evaluations on these datasets never finish
 
     def __post_init__(self) -> None:
         for miner in self.honest.net.miners:
             self.servers.setdefault(miner.node_id, miner)
         self._run(self.node.start(self.now))
 
-    def send(self, *messages: Message | Sequence[Message]) -> None:
+    def send(self, *messages: object) -> None:
         for item in messages:
             for message in item if isinstance(item, Sequence) else [item]:
                 self.now += 1
@@ -154,19 +153,31 @@ class Harness:
             effect = queue.pop(0)
             if isinstance(effect, Record):
                 self.records.append(effect)
+                if effect.event == "rejected":
+                    REJECTED.append(str(effect.data["reason"]))
             elif isinstance(effect, StartTimer):
                 self.timers.append(effect.timer)
             elif isinstance(effect, Compute) and isinstance(effect.op, EvaluateEnsemble):
+                if effect.op.dataset in self.stalled_data:
+                    continue
                 queue += self.node.on_result(effect.job, self._evaluate(effect.op), self.now)
             elif isinstance(effect, Request):
                 server = self.servers.get(effect.peer)
                 answer = server.on_request(b"peer", effect.request, self.now) if server else None
                 queue += self.node.on_result(effect.job, answer, self.now)
             elif isinstance(effect, FetchData):
-                queue += self.node.on_result(effect.job, effect.commitment in self.honest.net.datasets, self.now)
+                held = effect.commitment in self.honest.net.datasets and effect.commitment not in self.unreachable_data
+                queue += self.node.on_result(effect.job, held, self.now)
 
     def _evaluate(self, op: EvaluateEnsemble) -> JobResult:
         return executor.execute(self.honest.worker, op, self.honest.net.datasets)
+
+
+def before_phase_two(miner: Miner) -> Miner:
+    """A copy of a finished run's miner that has seen no dataset release (as before Phase II); the run is untouched."""
+    fresh = copy.deepcopy(miner)
+    fresh.releases.clear()
+    return fresh
 
 
 def validator(honest: Honest, **overrides: Any) -> FullNode:

@@ -10,29 +10,31 @@ from chainlab.protocols.bagchain.timers import ReleaseDataset
 from chainlab.protocols.effects import Broadcast, StartTimer
 from chainlab.sim.experiment import run
 from tests.bagchain_net import Experiment
-from tests.protocols.bagchain.conftest import Harness, Honest, resign, sibling_key_block, validator
+from tests.protocols.bagchain.conftest import (
+    Harness,
+    Honest,
+    before_phase_two,
+    resign,
+    sibling_key_block,
+    validator,
+)
 
 V, E = DatasetKind.VALIDATION, DatasetKind.TEST
 
 
 def test_models_are_not_served_before_the_validation_release(honest: Honest) -> None:
     """Section VI-B: a fresh miner that has not seen D_V serves its model only against a genuine release."""
-    miner = honest.net.miners[0]
+    miner = before_phase_two(honest.net.miners[0])
     mb = next(m for m in honest.miniblocks(1) if m.miner_id == miner.node_id)
     release = honest.release(1, V)
-    saved = dict(miner.releases)
-    miner.releases.clear()  # as before Phase II
-    try:
-        assert miner.serve_model(ModelRequest(mb.model_hash, None), 0) is None
-        forged = resign(release, Identity.from_seed(b"impostor"))
-        assert miner.serve_model(ModelRequest(mb.model_hash, forged), 0) is None
-        wrong_height = resign(release, honest.net.requester.identity, height=2)
-        assert miner.serve_model(ModelRequest(mb.model_hash, wrong_height), 0) is None
-        test_set = resign(release, honest.net.requester.identity, kind=E)
-        assert miner.serve_model(ModelRequest(mb.model_hash, test_set), 0) is None
-        assert miner.serve_model(ModelRequest(mb.model_hash, release), 0) == miner.own_models()[mb.model_hash]
-    finally:
-        miner.releases.update(saved)
+    assert miner.serve_model(ModelRequest(mb.model_hash, None), 0) is None
+    forged = resign(release, Identity.from_seed(b"impostor"))
+    assert miner.serve_model(ModelRequest(mb.model_hash, forged), 0) is None
+    wrong_height = resign(release, honest.net.requester.identity, height=2)
+    assert miner.serve_model(ModelRequest(mb.model_hash, wrong_height), 0) is None
+    test_set = resign(release, honest.net.requester.identity, kind=E)
+    assert miner.serve_model(ModelRequest(mb.model_hash, test_set), 0) is None
+    assert miner.serve_model(ModelRequest(mb.model_hash, release), 0) == miner.own_models()[mb.model_hash]
     assert miner.serve_model(ModelRequest(honest.miniblocks(1)[-1].model_hash + b"x", release), 0) is None
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
+import pytest
 
 from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.ledger.hashing import sha256
@@ -12,16 +16,19 @@ from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain import rules
 from chainlab.protocols.bagchain.messages import (
     DatasetKind,
-    DatasetRelease,
     EnsembleBlock,
     KeyBlock,
     MiniBlock,
     RankedEnsemble,
     Reward,
     model_hash,
+    to_wire,
 )
 from chainlab.protocols.bagchain.reasons import Reason
+from chainlab.protocols.bagchain.wire import CODEC
+from chainlab.protocols.base import DecodeError
 from tests.protocols.bagchain.conftest import (
+    REJECTED,
     FakeServer,
     Harness,
     Honest,
@@ -32,6 +39,31 @@ from tests.protocols.bagchain.conftest import (
 )
 
 V, E = DatasetKind.VALIDATION, DatasetKind.TEST
+
+Test = TypeVar("Test", bound=Callable[..., None])
+
+# Reason -> the tests that prove it, filled by @proves as this module is imported: deleting a test deletes its entries.
+PROVEN: dict[Reason, list[str]] = {}
+
+
+def proves(*reasons: Reason) -> Callable[[Test], Test]:
+    """Register a test as a proof of `reasons`; it then also fails unless each was recorded as a rejection while it
+    ran, so the registration cannot claim more than the test shows."""
+
+    def register(test: Test) -> Test:
+        for reason in reasons:
+            PROVEN.setdefault(reason, []).append(test.__name__)
+
+        @functools.wraps(test)
+        def checked(*args: Any, **kwargs: Any) -> None:
+            start = len(REJECTED)
+            test(*args, **kwargs)
+            missing = set(reasons) - set(REJECTED[start:])
+            assert not missing, f"{test.__name__} proves {sorted(missing)}, but no such rejection was recorded"
+
+        return cast(Test, checked)
+
+    return register
 
 
 def test_honest_history_is_accepted_in_full(honest: Honest, harness: Harness) -> None:
@@ -57,6 +89,7 @@ def _through_phase_two(honest: Honest, harness: Harness, extra: MiniBlock) -> No
     harness.send(list(honest.net.tasks), honest.miniblocks(1), extra, honest.release(1, V))
 
 
+@proves(Reason.MODEL_HASH_MISMATCH)
 def test_plagiarised_model_hash_under_another_id_fails(honest: Honest, harness: Harness) -> None:
     victim = honest.miniblocks(1)[0]
     victim_miner = next(m for m in honest.net.miners if m.node_id == victim.miner_id)
@@ -68,18 +101,21 @@ def test_plagiarised_model_hash_under_another_id_fails(honest: Honest, harness: 
     assert harness.node.mb_verdict[victim.hash] is None  # the victim's own MiniBlock stays valid
 
 
+@proves(Reason.AFTER_VALIDATION_RELEASE)
 def test_miniblock_after_validation_release_is_rejected(honest: Honest, harness: Harness) -> None:
     _, late = _lazy_miner(honest, b"whatever")
     harness.send(list(honest.net.tasks), honest.miniblocks(1), honest.release(1, V), late)
     assert harness.reason_for(late) == Reason.AFTER_VALIDATION_RELEASE
 
 
+@proves(Reason.MODEL_UNAVAILABLE)
 def test_model_that_cannot_be_fetched(honest: Honest, harness: Harness) -> None:
     _, mb = _lazy_miner(honest, b"never served")
     _through_phase_two(honest, harness, mb)
     assert harness.reason_for(mb) == Reason.MODEL_UNAVAILABLE
 
 
+@proves(Reason.MODEL_UNDECODABLE)
 def test_model_bytes_that_do_not_decode(honest: Honest, harness: Harness) -> None:
     garbage = b"PK\x03\x04 not a model"
     lazy, mb = _lazy_miner(honest, garbage)
@@ -88,6 +124,7 @@ def test_model_bytes_that_do_not_decode(honest: Honest, harness: Harness) -> Non
     assert harness.reason_for(mb) == Reason.MODEL_UNDECODABLE
 
 
+@proves(Reason.BELOW_METRIC_MIN)
 def test_model_below_metric_min(honest: Honest, harness: Harness) -> None:
     public = honest.net.public
     shuffled = dataclasses.replace(public, y=np.random.default_rng(0).permutation(public.y))
@@ -98,6 +135,7 @@ def test_model_below_metric_min(honest: Honest, harness: Harness) -> None:
     assert harness.reason_for(mb) == Reason.BELOW_METRIC_MIN
 
 
+@proves(Reason.BAD_SIGNATURE, Reason.UNKNOWN_TASK)
 def test_bad_signature_and_unknown_task(honest: Honest, harness: Harness) -> None:
     mb = honest.miniblocks(1)[0]
     forged = dataclasses.replace(mb, signature=bytes(64))
@@ -120,6 +158,7 @@ def test_a_garbled_signature_cannot_censor_the_genuine_block(honest: Honest, har
     assert harness.node.releases[(1, mb.task_id, V)] == release
 
 
+@proves(Reason.TASK_MISMATCH)
 def test_miniblock_for_the_wrong_task(honest: Honest, harness: Harness) -> None:
     mb = honest.miniblocks(1)[0]
     other_task = honest.net.tasks[1].task_id
@@ -131,6 +170,7 @@ def test_miniblock_for_the_wrong_task(honest: Honest, harness: Harness) -> None:
 # ----- dataset releases --------------------------------------------------------------------------------------
 
 
+@proves(Reason.UNAUTHORIZED_RELEASE, Reason.WRONG_DATASET)
 def test_release_not_signed_by_the_requester(honest: Honest, harness: Harness) -> None:
     release = honest.release(1, V)
     impostor = resign(release, Identity.from_seed(b"impostor"))
@@ -149,6 +189,7 @@ def _ensemble(honest: Honest, **changes: object) -> EnsembleBlock:
     return resign(eb, honest.identity_of(eb.miner_id), **changes)
 
 
+@proves(Reason.FALSE_METRIC_V)
 def test_false_metric_v(honest: Honest, harness: Harness) -> None:
     eb = honest.ensembles(1)[0]
     inflated = _ensemble(honest, metric_v=round(eb.metric_v + 0.01, 6))
@@ -156,6 +197,7 @@ def test_false_metric_v(honest: Honest, harness: Harness) -> None:
     assert harness.reason_for(inflated) == Reason.FALSE_METRIC_V
 
 
+@proves(Reason.EMPTY_ENSEMBLE, Reason.DUPLICATE_MODEL, Reason.UNKNOWN_MINIBLOCK)
 def test_ensemble_structure_rejections(honest: Honest, harness: Harness) -> None:
     mbs = [mb.hash for mb in honest.miniblocks(1)]
     empty = _ensemble(honest, miniblocks=())
@@ -167,6 +209,7 @@ def test_ensemble_structure_rejections(honest: Honest, harness: Harness) -> None
     assert harness.reason_for(unknown) == Reason.UNKNOWN_MINIBLOCK
 
 
+@proves(Reason.INVALID_MINIBLOCK)
 def test_ensemble_with_an_invalid_miniblock(honest: Honest, harness: Harness) -> None:
     _, unserved = _lazy_miner(honest, b"never served")
     with_bad = _ensemble(honest, miniblocks=tuple(sorted([*(m.hash for m in honest.miniblocks(1)), unserved.hash])))
@@ -174,6 +217,7 @@ def test_ensemble_with_an_invalid_miniblock(honest: Honest, harness: Harness) ->
     assert harness.reason_for(with_bad) == Reason.INVALID_MINIBLOCK
 
 
+@proves(Reason.MINIBLOCK_WRONG_PARENT, Reason.DUPLICATE_MODEL)
 def test_ensemble_over_two_parents_without_cfs_and_duplicate_models_with_cfs(honest: Honest) -> None:
     fork = sibling_key_block(honest)
     mb = honest.miniblocks(2)[0]
@@ -203,6 +247,7 @@ def _check_key_block(honest: Honest, harness: Harness, kb: KeyBlock) -> str | No
     return harness.reason_for(kb)
 
 
+@proves(Reason.BAD_POW)
 def test_bad_pow(honest: Honest, harness: Harness) -> None:
     kb = honest.key_block(1)
     nonce = next(n for n in range(1000) if not dataclasses.replace(kb, nonce=n).hash[0] < 0x10)
@@ -210,6 +255,7 @@ def test_bad_pow(honest: Honest, harness: Harness) -> None:
     assert _check_key_block(honest, harness, unlucky) == Reason.BAD_POW
 
 
+@proves(Reason.FALSE_METRIC_BEST)
 def test_false_metric_best(honest: Honest, harness: Harness) -> None:
     kb = honest.key_block(1)
     assert _check_key_block(honest, harness, _tampered(honest, metric_best=kb.metric_best + 0.01)) == (
@@ -217,6 +263,7 @@ def test_false_metric_best(honest: Honest, harness: Harness) -> None:
     )
 
 
+@proves(Reason.FALSE_METRIC_E)
 def test_false_metric_e_in_the_ranking(honest: Honest, harness: Harness) -> None:
     kb = honest.key_block(1)
     boosted = RankedEnsemble(kb.ranking[0].ensemble_block, round(kb.ranking[0].metric_e + 0.05, 6))
@@ -225,12 +272,14 @@ def test_false_metric_e_in_the_ranking(honest: Honest, harness: Harness) -> None
     assert _check_key_block(honest, harness, forged) == Reason.FALSE_METRIC_E
 
 
+@proves(Reason.RANKING_NOT_SORTED)
 def test_ranking_out_of_order(honest: Honest, harness: Harness) -> None:
     kb = honest.key_block(1)
     assert len(kb.ranking) >= 2
     assert _check_key_block(honest, harness, _tampered(honest, ranking=kb.ranking[::-1])) == Reason.RANKING_NOT_SORTED
 
 
+@proves(Reason.WRONG_REWARDS, Reason.BAD_MERKLE_ROOT)
 def test_wrong_reward_split_and_merkle_root(honest: Honest) -> None:
     kb = honest.key_block(1)
     first, *rest = kb.rewards
@@ -243,6 +292,7 @@ def test_wrong_reward_split_and_merkle_root(honest: Honest) -> None:
         assert _check_key_block(honest, Harness(validator(honest), honest), forged) == reason
 
 
+@proves(Reason.WRONG_HEIGHT, Reason.TASK_MISMATCH, Reason.WRONG_TASK_QUEUE)
 def test_wrong_height_task_and_queue(honest: Honest) -> None:
     kb = honest.key_block(1)
     cases = {
@@ -254,6 +304,7 @@ def test_wrong_height_task_and_queue(honest: Honest) -> None:
         assert _check_key_block(honest, Harness(validator(honest), honest), forged) == reason
 
 
+@proves(Reason.UNKNOWN_ENSEMBLE_BLOCK, Reason.INVALID_ENSEMBLE_BLOCK)
 def test_unknown_and_invalid_ensemble_blocks(honest: Honest) -> None:
     kb = honest.key_block(1)
     ghost = _tampered(honest, ranking=rules.rank([RankedEnsemble(sha256(b"ghost"), kb.metric_best), *kb.ranking[1:]]))
@@ -272,6 +323,7 @@ def test_unknown_and_invalid_ensemble_blocks(honest: Honest) -> None:
     assert h.reason_for(forged) == Reason.INVALID_ENSEMBLE_BLOCK
 
 
+@proves(Reason.UNKNOWN_PARENT, Reason.INVALID_PARENT)
 def test_unknown_and_invalid_parents(honest: Honest) -> None:
     orphan = _tampered(honest, prehash=sha256(b"nowhere"))
     h = Harness(validator(honest), honest)
@@ -287,6 +339,32 @@ def test_unknown_and_invalid_parents(honest: Honest) -> None:
     assert h.reason_for(honest.key_block(2)) == Reason.INVALID_PARENT
 
 
+@proves(Reason.MISSING_RELEASE, Reason.MISSING_DATASET, Reason.EVALUATION_UNFINISHED)
+def test_a_key_block_that_expires_while_pending_names_what_it_still_lacked(honest: Honest) -> None:
+    kb = honest.key_block(1)
+    test_set = honest.release(1, E)
+    # D_E was never released to this node.
+    h = Harness(validator(honest), honest)
+    h.send([m for m in honest.history(1) if m != test_set], kb)
+    h.expire_all()
+    assert h.reason_for(kb) == Reason.MISSING_RELEASE
+    # D_E was released, but every fetch of it fails.
+    h = Harness(validator(honest), honest, unreachable_data={test_set.dataset})
+    h.send(honest.history(1), kb)
+    h.expire_all()
+    assert h.reason_for(kb) == Reason.MISSING_DATASET
+    # D_E is held, but the evaluations on it never finish.
+    h = Harness(validator(honest), honest, stalled_data={test_set.dataset})
+    h.send(honest.history(1), kb)
+    h.expire_all()
+    assert h.reason_for(kb) == Reason.EVALUATION_UNFINISHED
+    # Nothing was held against the blocks themselves: given the missing piece, a fresh node accepts KB_1.
+    fresh = Harness(validator(honest), honest)
+    fresh.send(honest.history(1), kb)
+    assert fresh.rejections() == [] and fresh.node.tip.hash == kb.hash
+
+
+@proves(Reason.WRONG_PARENT, Reason.MINIBLOCK_WRONG_PARENT)
 def test_wrong_parent_against_the_cfs_majority(honest: Honest) -> None:
     fork = sibling_key_block(honest)
     kb2 = honest.key_block(2)
@@ -299,21 +377,22 @@ def test_wrong_parent_against_the_cfs_majority(honest: Honest) -> None:
         assert h.reason_for(moved) == expected, cfs
 
 
-def test_every_reason_is_exercised() -> None:
-    """Guards the list above: a new Reason needs a test here (MALFORMED is the live driver's)."""
-    tested = {
-        Reason.MODEL_HASH_MISMATCH, Reason.AFTER_VALIDATION_RELEASE, Reason.MODEL_UNAVAILABLE,
-        Reason.MODEL_UNDECODABLE, Reason.BELOW_METRIC_MIN, Reason.BAD_SIGNATURE, Reason.UNKNOWN_TASK,
-        Reason.TASK_MISMATCH, Reason.UNAUTHORIZED_RELEASE, Reason.WRONG_DATASET, Reason.FALSE_METRIC_V,
-        Reason.EMPTY_ENSEMBLE, Reason.DUPLICATE_MODEL, Reason.UNKNOWN_MINIBLOCK, Reason.INVALID_MINIBLOCK,
-        Reason.MINIBLOCK_WRONG_PARENT, Reason.BAD_POW, Reason.FALSE_METRIC_BEST, Reason.FALSE_METRIC_E,
-        Reason.RANKING_NOT_SORTED, Reason.WRONG_REWARDS, Reason.BAD_MERKLE_ROOT, Reason.WRONG_HEIGHT,
-        Reason.WRONG_TASK_QUEUE, Reason.UNKNOWN_ENSEMBLE_BLOCK, Reason.INVALID_ENSEMBLE_BLOCK,
-        Reason.UNKNOWN_PARENT, Reason.INVALID_PARENT, Reason.WRONG_PARENT, Reason.MALFORMED,
-    }  # fmt: skip
-    assert tested == set(Reason)
+# ----- wire bytes (the driver decodes them with the codec before the node sees anything) -----------------------
 
 
-def test_release_kinds_are_distinct(honest: Honest) -> None:
-    assert isinstance(honest.release(1, E), DatasetRelease)
-    assert honest.release(1, E).dataset != honest.release(1, V).dataset
+@proves(Reason.MALFORMED)
+def test_bytes_that_do_not_decode_are_malformed_and_never_reach_the_node(honest: Honest, harness: Harness) -> None:
+    task = honest.net.tasks[0]
+    wire = to_wire(task)
+    for garbled in (b"", b"\x09" + wire[1:], wire[: len(wire) // 2], wire[:-1]):
+        with pytest.raises(DecodeError):
+            CODEC.decode_message(garbled)
+    assert CODEC.decode_message(wire) == task  # the same bytes, intact, decode
+    harness.send(object())  # anything that is not a BagChain message is refused by the node itself
+    assert harness.rejections() == [("object", Reason.MALFORMED)]
+    assert task.task_id not in harness.node.tasks
+
+
+def test_every_reason_is_proved_by_a_test() -> None:
+    """A Reason no test above proves, or whose only test was deleted, fails here (@proves fills PROVEN)."""
+    assert set(PROVEN) == set(Reason), sorted(set(Reason) - set(PROVEN))

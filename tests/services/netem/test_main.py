@@ -58,6 +58,7 @@ def test_configure_refuses_bad_command_lines(argv: list[str]) -> None:
         assert caught.value.code == 2
 
 
+@pytest.mark.slow
 def test_the_service_serves_health_and_stops_on_sigterm() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = _topology_file(folder)

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWar
 ROOT = Path(__file__).resolve().parents[3]
 ABSENT = "QmX6knHemJSajoN851PY2EUc2bvakdsdMsaCDh3FpArSu8"  # well-formed; nothing here stores it
 T = TypeVar("T")
+# Far longer than a local blockstore lookup takes on a loaded machine; a backend that searched the network for a
+# block it lacks (Kubo without routing searches forever) would not answer within it.
+LOOKUP_DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +42,19 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKubo]:
 
 
 def _serve(
-    backend: IpfsBackend, body: Callable[[StorageClient], Awaitable[T]], max_object_bytes: int = 64 * 1024 * 1024
+    backend: IpfsBackend,
+    body: Callable[[StorageClient], Awaitable[T]],
+    max_object_bytes: int = 64 * 1024 * 1024,
+    deadline: float | None = None,
 ) -> T:
-    """Run `body` against a real Storage server on a free loopback port, stopped afterwards."""
+    """Run `body` against a real Storage server on a free loopback port (each call under `deadline` seconds when
+    given), stopped afterwards."""
 
     async def run() -> T:
         servicer = StorageServicer(backend, max_object_bytes=max_object_bytes)
         async with (
             running_server("storage", "127.0.0.1:0", registrar(servicer)) as running,
-            StorageClient(f"127.0.0.1:{running.port}") as client,
+            StorageClient(f"127.0.0.1:{running.port}", timeout=deadline) as client,
         ):
             return await body(client)
 
@@ -123,11 +130,10 @@ def test_an_unknown_cid_is_not_found_with_its_reason_and_counted(backend: Embedd
             await _refused(client.unpin(ABSENT)),
         ]
 
-    started = time.monotonic()
-    for code, details in _serve(backend, body):
+    # A backend that searched the network for ABSENT would let the deadline pass: DEADLINE_EXCEEDED, not NOT_FOUND.
+    for code, details in _serve(backend, body, deadline=LOOKUP_DEADLINE):
         assert code == grpc.StatusCode.NOT_FOUND
         assert details.startswith("unknown_cid") and ABSENT in details
-    assert time.monotonic() - started < 5.0
     for method, count in before.items():
         assert _refusals(method, "NOT_FOUND", "unknown_cid") == count + 1
 
@@ -243,6 +249,7 @@ def _round_trip(port: int, data: bytes) -> tuple[bytes, bool]:
     return asyncio.run(run())
 
 
+@pytest.mark.slow
 def test_the_service_over_a_kubo_rpc_daemon_stores_and_stops_on_sigterm(tmp_path: Path) -> None:
     with jsipfs_daemon(tmp_path) as addr:
         service = _Service("--ipfs-api", addr)
@@ -257,6 +264,7 @@ def test_the_service_over_a_kubo_rpc_daemon_stores_and_stops_on_sigterm(tmp_path
             service.kill()
 
 
+@pytest.mark.slow
 def test_the_embedded_service_removes_its_temporary_repo_on_sigterm() -> None:
     service = _Service()
     try:
@@ -272,6 +280,7 @@ def test_the_embedded_service_removes_its_temporary_repo_on_sigterm() -> None:
         service.kill()
 
 
+@pytest.mark.slow
 def test_the_service_exits_when_the_rpc_daemon_is_unreachable() -> None:
     from tests.live.jsipfs import free_port
 
