@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from chainlab.live.plan import NetworkPlan
 from chainlab.scenarios import registry
@@ -48,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--ipfs-api", help="use a Kubo daemon's HTTP RPC (multiaddr) instead of the embedded IPFS node")
     up.add_argument("--kill", metavar="NODE", help="chaos: SIGKILL this node (e.g. miner-2) mid-run")
     up.add_argument("--kill-after", type=float, default=5.0, help="seconds after the network is up to kill --kill")
+    parity = sub.add_parser(
+        "check-network", help="check every hop netem charged in a `chainlab up` run against the simulator"
+    )
+    parity.add_argument("--out", type=Path, default=Path("runs/up"), help="the --out of the finished `chainlab up`")
     down = sub.add_parser("down", help="stop the services a crashed `chainlab up` left running")
     down.add_argument("--out", type=Path, default=Path("runs/up"))
     netem = sub.add_parser("netem", help="chaos on a running `chainlab up` network, by node name")
@@ -82,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "netem":
             return cmd_netem(args)
+        if args.command == "check-network":
+            return cmd_check_network(args.out)
         if args.command == "sim":
             return cmd_sim(args.config, args.out)
         if args.command == "paper":
@@ -152,6 +159,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     console.print(f"all services stopped{'; non-zero exits: ' + str(stuck) if stuck else ' cleanly'}")
     console.print(f"results written to {args.out / 'results.json'}")
     return 0
+
+
+def cmd_check_network(out: Path) -> int:
+    """chainlab check-network: a table of hops per declared size, netem's rounds against the simulator's."""
+    from chainlab.parity import check_hops
+
+    checks = check_hops(out)
+    table = Table(title=f"hop delays: netem vs the simulator's network model ({out})")
+    for column in ("declared MB", "hops", "equal", "netem rounds min~max", "sim rounds min~max"):
+        table.add_column(column, justify="right")
+    for size, c in checks.items():
+        table.add_row(
+            f"{size:g}",
+            str(c.hops),
+            str(c.equal),
+            f"{min(c.netem_rounds)}~{max(c.netem_rounds)}",
+            f"{min(c.sim_rounds)}~{max(c.sim_rounds)}",
+        )
+    console.print(table)
+    return 0 if all(c.equal == c.hops for c in checks.values()) else 1
 
 
 def cmd_netem(args: argparse.Namespace) -> int:

@@ -12,12 +12,14 @@ from typing import Any
 
 import grpc
 import yaml
+from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
 from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
 from chainlab.learning.worker import Worker
 from chainlab.live import adapters
+from chainlab.live.netem import control
 from chainlab.live.netem import topology as topo
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.processes import ProcessGroup, free_ports
@@ -33,6 +35,7 @@ from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.results import Results, assemble
 
 STATE_FILE = "processes.json"
+NETEM_STATS_FILE = "netem_stats.json"
 HEALTH_TIMEOUT_SECONDS = 60.0
 
 
@@ -295,7 +298,19 @@ class LiveNetwork:
             rounds=max((r.round for r in replies.values() if r is not None), default=0),
             wall_seconds=time.perf_counter() - started,
             ml_seconds=worker.ml_seconds,
+            round_seconds=self.options.round_seconds,
         )
+
+    async def save_netem_stats(self) -> None:
+        """Every sidecar's per-link stats (hop delays applied, per message) into <out>/netem_stats.json."""
+        assert self.plan is not None
+        stats = {}
+        for entry in self.plan.nodes:
+            try:
+                stats[entry.name] = MessageToDict(await control.stats(entry.sidecar))
+            except grpc.aio.AioRpcError:
+                continue  # a killed node's sidecar still answers; one that does not has nothing to add
+        (self.options.out / NETEM_STATS_FILE).write_text(json.dumps(stats, indent=1, sort_keys=True))
 
     def stop(self) -> dict[str, int | None]:
         """Stop every process (SIGTERM, newest first); exit codes by name."""
@@ -329,6 +344,7 @@ async def up(options: UpOptions, console: Console, on_progress: Callable[[int, i
         except TimeoutError as exc:
             error = str(exc)
             results = await network.results(truncated=True, started=started)
+        await network.save_netem_stats()
     except (RuntimeError, OSError, grpc.aio.AioRpcError) as exc:
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         results = {"truncated": True}

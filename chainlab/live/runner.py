@@ -74,7 +74,7 @@ async def run_live(
         rounds=clock.now(),
         wall_seconds=time.perf_counter() - started,
         ml_seconds=worker.ml_seconds + sum(d.ml_seconds for d in drivers),
+        round_seconds=round_seconds,
     )
-    results["round_seconds"] = round_seconds
     results["gossip_bytes"] = transport.bytes_sent
     return deployment, results

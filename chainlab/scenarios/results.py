@@ -42,6 +42,7 @@ def assemble(
     rounds: int,
     wall_seconds: float,
     ml_seconds: float,
+    round_seconds: float | None = None,
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's."""
     total: Counter[str] = Counter()
@@ -65,4 +66,6 @@ def assemble(
         "rejections_by_node": {name: dict(c) for name, c in sorted(rejections.items()) if c},
         "internal_errors": {name: n for name, n in sorted(internal_errors.items()) if n},
         "protocol_results": dict(protocol_results),
+        "round_seconds": round_seconds,  # wall seconds per round live; None in simulation (no wall clock)
+        "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
     }

@@ -86,6 +86,8 @@ class Simulation:
             self._execute(i, node.start(0))
         while self._queue:
             at, _, i, event = heapq.heappop(self._queue)
+            if isinstance(event, _Result) and (i, event.job) in self._cancelled:
+                continue  # an abandoned job's result (a nonce found after its block was superseded) is no event
             if at > self.max_rounds:
                 self.truncated = True
                 break
@@ -105,8 +107,7 @@ class Simulation:
             case _Deliver(sender, message):
                 self._execute(i, node.on_message(sender, message, self.now))
             case _Result(job, result):
-                if (i, job) not in self._cancelled:
-                    self._execute(i, node.on_result(job, result, self.now))
+                self._execute(i, node.on_result(job, result, self.now))
             case _Serve():
                 self._serve(i, event)
             case Timer():

@@ -15,6 +15,7 @@ from rich.console import Console
 from chainlab.live.launcher import STATE_FILE, UpFailed, UpOptions, build_topology, node_entries, up
 from chainlab.live.plan import NetworkPlan
 from chainlab.network.config import NetworkConfig
+from chainlab.parity import check_hops
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment
 from chainlab.sim.experiment import run as simulate
@@ -80,7 +81,7 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     simulated = simulate(Experiment.from_mapping(SMALL))
     assert abs(figures(simulated)["ensemble_accuracy"] - results["ensemble_accuracy"]) <= 0.02
     # One results pipeline: the same keys, at the top and in protocol_results, from both drivers.
-    assert set(simulated) == set(raw) - {"exit_codes", "round_seconds"}
+    assert set(simulated) == set(raw)
     assert set(simulated["protocol_results"]) == set(raw["protocol_results"])
     assert raw["driver"] == "live" and raw["truncated"] is False and raw["observer"] == "validator-0"
     assert results["tips_agree"]
@@ -112,6 +113,32 @@ def test_a_miner_killed_mid_task_leaves_the_others_finishing_it(tmp_path: Path) 
     assert _our_processes(tmp_path) == []
 
 
+MESH: dict[str, Any] = {
+    **SMALL,
+    "name": "e2e-mesh",
+    "miners": 4,
+    "network": {"kind": "erdos_renyi", "avg_degree": 2.0, "bandwidth_mb": 0.5},
+    # 6 MB Key Blocks take about 12 rounds a hop: room for them to cross the mesh before the next one.
+    "protocol": {**SMALL["protocol"], "phase1_rounds": 60, "key_block_size_mb": 6.0, "cfs": True},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_on_a_mesh_every_hop_netem_charged_is_the_simulators_and_the_results_agree(tmp_path: Path) -> None:
+    exp = Experiment.from_mapping(MESH)
+    live = asyncio.run(up(UpOptions(exp, tmp_path, 0.05, timeout_seconds=300), Console(), lambda h, r: None))
+    checks = check_hops(tmp_path)
+    # Key Blocks (6 MB) and MiniBlocks / Ensemble Blocks (2 MB) crossed links, each hop as the simulator charges it.
+    assert {6.0, 2.0} <= set(checks)
+    assert all(c.hops > 0 and c.equal == c.hops for c in checks.values()), checks
+    assert max(checks[6.0].netem_rounds) >= 9  # a 6 MB hop at ~0.5 MB/round, not the ~1 kB it takes on the wire
+    simulated = simulate(exp)
+    assert set(simulated) == set(live)
+    assert abs(figures(simulated)["ensemble_accuracy"] - figures(live)["ensemble_accuracy"]) <= 0.02
+    assert live["tips_agree"] and live["truncated"] is False
+
+
 def test_an_unknown_kill_target_is_named_before_anything_starts(tmp_path: Path) -> None:
     exp = Experiment.from_mapping(SMALL)
     with pytest.raises(ValueError, match="no node 'miner-9'"):
@@ -120,6 +147,7 @@ def test_an_unknown_kill_target_is_named_before_anything_starts(tmp_path: Path) 
     assert _our_processes(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(200)
 def test_a_run_that_times_out_still_writes_partial_results_marked_truncated(tmp_path: Path) -> None:
     exp = Experiment.from_mapping(SMALL)

@@ -47,6 +47,7 @@ def test_four_miners_and_a_requester_finish_two_heights_in_real_time() -> None:
     assert all(r.winning_ensemble is not None for r in finished)
 
 
+@pytest.mark.slow
 def test_a_failing_evaluate_inside_a_node_is_retried_and_rejects_no_peer_block(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inject one exception into the first ensemble evaluation: an internal error, a retry, and no verdict on
     the honest peer whose MiniBlock was being evaluated."""

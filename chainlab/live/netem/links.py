@@ -58,6 +58,9 @@ class DedupCache:
         return len(self._seen)
 
 
+RECENT_HOPS = 512  # per link: enough for every block of a run of hundreds of heights
+
+
 @dataclass
 class LinkCounters:
     """What crossed one link, from this sidecar's side."""
@@ -70,6 +73,10 @@ class LinkCounters:
     # Hop delays applied to what was sent, by (declared MB, rounds): what a run compares with the simulator.
     hop_delays: collections.Counter[tuple[float, int]] = field(default_factory=collections.Counter)
     last_hop_rounds: int = 0
+    # (message ID, declared MB, rounds) of the latest messages sent: lets a run check each hop against the simulator.
+    recent_hops: collections.deque[tuple[bytes, float, int]] = field(
+        default_factory=lambda: collections.deque(maxlen=RECENT_HOPS)
+    )
 
 
 @dataclass
@@ -200,6 +207,7 @@ class LinkTable:
             state.counters.bytes_sent += size_bytes
             state.counters.hop_delays[(size_mb, rounds)] += 1
             state.counters.last_hop_rounds = rounds
+            state.counters.recent_hops.append((message_id, size_mb, rounds))
             plan.append((peer, rounds))
         return plan, dropped
 

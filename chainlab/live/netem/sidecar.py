@@ -318,6 +318,10 @@ class Sidecar:
                         for (size_mb, rounds), count in sorted(c.hop_delays.items())
                     ],
                     last_hop_rounds=c.last_hop_rounds,
+                    recent_hops=[
+                        netem_pb2.HopRecord(message_id=m, size_mb=size_mb, rounds=rounds)
+                        for m, size_mb, rounds in c.recent_hops
+                    ],
                 )
             )
         return netem_pb2.StatsReply(node=self.me, links=links, delivered=self.delivered, duplicates=self.duplicates)

@@ -242,6 +242,31 @@ class HopDelay(_message.Message):
 Global___HopDelay: _TypeAlias = HopDelay  # noqa: Y015
 
 @_typing.final
+class HopRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SIZE_MB_FIELD_NUMBER: _builtins.int
+    ROUNDS_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.bytes
+    size_mb: _builtins.float
+    rounds: _builtins.int
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.bytes = ...,
+        size_mb: _builtins.float = ...,
+        rounds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "rounds", b"rounds", "size_mb", b"size_mb"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HopRecord: _TypeAlias = HopRecord  # noqa: Y015
+
+@_typing.final
 class LinkStats(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -254,6 +279,7 @@ class LinkStats(_message.Message):
     LINK_FIELD_NUMBER: _builtins.int
     HOP_DELAYS_FIELD_NUMBER: _builtins.int
     LAST_HOP_ROUNDS_FIELD_NUMBER: _builtins.int
+    RECENT_HOPS_FIELD_NUMBER: _builtins.int
     peer: _builtins.bytes
     messages_sent: _builtins.int
     bytes_sent: _builtins.int
@@ -268,6 +294,10 @@ class LinkStats(_message.Message):
     def hop_delays(self) -> _containers.RepeatedCompositeFieldContainer[Global___HopDelay]:
         """the hop delays applied to what was sent, by declared size and rounds"""
 
+    @_builtins.property
+    def recent_hops(self) -> _containers.RepeatedCompositeFieldContainer[Global___HopRecord]:
+        """the last messages sent, each with the hop delay it was charged"""
+
     def __init__(
         self,
         *,
@@ -280,10 +310,11 @@ class LinkStats(_message.Message):
         link: Global___Link | None = ...,
         hop_delays: _abc.Iterable[Global___HopDelay] | None = ...,
         last_hop_rounds: _builtins.int = ...,
+        recent_hops: _abc.Iterable[Global___HopRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_sent", b"bytes_sent", "duplicates_received", b"duplicates_received", "hop_delays", b"hop_delays", "last_hop_rounds", b"last_hop_rounds", "link", b"link", "messages_dropped", b"messages_dropped", "messages_received", b"messages_received", "messages_sent", b"messages_sent", "peer", b"peer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_sent", b"bytes_sent", "duplicates_received", b"duplicates_received", "hop_delays", b"hop_delays", "last_hop_rounds", b"last_hop_rounds", "link", b"link", "messages_dropped", b"messages_dropped", "messages_received", b"messages_received", "messages_sent", b"messages_sent", "peer", b"peer", "recent_hops", b"recent_hops"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
