@@ -117,6 +117,7 @@ MESH: dict[str, Any] = {
     **SMALL,
     "name": "e2e-mesh",
     "miners": 4,
+    "partition": {"kappa": 0.1, "zeta": 0.2},
     "network": {"kind": "erdos_renyi", "avg_degree": 2.0, "bandwidth_mb": 0.5},
     # 6 MB Key Blocks take about 12 rounds a hop: room for them to cross the mesh before the next one.
     "protocol": {**SMALL["protocol"], "phase1_rounds": 60, "key_block_size_mb": 6.0, "cfs": True},
