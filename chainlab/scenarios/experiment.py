@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import yaml
 
 from chainlab.network.config import NetworkConfig
 from chainlab.scenarios import registry
-from chainlab.work.config import WorkConfig
+from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
     "name", "seed", "description", "deviations", "dataset", "partition", "network", "work", "live", "max_rounds",
@@ -37,11 +37,7 @@ class LiveConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> LiveConfig:
         """Build from config, naming unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ValueError(f"unknown live parameter(s): {', '.join(unknown)}; known: {sorted(known)}")
-        return cls(**{str(k): v for k, v in data.items()})  # type: ignore[arg-type]
+        return from_section(cls, data, "live")
 
 
 @dataclass(frozen=True)
@@ -57,11 +53,7 @@ class PartitionConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> PartitionConfig:
         """Build from config, naming unknown keys (values are checked by the partitioner)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ValueError(f"unknown partition parameter(s): {', '.join(unknown)}; known: {sorted(known)}")
-        return cls(**{str(k): v for k, v in data.items()})  # type: ignore[arg-type]
+        return from_section(cls, data, "partition")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from chainlab.protocols.effects import EvaluateEnsemble, TrainModel, WorkOp
+
+Section = TypeVar("Section")
+
+
+def from_section(cls: type[Section], data: Mapping[str, object], section: str) -> Section:
+    """A config section as the dataclass cls, naming unknown keys; cls's own checks name bad values."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise ValueError(f"unknown {section} parameter(s): {', '.join(unknown)}; known: {sorted(known)}")
+    values: dict[str, Any] = {str(k): v for k, v in data.items()}
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -32,11 +45,7 @@ class WorkConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> WorkConfig:
         """Build from config, naming unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ValueError(f"unknown work parameter(s): {', '.join(unknown)}; known: {sorted(known)}")
-        return cls(**{str(k): v for k, v in data.items()})  # type: ignore[arg-type]
+        return from_section(cls, data, "work")
 
     def rounds(self, op: WorkOp) -> int:
         """Simulated rounds an operation takes: training costs train_rounds, evaluation is instant."""

@@ -10,6 +10,7 @@ import pytest
 from chainlab.learning.datasets import encode_dataset
 from chainlab.live.driver import FETCH_DATA, FETCH_REQUEST, JOB_ATTEMPTS, LiveNode, RoundClock
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
+from chainlab.protocols.bagchain import Miner
 from chainlab.protocols.bagchain.messages import to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.bagchain.wire import CODEC
@@ -31,6 +32,19 @@ def _driver(
     )
     transport.register(node.node_id, driver.deliver, driver.serve)
     return driver
+
+
+def _spy_on_results(node: Miner) -> list[tuple[int, JobResult]]:
+    """Every (job, result) the node hears from here on, in order."""
+    heard: list[tuple[int, JobResult]] = []
+    original = node.on_result
+
+    def spy(job: int, result: JobResult, now: int) -> list[Any]:
+        heard.append((job, result))
+        return original(job, result, now)
+
+    node.on_result = spy  # type: ignore[method-assign]
+    return heard
 
 
 def _net() -> Network:
@@ -76,14 +90,7 @@ def test_an_internal_failure_is_recorded_retried_and_never_held_against_a_peer(
         net = _net()
         records: list[Observation] = []
         miner = net.miners[0]
-        results: list[tuple[int, JobResult]] = []
-        original = miner.on_result
-
-        def spy(job: int, result: JobResult, now: int) -> list[Any]:
-            results.append((job, result))
-            return original(job, result, now)
-
-        miner.on_result = spy  # type: ignore[method-assign]
+        results = _spy_on_results(miner)
         driver = _driver(net, miner, records)
         runner = asyncio.create_task(driver.run())
         await driver.started.wait()
@@ -109,24 +116,17 @@ def test_an_internal_failure_is_recorded_retried_and_never_held_against_a_peer(
 
 
 def test_a_job_that_keeps_failing_reaches_the_node_as_job_failed_and_training_is_asked_for_again() -> None:
-    async def scenario() -> tuple[list[Observation], list[JobResult]]:
+    async def scenario() -> tuple[list[Observation], list[tuple[int, JobResult]]]:
         net = _net()
         records: list[Observation] = []
         miner = net.miners[0]
-        results: list[JobResult] = []
-        original = miner.on_result
-
-        def spy(job: int, result: JobResult, now: int) -> list[Any]:
-            results.append(result)
-            return original(job, result, now)
-
-        miner.on_result = spy  # type: ignore[method-assign]
+        results = _spy_on_results(miner)
         # No data at all: the miner's training fails inside its own driver, every time.
         driver = _driver(net, miner, records, datasets={})
         runner = asyncio.create_task(driver.run())
         driver.deliver(net.requester.node_id, to_wire(net.tasks[0]))
         for _ in range(300):
-            if sum(isinstance(r, JobFailed) for r in results) >= 2:
+            if sum(isinstance(r, JobFailed) for _, r in results) >= 2:
                 break
             await asyncio.sleep(0.02)
         runner.cancel()
@@ -136,7 +136,7 @@ def test_a_job_that_keeps_failing_reaches_the_node_as_job_failed_and_training_is
     records, results = asyncio.run(scenario())
     internal = [r for r in records if r.event == "internal_error" and r.data["job"] == "TrainModel"]
     assert [r.data["attempt"] for r in internal][:JOB_ATTEMPTS] == list(range(1, JOB_ATTEMPTS + 1))
-    assert sum(isinstance(r, JobFailed) for r in results) >= 2  # given up, reported, and asked for again
+    assert sum(isinstance(r, JobFailed) for _, r in results) >= 2  # given up, reported, and asked for again
     assert sum(r.event == "training_started" for r in records) >= 2
     assert [r for r in records if r.event == "rejected"] == []
 
