@@ -39,9 +39,9 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check chainlab tests
-	$(BIN)/ruff format --check chainlab tests
-	$(BIN)/mypy chainlab tests
+	$(BIN)/ruff check chainlab services tests
+	$(BIN)/ruff format --check chainlab services tests
+	$(BIN)/mypy chainlab services tests
 	$(BIN)/lint-imports
 
 proto: $(STAMP)
