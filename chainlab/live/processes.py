@@ -67,8 +67,11 @@ class ProcessGroup:
         return child
 
     def get(self, name: str) -> Child:
-        """The child called name."""
-        return next(c for c in self.children if c.name == name)
+        """The child called name; ValueError naming the known ones otherwise."""
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise ValueError(f"no process {name!r} (known: {', '.join(c.name for c in self.children)})")
 
     def stop(self, seconds: float = STOP_SECONDS) -> dict[str, int | None]:
         """SIGTERM everyone, newest first; SIGKILL whoever is left after `seconds`. Returns exit codes by name."""

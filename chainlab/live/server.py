@@ -16,8 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from chainlab.live import metrics
-from chainlab.live.errors import Refused
-from chainlab.protocols.errors import Refusal, RefusalKind
+from chainlab.live.errors import STATUS_OF, Refusal
 
 log = logging.getLogger("chainlab.server")
 
@@ -25,13 +24,6 @@ log = logging.getLogger("chainlab.server")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
 GRACE_SECONDS = 2.0
-
-STATUS_OF = {
-    RefusalKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
-    RefusalKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    RefusalKind.NOT_READY: grpc.StatusCode.FAILED_PRECONDITION,
-    RefusalKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-}
 
 
 def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
@@ -48,8 +40,7 @@ def insecure_channel(address: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps a neutral Refusal (or a Refused) to its status code, anything unexpected to INTERNAL; counts, times and
-    logs every call."""
+    """Maps a Refusal to its status code, anything unexpected to INTERNAL; counts, times and logs every call."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -116,9 +107,6 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise exc
         if isinstance(exc, Refusal):
             code, reason, detail = STATUS_OF[exc.kind], exc.reason, str(exc)
-            log.warning("refused %s", method, extra={"method": method, "code": code.name, "reason": reason})
-        elif isinstance(exc, Refused):
-            code, reason, detail = exc.code, exc.reason, str(exc)
             log.warning("refused %s", method, extra={"method": method, "code": code.name, "reason": reason})
         elif context.code() not in (None, grpc.StatusCode.OK):
             raise exc  # the handler aborted the call itself

@@ -12,6 +12,7 @@ class RefusalKind(enum.Enum):
     NOT_FOUND = "not_found"  # it names something this node does not hold
     NOT_READY = "not_ready"  # valid, but not answerable yet (task not finished, dataset not released)
     UNAVAILABLE = "unavailable"  # a peer or backend cannot be reached now; retrying may help
+    INTERNAL = "internal"  # this service failed itself: never the caller's fault
 
 
 class Refusal(Exception):
@@ -42,3 +43,8 @@ def not_ready(reason: str, detail: str = "") -> Refusal:
 def unavailable(reason: str, detail: str = "") -> Refusal:
     """A peer or backend cannot be reached now."""
     return Refusal(RefusalKind.UNAVAILABLE, reason, detail)
+
+
+def internal(reason: str, detail: str = "") -> Refusal:
+    """This service failed itself."""
+    return Refusal(RefusalKind.INTERNAL, reason, detail)

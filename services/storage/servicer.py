@@ -10,7 +10,7 @@ from typing import TypeVar
 import grpc
 
 from chainlab.live import metrics
-from chainlab.live.errors import Refused, invalid, not_found, precondition, unavailable
+from chainlab.live.errors import Refusal, internal, invalid, not_found, not_ready, unavailable
 from chainlab.live.ipfs import (
     BackendUnavailable,
     BadCid,
@@ -32,17 +32,17 @@ DEFAULT_MAX_OBJECT_BYTES = 1024**3
 T = TypeVar("T")
 
 
-def refusal(exc: StorageError) -> Refused:
+def refusal(exc: StorageError) -> Refusal:
     """The gRPC refusal for a backend error, carrying its reason."""
     if isinstance(exc, BadCid | NotAFile):
         return invalid(exc.reason, exc.detail)
     if isinstance(exc, UnknownCid):
         return not_found(exc.reason, exc.detail)
     if isinstance(exc, PinnedIndirectly):
-        return precondition(exc.reason, exc.detail)
+        return not_ready(exc.reason, exc.detail)
     if isinstance(exc, BackendUnavailable):
         return unavailable(exc.reason, exc.detail)
-    return Refused(grpc.StatusCode.INTERNAL, exc.reason, exc.detail)
+    return internal(exc.reason, exc.detail)
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):

@@ -123,6 +123,17 @@ def test_cli_reports_config_errors(tmp_path: Path) -> None:
     assert main(["sim", "--config", str(config), "--out", str(tmp_path)]) == 2
 
 
+@pytest.mark.parametrize("section", [{"network": {"kind": "full", "speed": 3}}, {"work": {"train_round": 3}}])
+def test_chainlab_up_names_a_bad_section_before_starting_anything(
+    tmp_path: Path, section: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(json.dumps({**SMALL, **section}))
+    assert main(["up", "--config", str(config), "--out", str(tmp_path / "up")]) == 2
+    assert "unknown" in capsys.readouterr().out
+    assert not (tmp_path / "up").exists()  # nothing was started
+
+
 def test_shipped_experiment_configs_parse() -> None:
     configs = sorted(EXPERIMENTS.glob("*.yaml"))
     assert {"table1_mnist_dt", "noniid_mnist_dt", "miners_sweep_mnist_dt", "delay_cfs_mnist_dt", "demo"} <= {

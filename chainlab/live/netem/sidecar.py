@@ -19,7 +19,7 @@ import grpc
 
 from chainlab.ledger.hashing import short
 from chainlab.live import metrics
-from chainlab.live.errors import Refused, invalid, not_found, unavailable
+from chainlab.live.errors import KIND_OF, Refusal, invalid, not_found, unavailable
 from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY, DedupCache, LinkState, LinkTable
 from chainlab.live.netem.topology import LinkSpec, Topology
 from chainlab.live.server import insecure_channel
@@ -335,11 +335,11 @@ def _check_size(size_mb: float) -> None:
         raise invalid("bad_size", str(exc)) from None
 
 
-def _passed_on(exc: grpc.aio.AioRpcError, default: str) -> Refused:
+def _passed_on(exc: grpc.aio.AioRpcError, default: str) -> Refusal:
     """A far end's error as a refusal of ours: its own refusals keep their code and reason; the rest are outages."""
     code = exc.code()
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-        return Refused(code, reason_of(exc, "refused"), exc.details() or "")
+        return Refusal(KIND_OF[code], reason_of(exc, "refused"), exc.details() or "")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return unavailable("timeout", exc.details() or "")
     return unavailable(reason_of(exc, default), exc.details() or "")
