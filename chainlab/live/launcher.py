@@ -26,7 +26,6 @@ from chainlab.live.processes import ProcessGroup, free_ports
 from chainlab.live.rounds import ROUND_SECONDS_ENV
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
-from chainlab.network.config import NetworkConfig
 from chainlab.proto.v1 import node_pb2, node_pb2_grpc
 from chainlab.protocols.base import NodeStatus
 from chainlab.scenarios import registry
@@ -84,8 +83,7 @@ def build_topology(choice: str, exp: Experiment, entries: Sequence[NodeEntry], o
     if sorted(order) != sorted(sidecars):
         raise ValueError("the vertex order must list every node of the network exactly once")
     nodes = [(node, sidecars[node]) for node in order]
-    # Validated whatever the choice: a typo in the network section fails here, not silently.
-    config = NetworkConfig.from_mapping(exp.get("network", {}))
+    config = exp.network
     if choice == "config":
         return topo.topology_for(config, nodes, exp.seed)
     if choice == "full":

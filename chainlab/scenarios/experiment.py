@@ -83,16 +83,10 @@ class Experiment:
 
     def check_sections(self) -> None:
         """Build each generic section once, so that a bad key or value is named now rather than mid-run."""
-        NetworkConfig.from_mapping(self.network_mapping())
+        NetworkConfig.from_mapping(self.get("network", {}))
         WorkConfig.from_mapping(self.get("work", {}))
         LiveConfig.from_mapping(self.get("live", {}))
         PartitionConfig.from_mapping(self.get("partition", {}))
-
-    def network_mapping(self) -> dict[str, Any]:
-        """The network section as given, with topology_seed defaulting to the experiment seed."""
-        section = dict(self.get("network", {}))
-        section.setdefault("topology_seed", self.seed)
-        return section
 
     def get(self, key: str, default: Any = None) -> Any:
         """A raw top-level value (protocol specs read their own keys through this)."""
@@ -121,8 +115,8 @@ class Experiment:
 
     @property
     def network(self) -> NetworkConfig:
-        """The network section, validated; topology_seed defaults to the experiment seed."""
-        return NetworkConfig.from_mapping(self.network_mapping())
+        """The network section, validated (an absent topology_seed means the experiment seed: graph_seed)."""
+        return NetworkConfig.from_mapping(self.get("network", {}))
 
     @property
     def work(self) -> WorkConfig:
