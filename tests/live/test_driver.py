@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from chainlab.protocols.bagchain.messages import to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import Observation
-from chainlab.protocols.effects import Compute, EvaluateEnsemble, FetchData, JobFailed, JobResult
+from chainlab.protocols.effects import Compute, Effect, EvaluateEnsemble, FetchData, JobFailed, JobResult
 from chainlab.protocols.errors import Refusal
 from chainlab.work import executor
 from tests.bagchain_net import Experiment, Network, build
@@ -45,6 +46,28 @@ def _spy_on_results(node: Miner) -> list[tuple[int, JobResult]]:
 
     node.on_result = spy  # type: ignore[method-assign]
     return heard
+
+
+async def _run_until(
+    driver: LiveNode,
+    effects: list[Effect],
+    done: Callable[[], bool],
+    *,
+    deliver: tuple[bytes, bytes] | None = None,
+    polls: int = 300,
+) -> None:
+    """Run the driver, hand it effects (and a message), until done() holds or `polls` polls of 20 ms pass."""
+    runner = asyncio.create_task(driver.run())
+    await driver.started.wait()
+    driver._execute(effects)
+    if deliver is not None:
+        driver.deliver(*deliver)
+    for _ in range(polls):
+        if done():
+            break
+        await asyncio.sleep(0.02)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
 
 
 def _net() -> Network:
@@ -92,18 +115,10 @@ def test_an_internal_failure_is_recorded_retried_and_never_held_against_a_peer(
         miner = net.miners[0]
         results = _spy_on_results(miner)
         driver = _driver(net, miner, records)
-        runner = asyncio.create_task(driver.run())
-        await driver.started.wait()
         model = driver.worker().fit_plain(executor.learning_spec(net.tasks[0].train), net.public, 1)
         task = net.tasks[0]
         op = EvaluateEnsemble(((b"k" * 32, model),), task.train, net.test.commitment(), "majority", "accuracy")
-        driver._execute([Compute(999, op)])
-        for _ in range(200):
-            if any(job == 999 for job, _ in results):
-                break
-            await asyncio.sleep(0.02)
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        await _run_until(driver, [Compute(999, op)], lambda: any(job == 999 for job, _ in results))
         return records, results
 
     records, results = asyncio.run(scenario())
@@ -123,14 +138,13 @@ def test_a_job_that_keeps_failing_reaches_the_node_as_job_failed_and_training_is
         results = _spy_on_results(miner)
         # No data at all: the miner's training fails inside its own driver, every time.
         driver = _driver(net, miner, records, datasets={})
-        runner = asyncio.create_task(driver.run())
-        driver.deliver(net.requester.node_id, to_wire(net.tasks[0]))
-        for _ in range(300):
-            if sum(isinstance(r, JobFailed) for _, r in results) >= 2:
-                break
-            await asyncio.sleep(0.02)
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        task = to_wire(net.tasks[0])
+        await _run_until(
+            driver,
+            [],
+            lambda: sum(isinstance(r, JobFailed) for _, r in results) >= 2,
+            deliver=(net.requester.node_id, task),
+        )
         return records, results
 
     records, results = asyncio.run(scenario())
