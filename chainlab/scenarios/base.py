@@ -73,6 +73,36 @@ class MetricUpdate:
     labels: tuple[str, ...] = ()
 
 
+FigureFormat = Literal["pct", "num", "count", "rounds", "seconds", "id", "range", "ratio"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a run as tables show it: where it is, its label and its format.
+
+    path is dotted, into results.json with protocol_results merged in (run figures) or into one row (row figures).
+    Formats: pct (0.92 -> 92.00%), num, count, rounds (as seconds where the live table has a round length),
+    seconds, id (short hex), range (a list of fractions -> min~max %), ratio (path over `other`: used/generated).
+    """
+
+    label: str
+    path: str
+    format: FigureFormat = "num"
+    other: str = ""  # ratio: the second figure's path
+    compact: bool = True  # shown in the narrow live table
+    full: bool = True  # shown in the full (simulation) table
+
+
+@dataclass(frozen=True)
+class ReportLayout:
+    """How tables show a protocol's results: headline figures per run, and per-row figures of its rows."""
+
+    headline: tuple[Figure, ...] = ()  # empty: every scalar of protocol_results, as it is named
+    rows: str = ""  # the key of protocol_results holding one mapping per row (BagChain: heights)
+    row_columns: tuple[Figure, ...] = ()
+    plotted: tuple[str, ...] = ()  # the figures a sweep plots against its parameter (default: first two headline)
+
+
 class ProtocolSpec(ABC):
     """One protocol's plug: config keys, roles, codec, how nodes are built, when a run is done, its summary."""
 
@@ -83,6 +113,7 @@ class ProtocolSpec(ABC):
     live_adapter: ClassVar[str | None] = None  # module with register() and read_view(): see chainlab.live.adapters
     metric_families: ClassVar[tuple[MetricFamily, ...]] = ()
     summary_data: ClassVar[tuple[str, ...]] = ()  # the named datasets summarise() reads (live: from storage)
+    report: ClassVar[ReportLayout] = ReportLayout()
 
     @abstractmethod
     def validate(self, exp: Experiment) -> None:

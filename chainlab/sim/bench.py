@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from chainlab.scenarios import tables
 from chainlab.scenarios.experiment import load_experiment
-from chainlab.sim import report
 from chainlab.sim.experiment import run
 
 
@@ -20,14 +20,17 @@ def run_bench(config: Path, repeats: int, out: Path, console: Console) -> dict[s
     exp = load_experiment(config)
     runs = []
     for i in range(repeats):
-        results = report.figures(run(exp))
+        results = run(exp)
         runs.append(
             {
                 "run": i + 1,
                 "wall_seconds": results["wall_seconds"],
                 "ml_seconds": results["ml_seconds"],
                 "ratio": results["wall_seconds"] / results["ml_seconds"],
-                "ensemble_accuracy": results["ensemble_accuracy"],
+                "protocol_results": {
+                    f.path: tables.value(tables.figures(results), f.path)
+                    for f in tables.headline(results, tables.layout_of(results))
+                },
             }
         )
         console.log(f"run {i + 1}/{repeats}: wall {runs[-1]['wall_seconds']:.1f} s, ML {runs[-1]['ml_seconds']:.1f} s")

@@ -9,9 +9,10 @@ from typing import Any
 
 from rich.console import Console
 
+from chainlab.scenarios import tables
 from chainlab.scenarios.experiment import load_experiment
 from chainlab.sim import report
-from chainlab.sim.runner import SUMMARY_FIELDS, folder_name, run_to_disk, summary_rows
+from chainlab.sim.runner import folder_name, run_to_disk, summary_rows
 
 # What the paper reports, for the report's side-by-side columns.
 PAPER = {
@@ -77,12 +78,18 @@ def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, 
     if config.get("description"):
         lines += [str(config["description"]), ""]
     if len(done) == 1:
-        results = report.figures(done[0][1])
-        lines += [report.markdown_table([_headline(results)], list(_headline(results))), ""]
-        lines += [report.markdown_table(results["heights"], _HEIGHT_COLUMNS), ""]
+        results = done[0][1]
+        headline = _headline(results)
+        lines += [report.markdown_table([headline], list(headline)), ""]
+        layout = tables.layout_of(results)
+        rows = tables.value(results, f"protocol_results.{layout.rows}") if layout.rows else None
+        if isinstance(rows, list) and rows:
+            columns = [c.path for c in layout.row_columns if c.format not in ("id", "range")]
+            lines += [report.markdown_table(rows, columns), ""]
         lines += [f"![{name}]({name}/results.png)", ""]
     else:
-        lines += [report.markdown_table(summary_rows(done), ["point", *SUMMARY_FIELDS]), ""]
+        rows = summary_rows(done)
+        lines += [report.markdown_table(rows, list(rows[0])), ""]
         lines += [f"![{name}]({name}/summary.png)"]
         folders = ", ".join(f"`{name}/{folder_name(label)}/`" for label, _ in done)
         lines += ["", f"Per-point results.json and results.png: {folders}.", ""]
@@ -91,20 +98,8 @@ def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, 
     return lines
 
 
-_HEIGHT_COLUMNS = ["height", "ensemble_accuracy", "best_possible_accuracy", "miniblocks_generated", "miniblocks_used"]
-
-
 def _headline(results: dict[str, Any]) -> dict[str, Any]:
-    base = results["base_accuracy"]
-    return {
-        "public": results["public_accuracy"],
-        "base min": base["min"],
-        "base mean": base["mean"],
-        "base max": base["max"],
-        "ensemble": results["ensemble_accuracy"],
-        "best possible": results["best_possible_accuracy"],
-        "wastage": results["miniblock_wastage"],
-        "forks": results["forks"],
-        "wall s": results["wall_seconds"],
-        "ML s": results["ml_seconds"],
-    }
+    """The run's headline and run figures by label, as the protocol's report layout names them."""
+    flat = tables.figures(results)
+    shown = (*tables.headline(results, tables.layout_of(results)), *tables.RUN_FIGURES)
+    return {figure.label: tables.value(flat, figure.path) for figure in shown}

@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.table import Table
+
+from chainlab.scenarios import tables
+from chainlab.scenarios.tables import figures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -16,37 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["figures", "markdown_table", "plot_compare", "plot_results", "plot_sweep", "results_table", "sweep_table"]
 
-_MISSING = "—"
-_SHORT_ID = 8
-
-_METRIC_LABELS = {
-    "ensemble_accuracy": "Ensemble accuracy",
-    "public_accuracy": "Public-data accuracy",
-    "best_possible_accuracy": "Best possible accuracy",
-    "base_accuracy.min": "Base accuracy (min)",
-    "base_accuracy.mean": "Base accuracy (mean)",
-    "base_accuracy.max": "Base accuracy (max)",
-    "miniblock_wastage": "MiniBlock wastage",
-    "forks": "Forks",
-    "key_block_interval_rounds": "Key Block interval (rounds)",
-    "wall_seconds": "Wall time (s)",
-    "ml_seconds": "ML time (s)",
-}
+_MISSING = tables.MISSING
 
 
 # --- value helpers ------------------------------------------------------------------------------------
-
-
-def figures(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The generic figures of results.json and the protocol's own (protocol_results) in one flat mapping."""
-    return {**results, **results.get("protocol_results", {})}
-
-
-def _number(value: Any) -> float | None:
-    """value as a float, or None where it is absent or not a number (a partial or failed run)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _metric(results: Mapping[str, Any], metric: str) -> float | None:
@@ -56,21 +31,12 @@ def _metric(results: Mapping[str, Any], metric: str) -> float | None:
         if not isinstance(value, Mapping) or part not in value:
             return None
         value = value[part]
-    return _number(value)
+    return tables.number(value)
 
 
 def _pct(value: Any) -> str:
-    number = _number(value)
+    number = tables.number(value)
     return _MISSING if number is None else f"{100 * number:.2f}%"
-
-
-def _fixed(value: Any, digits: int = 2, unit: str = "") -> str:
-    number = _number(value)
-    return _MISSING if number is None else f"{number:.{digits}f}{unit}"
-
-
-def _short(value: Any) -> str:
-    return _MISSING if value is None else escape(str(value)[:_SHORT_ID])
 
 
 def _is_accuracy(metric: str) -> bool:
@@ -78,7 +44,7 @@ def _is_accuracy(metric: str) -> bool:
 
 
 def _metric_label(metric: str) -> str:
-    label = _METRIC_LABELS.get(metric, metric.replace("_", " ").replace(".", " ").capitalize())
+    label = metric.replace("_", " ").replace(".", " ").capitalize()
     return f"{label} (%)" if _is_accuracy(metric) else label
 
 
@@ -93,81 +59,14 @@ def _plotted(results: Mapping[str, Any], metric: str) -> float:
 # --- tables -------------------------------------------------------------------------------------------
 
 
-def _summary(results: Mapping[str, Any]) -> str:
-    base = results.get("base_accuracy")
-    base = base if isinstance(base, Mapping) else {}
-    base_text = "/".join(_fixed(_scaled(base.get(key))) for key in ("min", "mean", "max"))
-    parts = [
-        f"public {_pct(results.get('public_accuracy'))}",
-        f"ensemble {_pct(results.get('ensemble_accuracy'))}",
-        f"base min/mean/max {base_text}%",
-        f"best possible {_pct(results.get('best_possible_accuracy'))}",
-        f"wastage {_fixed(results.get('miniblock_wastage'))}",
-        f"forks {_fixed(results.get('forks'), 0)}",
-        f"KB interval {_fixed(results.get('key_block_interval_rounds'), 1)} rounds",
-        f"wall {_fixed(results.get('wall_seconds'), 1)} s",
-        f"ML {_fixed(results.get('ml_seconds'), 1)} s",
-    ]
-    if "seed" in results:
-        parts.append(f"seed {results['seed']}")
-    return " · ".join(parts)
-
-
-def _scaled(value: Any) -> float | None:
-    number = _number(value)
-    return None if number is None else 100 * number
-
-
 def results_table(results: Mapping[str, Any], title: str) -> Table:
-    """One row per block height of a run, with the run's aggregate metrics as the caption."""
-    results = figures(results)
-    table = Table(title=escape(title), caption=escape(_summary(results)))
-    table.add_column("Height", justify="right")
-    table.add_column("Task")
-    table.add_column("KB miner")
-    table.add_column("Ensemble", justify="right")
-    table.add_column("Base min~max", justify="right", no_wrap=True)
-    table.add_column("MBs used/gen", justify="right")
-    table.add_column("Best possible", justify="right")
-    for row in results.get("heights", []):
-        base = [b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None]
-        base_text = f"{100 * min(base):.1f}~{100 * max(base):.1f}%" if base else _MISSING
-        used, generated = row.get("miniblocks_used"), row.get("miniblocks_generated")
-        table.add_row(
-            str(row.get("height", _MISSING)),
-            _short(row.get("task_id")),
-            _short(row.get("key_block_miner")),
-            _pct(row.get("ensemble_accuracy")),
-            base_text,
-            f"{_MISSING if used is None else used}/{_MISSING if generated is None else generated}",
-            _pct(row.get("best_possible_accuracy")),
-        )
-    return table
+    """One row per row of the run (BagChain: per height), with the run's headline as the caption."""
+    return tables.results_table(results, title)
 
 
 def sweep_table(points: Sequence[tuple[str, Mapping[str, Any]]], title: str) -> Table:
     """One row per point of a parameter sweep, labelled by the swept value."""
-    table = Table(title=escape(title))
-    table.add_column("Point")
-    for header in ("Ensemble", "Base mean", "Public", "Best possible"):
-        table.add_column(header, justify="right")
-    for header in ("Wastage", "Forks", "KB interval", "Wall s", "ML s"):
-        table.add_column(header, justify="right")
-    for label, raw in points:
-        results = figures(raw)
-        table.add_row(
-            escape(label),
-            _pct(results.get("ensemble_accuracy")),
-            _pct(_metric(results, "base_accuracy.mean")),
-            _pct(results.get("public_accuracy")),
-            _pct(results.get("best_possible_accuracy")),
-            _fixed(results.get("miniblock_wastage")),
-            _fixed(results.get("forks"), 0),
-            _fixed(results.get("key_block_interval_rounds"), 1),
-            _fixed(results.get("wall_seconds"), 1),
-            _fixed(results.get("ml_seconds"), 1),
-        )
-    return table
+    return tables.sweep_table(points, title)
 
 
 def _markdown_cell(value: Any) -> str:
@@ -219,14 +118,14 @@ def _save(figure: Figure, path: Path) -> None:
 def plot_results(results: Mapping[str, Any], path: Path) -> None:
     """PNG of per-height ensemble accuracy against its base models, public-data and best-possible accuracy."""
     results = figures(results)
-    rows = [row for row in results.get("heights", []) if _number(row.get("height")) is not None]
+    rows = [row for row in results.get("heights", []) if tables.number(row.get("height")) is not None]
     rows.sort(key=lambda row: row["height"])
     heights = [row["height"] for row in rows]
     figure = _new_figure()
     axes = figure.add_subplot()
 
     base_lists = [
-        [100 * b for b in (_number(x) for x in row.get("base_accuracies", [])) if b is not None] for row in rows
+        [100 * b for b in (tables.number(x) for x in row.get("base_accuracies", [])) if b is not None] for row in rows
     ]
     band = [(h, min(b), max(b)) for h, b in zip(heights, base_lists, strict=True) if b]
     if band:
@@ -296,7 +195,7 @@ def plot_sweep(
     x_label: str,
     path: Path,
     *,
-    metrics: Sequence[str] = ("ensemble_accuracy", "miniblock_wastage"),
+    metrics: Sequence[str],
 ) -> None:
     """PNG of metrics against a swept parameter; exactly two metrics get a y-axis each."""
     if not metrics:
@@ -329,7 +228,8 @@ def plot_sweep(
         left.set_ylabel(_metric_label(metrics[0]) if len(metrics) == 1 else "Value")
     if ticks is not None:
         left.set_xticks(x, ticks)
-    left.set_title(f"{', '.join(_METRIC_LABELS.get(m, m) for m in metrics)} vs. {x_label}")
+    names = ", ".join(m.replace("_", " ") for m in metrics)
+    left.set_title(f"{names} vs. {x_label}")
     left.grid(alpha=0.3)
     # A figure legend, because an axes legend would be drawn under the twin axis's lines.
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
@@ -341,7 +241,7 @@ def plot_compare(
     x_label: str,
     path: Path,
     *,
-    metrics: Sequence[str] = ("ensemble_accuracy", "miniblock_wastage"),
+    metrics: Sequence[str],
 ) -> None:
     """PNG with one panel per metric and one line per variant (e.g. w/o and w/ CFS), as in seed 000's Fig. 11."""
     if not series or not metrics:

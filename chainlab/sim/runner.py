@@ -7,23 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chainlab.scenarios import tables
 from chainlab.scenarios.experiment import Experiment
 from chainlab.sim import report
 from chainlab.sim.experiment import run
 
 Progress = Callable[[str, int, int], None]  # (label, round, tip height)
-
-SUMMARY_FIELDS = (
-    "ensemble_accuracy",
-    "base_accuracy.mean",
-    "public_accuracy",
-    "best_possible_accuracy",
-    "miniblock_wastage",
-    "forks",
-    "key_block_interval_rounds",
-    "wall_seconds",
-    "ml_seconds",
-)
 
 
 def points(exp: Experiment) -> list[tuple[str, Experiment]]:
@@ -71,17 +60,8 @@ def run_to_disk(exp: Experiment, out: Path, progress: Progress | None = None) ->
 
 def summary_rows(done: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per sweep point with the headline figures."""
-    rows = []
-    for label, results in done:
-        row: dict[str, Any] = {"point": label}
-        figures = report.figures(results)
-        for field in SUMMARY_FIELDS:
-            value: Any = figures
-            for part in field.split("."):
-                value = value[part]
-            row[field] = value
-        rows.append(row)
-    return rows
+    fields = tables.summary_fields(done[0][1]) if done else []
+    return [{"point": label, **{f: tables.value(tables.figures(r), f) for f in fields}} for label, r in done]
 
 
 def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: Path) -> None:
@@ -89,7 +69,7 @@ def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: 
     rows = summary_rows(done)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "summary.md").write_text(report.markdown_table(rows, ["point", *SUMMARY_FIELDS]) + "\n")
+    (out / "summary.md").write_text(report.markdown_table(rows, list(rows[0])) + "\n")
     sweep_path = str(exp.get("sweep")["path"])
     compare = exp.get("compare")
     if compare:
@@ -98,9 +78,16 @@ def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: 
             label: [(p.split("=", 1)[1].split(",")[0], r) for p, r in done if p.endswith(f",{label}")]
             for label in labels
         }
-        report.plot_compare(series, sweep_path, out / "summary.png")
+        report.plot_compare(series, sweep_path, out / "summary.png", metrics=_plotted(done))
     else:
-        report.plot_sweep([(p.split("=", 1)[1], r) for p, r in done], sweep_path, out / "summary.png")
+        points = [(p.split("=", 1)[1], r) for p, r in done]
+        report.plot_sweep(points, sweep_path, out / "summary.png", metrics=_plotted(done))
+
+
+def _plotted(done: list[tuple[str, dict[str, Any]]]) -> tuple[str, ...]:
+    """What a sweep plots: the layout's choice, else its first two headline figures."""
+    layout = tables.layout_of(done[0][1])
+    return layout.plotted or tuple(f.path for f in tables.headline(done[0][1], layout)[:2])
 
 
 def folder_name(label: str) -> str:

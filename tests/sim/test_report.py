@@ -32,18 +32,22 @@ def fake_results(heights: int = 3, *, wastage: float = 0.5, ensemble: float = 0.
         for h in range(1, heights + 1)
     ]
     return {
+        "schema": 2,
+        "protocol": "bagchain",
         "config": {"miners": 10},
         "seed": 42,
-        "heights": rows,
-        "ensemble_accuracy": ensemble,
-        "base_accuracy": {"min": 0.8, "mean": 0.82, "max": 0.84},
-        "public_accuracy": 0.78,
-        "best_possible_accuracy": 0.95,
-        "miniblock_wastage": wastage,
         "forks": 1,
-        "key_block_interval_rounds": 121.5,
         "wall_seconds": 3.25,
         "ml_seconds": 2.5,
+        "protocol_results": {
+            "heights": rows,
+            "ensemble_accuracy": ensemble,
+            "base_accuracy": {"min": 0.8, "mean": 0.82, "max": 0.84},
+            "public_accuracy": 0.78,
+            "best_possible_accuracy": 0.95,
+            "miniblock_wastage": wastage,
+            "key_block_interval_rounds": 121.5,
+        },
     }
 
 
@@ -69,16 +73,27 @@ def test_results_table_has_a_row_per_height_and_a_summary() -> None:
     assert "80.0~84.0%" in text
     assert "9/10" in text
     assert "public 78.00%" in text and "wastage 0.50" in text and "forks 1" in text
-    assert "base min/mean/max 80.00/82.00/84.00%" in text
+    assert "base mean 82.00% · base min 80.00% · base max 84.00%" in text
+    assert "KB interval 121.5 rounds" in text
 
 
 def test_results_table_tolerates_a_partial_run() -> None:
     results = fake_results(1)
     del results["wall_seconds"]
-    results["heights"][0]["base_accuracies"] = []
+    results["protocol_results"]["heights"][0]["base_accuracies"] = []
     table = results_table(results, "partial")
     assert table.row_count == 1
-    assert "wall — s" in render(table)
+    assert "wall —" in render(table)
+
+
+def test_a_protocol_without_a_layout_shows_its_scalar_figures() -> None:
+    from chainlab.scenarios.base import ReportLayout
+    from chainlab.scenarios.tables import caption
+
+    results = {"protocol": "toychain", "seed": 1, "forks": 0, "protocol_results": {"height": 4, "tip": "ab" * 32}}
+    assert caption(results, ReportLayout()).startswith("height 4 · tip abababab · forks 0")
+    text = render(results_table(results, "toy"))
+    assert "height" in text and "abababab" in text
 
 
 def test_plot_results_writes_a_png(tmp_path: Path) -> None:
@@ -121,7 +136,7 @@ def test_plot_sweep_numeric_labels(tmp_path: Path, metrics: tuple[str, ...]) -> 
 def test_plot_sweep_categorical_labels(tmp_path: Path) -> None:
     points = [("w/o CFS", fake_results(1)), ("w/ CFS", fake_results(1, wastage=0.0))]
     path = tmp_path / "cfs.png"
-    plot_sweep(points, "Scheme", path)
+    plot_sweep(points, "Scheme", path, metrics=("ensemble_accuracy", "miniblock_wastage"))
     assert is_png(path)
 
 
@@ -149,7 +164,9 @@ def test_compare_plot_overlays_variants(tmp_path: Path) -> None:
         "w/o CFS": [point("8", 0.9, 2), point("32", 0.85, 4)],
         "w/ CFS": [point("8", 0.91, 0), point("32", 0.91, 0)],
     }
-    plot_compare(series, "Key Block size (MB)", tmp_path / "compare.png")
+    plot_compare(
+        series, "Key Block size (MB)", tmp_path / "compare.png", metrics=("ensemble_accuracy", "miniblock_wastage")
+    )
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError):
-        plot_compare({}, "x", tmp_path / "none.png")
+        plot_compare({}, "x", tmp_path / "none.png", metrics=("ensemble_accuracy",))

@@ -25,6 +25,7 @@ GENESIS = bytes(32)
 NONCE_TAG = b""  # a block's bytes end with its nonce as 8 little-endian bytes, nothing before it
 BLOCK_BYTES = 8 + 32 + 32 + 8
 BLOCK_SIZE_MB = 0.001
+MAX_ORPHANS = 64
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class ToyMiner:
         self.target = target
         self.goal = goal
         self.blocks: dict[bytes, Block] = {}
+        self.orphans: dict[bytes, list[Block]] = {}  # by the parent they wait for: gossip may reorder a chain
         self.tip_hash = GENESIS
         self.height = 0
         self._job = 0
@@ -112,11 +114,17 @@ class ToyMiner:
         if not meets_target(message.hash, self.target):
             return [_rejected("ToyBlock", "bad_pow")]
         if message.parent != GENESIS and message.parent not in self.blocks:
-            return [_rejected("ToyBlock", "unknown_parent")]
+            if sum(map(len, self.orphans.values())) >= MAX_ORPHANS:
+                return [_rejected("ToyBlock", "unknown_parent")]
+            self.orphans.setdefault(message.parent, []).append(message)
+            return []
         parent_height = 0 if message.parent == GENESIS else self.blocks[message.parent].height
         if message.height != parent_height + 1:
             return [_rejected("ToyBlock", "wrong_height")]
-        return self._accept(message)
+        effects = self._accept(message)
+        for child in self.orphans.pop(message.hash, []):
+            effects += self.on_message(sender, child, now)
+        return effects
 
     def on_timer(self, timer: Timer, now: int) -> list[Effect]:
         """The toy chain starts no timers."""

@@ -18,7 +18,7 @@ from chainlab.live.launcher import UpOptions, up
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment
 from chainlab.sim.experiment import run
-from tests.toyproto.node import Block, ToyCodec
+from tests.toyproto.node import Block, ToyCodec, ToyMiner
 from tests.toyproto.spec import SPEC, TARGET
 
 TOY: dict[str, Any] = {
@@ -69,6 +69,23 @@ def test_a_garbled_block_is_malformed_and_a_weak_one_is_refused() -> None:
     weak = next(b for n in range(1000) if not meets_target((b := Block(1, bytes(32), b"m" * 32, n)).hash, TARGET))
     effects = node.on_message(b"peer", weak, 0)
     assert [e.data for e in effects] == [{"kind": "ToyBlock", "reason": "bad_pow"}]  # type: ignore[union-attr]
+
+
+def test_a_block_that_arrives_before_its_parent_waits_for_it() -> None:
+    """Gossip may deliver a chain out of order: the child is kept until its parent arrives, then both count."""
+    miner, other = SPEC.build(Experiment.from_mapping(TOY)).nodes[:2]
+    assert isinstance(miner, ToyMiner)
+    first = _mined(Block(1, bytes(32), b"m" * 32, 0))
+    second = _mined(Block(2, first.hash, b"m" * 32, 0))
+    assert other.on_message(b"peer", second, 0) == []  # held, not rejected
+    other.on_message(b"peer", first, 1)
+    assert other.status().height == 2 and other.status().tip == second.hash
+
+
+def _mined(draft: Block) -> Block:
+    return next(
+        b for n in range(100_000) if meets_target((b := Block(draft.height, draft.parent, draft.miner, n)).hash, TARGET)
+    )
 
 
 @pytest.mark.slow

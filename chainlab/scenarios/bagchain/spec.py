@@ -14,7 +14,15 @@ from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, tips_agree
 from chainlab.scenarios.bagchain.settings import CONFIG_KEYS, BagChainSettings
 from chainlab.scenarios.bagchain.summary import ChainView, summarise, view_of
-from chainlab.scenarios.base import Deployment, MetricFamily, MetricUpdate, NodeSlot, ProtocolSpec
+from chainlab.scenarios.base import (
+    Deployment,
+    Figure,
+    MetricFamily,
+    MetricUpdate,
+    NodeSlot,
+    ProtocolSpec,
+    ReportLayout,
+)
 from chainlab.scenarios.data import load_split
 from chainlab.scenarios.experiment import Experiment
 from chainlab.work.executor import learning_spec
@@ -61,6 +69,31 @@ class BagChainSpec(ProtocolSpec):
     )
 
     summary_data = (PUBLIC, TEST)
+    report = ReportLayout(
+        headline=(
+            Figure("ensemble", "ensemble_accuracy", "pct"),
+            Figure("base mean", "base_accuracy.mean", "pct"),
+            Figure("base min", "base_accuracy.min", "pct", compact=False),
+            Figure("base max", "base_accuracy.max", "pct", compact=False),
+            Figure("public", "public_accuracy", "pct"),
+            Figure("best possible", "best_possible_accuracy", "pct"),
+            Figure("wastage", "miniblock_wastage"),
+            Figure("KB interval", "key_block_interval_rounds", "rounds"),
+        ),
+        rows="heights",
+        row_columns=(
+            Figure("Height", "height", "count"),
+            Figure("Task", "task_id", "id"),
+            Figure("KB miner", "key_block_miner", "id", compact=False),
+            Figure("Ensemble", "ensemble_accuracy", "pct"),
+            Figure("Predict", "predict_accuracy", "pct", full=False),
+            Figure("Base min~max", "base_accuracies", "range"),
+            Figure("MBs used/gen", "miniblocks_used", "ratio", other="miniblocks_generated"),
+            Figure("Best possible", "best_possible_accuracy", "pct", compact=False),
+            Figure("KB after", "interval_rounds", "rounds"),
+        ),
+        plotted=("ensemble_accuracy", "miniblock_wastage"),  # Fig. 11/12's two panels
+    )
 
     def validate(self, exp: Experiment) -> None:
         """Check BagChain's keys and parameters."""
