@@ -62,9 +62,6 @@ class Network:
         """D_T, D_V and D_E by commitment."""
         return {d.commitment(): d for d in (self.public, self.validation, self.test)}
 
-    def private(self, miner: int) -> Dataset:
-        return self.deployment.data[f"private:{miner}"]
-
 
 def build(exp: Experiment) -> Network:
     """The BagChain deployment of exp."""

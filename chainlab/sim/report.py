@@ -24,16 +24,6 @@ _MISSING = tables.MISSING
 # --- value helpers ------------------------------------------------------------------------------------
 
 
-def _metric(results: Mapping[str, Any], metric: str) -> float | None:
-    """A metric by name; "a.b" reaches into a nested mapping such as base_accuracy.mean."""
-    value: Any = results
-    for part in metric.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return tables.number(value)
-
-
 def _pct(value: Any) -> str:
     number = tables.number(value)
     return _MISSING if number is None else f"{100 * number:.2f}%"
@@ -50,7 +40,7 @@ def _metric_label(metric: str) -> str:
 
 def _plotted(results: Mapping[str, Any], metric: str) -> float:
     """The value drawn for a metric: accuracies in percent, NaN (a gap in the line) when missing."""
-    value = _metric(figures(results), metric)
+    value = tables.number(tables.value(figures(results), metric))
     if value is None:
         return math.nan
     return 100 * value if _is_accuracy(metric) else value

@@ -124,39 +124,29 @@ class BagChainSpec(ProtocolSpec):
         settings = BagChainSettings.of(exp)
         split = load_split(exp, settings.miners)
         tasks = self.tasks(exp, split.public, split.validation, split.test)
-        payload = {
-            "genesis": encoding.encode(genesis(tuple(t.task_id for t in tasks[: settings.params.queue_length]))).hex(),
-            "tasks": ",".join(t.encode().hex() for t in tasks),
-        }
+        gen = genesis(tuple(t.task_id for t in tasks[: settings.params.queue_length]))
+        payload = {"genesis": encoding.encode(gen).hex(), "tasks": ",".join(t.encode().hex() for t in tasks)}
         roles = [("miner", i) for i in range(settings.miners)] + [("requester", 0)]
         roles += [("validator", i) for i in range(settings.validators)]
-        slots = [NodeSlot(slot_name(r, i), r, i, identity_of(exp.seed, r, i).node_id) for r, i in roles]
+        identities = [identity_of(exp.seed, r, i) for r, i in roles]
+        slots = [NodeSlot(slot_name(r, i), r, i, k.node_id) for (r, i), k in zip(roles, identities, strict=True)]
         data = {PUBLIC: split.public, VALIDATION: split.validation, TEST: split.test}
         data |= {private_name(i): d for i, d in enumerate(split.private)}
-        holdings: dict[str, tuple[str, ...]] = {}
-        for slot in slots:
-            # D_T is public from the start; D_V and D_E stay with the requester until it releases them.
-            held = {"miner": (PUBLIC,), "requester": (PUBLIC, VALIDATION, TEST), "validator": ()}
-            holdings[slot.name] = held[slot.role]
+        # D_T is public from the start; D_V and D_E stay with the requester until it releases them.
+        held = {"miner": (PUBLIC,), "requester": (PUBLIC, VALIDATION, TEST), "validator": ()}
+        holdings = {slot.name: held[slot.role] for slot in slots}
         private = {s.name: private_name(s.index) for s in slots if s.role == "miner"}
-        nodes = [self.node(exp, payload, slot) for slot in slots]
+        nodes = [_node(s, k, settings, gen, tasks, exp.seed) for s, k in zip(slots, identities, strict=True)]
         return Deployment(slots, nodes, data, holdings, private, payload)
 
     def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
         """A miner, validator or requester from the plan's genesis and tasks."""
-        settings = BagChainSettings.of(exp)
         identity = identity_of(exp.seed, slot.role, slot.index)
         if identity.node_id != slot.node_id:
             raise ValueError(f"{slot.name}: node ID does not match its key")
         gen: KeyBlock = encoding.decode(KeyBlock, bytes.fromhex(payload["genesis"]))
-        if slot.role == "miner":
-            return Miner(identity, settings.params, gen, seed=exp.seed)
-        if slot.role == "validator":
-            return FullNode(identity, settings.params, gen, seed=exp.seed)
-        if slot.role == "requester":
-            tasks = [encoding.decode(Task, bytes.fromhex(t)) for t in payload["tasks"].split(",") if t]
-            return Requester(identity, settings.params, gen, tasks)
-        raise ValueError(f"unknown BagChain role {slot.role!r} (known: {', '.join(self.roles)})")
+        tasks = [encoding.decode(Task, bytes.fromhex(t)) for t in payload["tasks"].split(",") if t]
+        return _node(slot, identity, BagChainSettings.of(exp), gen, tasks, exp.seed)
 
     def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
         """Fit the model family once on held data: its first import takes seconds, paid before joining."""
@@ -206,6 +196,19 @@ class BagChainSpec(ProtocolSpec):
         if obs.event == "miniblock_created":
             return (MetricUpdate(MINIBLOCKS, 1.0, (task,)),)
         return ()
+
+
+def _node(
+    slot: NodeSlot, identity: Identity, settings: BagChainSettings, gen: KeyBlock, tasks: list[Task], seed: int
+) -> ProtocolNode:
+    """The node of a slot's role."""
+    if slot.role == "miner":
+        return Miner(identity, settings.params, gen, seed=seed)
+    if slot.role == "validator":
+        return FullNode(identity, settings.params, gen, seed=seed)
+    if slot.role == "requester":
+        return Requester(identity, settings.params, gen, tasks)
+    raise ValueError(f"unknown BagChain role {slot.role!r} (known: {', '.join(BagChainSpec.roles)})")
 
 
 def _number(value: object) -> float:

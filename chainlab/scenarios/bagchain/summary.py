@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chainlab.learning.datasets import Dataset
+from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.ledger.hashing import sha256
 from chainlab.protocols.bagchain import FullNode
@@ -68,7 +69,7 @@ def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], wor
                 "round": kb.timestamp,
                 "interval_rounds": kb.timestamp - previous,
                 "ensemble_accuracy": kb.metric_best,
-                "predict_accuracy": _predicted(view, kb.height, members, spec, test, settings, worker),
+                "predict_accuracy": _predicted(view, kb.height, members, spec, test, settings.aggregate, worker),
                 "base_accuracies": base,
                 "miniblocks_generated": len(hv.miniblocks),
                 "miniblocks_used": len(winner.miniblocks) if winner else 0,
@@ -109,9 +110,9 @@ def _predicted(
     view: ChainView,
     height: int,
     members: list[tuple[bytes, bytes]],
-    spec: object,
+    spec: LearningSpec,
     test: Dataset,
-    settings: BagChainSettings,
+    aggregate: str,
     worker: Worker,
 ) -> float | None:
     """Accuracy on D_E of the winning ensemble's labels: as the requester's Predict served them (live), or as
@@ -120,7 +121,7 @@ def _predicted(
         return view.predicted.get(height)
     if not members:
         return None
-    labels = worker.ensemble_predict(members, learning_spec(settings.model), test.X, settings.aggregate)
+    labels = worker.ensemble_predict(members, spec, test.X, aggregate)
     return float(np.mean(labels == test.y))
 
 
