@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim = sub.add_parser("sim", help="run a simulation (or sweep) from a YAML config")
     sim.add_argument("--config", type=Path, required=True)
     sim.add_argument("--out", type=Path, required=True)
+    sim.add_argument(
+        "--jobs", type=int, default=1, help="sweep points run in this many processes at once (default 1)"
+    )
     paper = sub.add_parser("paper", help="run every experiment in experiments/ and write a report")
     paper.add_argument("--out", type=Path, required=True)
     paper.add_argument("--experiments", type=Path, default=Path("experiments"))
@@ -90,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-network":
             return cmd_check_network(args.out)
         if args.command == "sim":
-            return cmd_sim(args.config, args.out)
+            return cmd_sim(args.config, args.out, args.jobs)
         if args.command == "paper":
             from chainlab.sim.paper import write_paper
 
@@ -107,10 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def cmd_sim(config: Path, out: Path) -> int:
+def cmd_sim(config: Path, out: Path, jobs: int = 1) -> int:
     """chainlab sim: progress while it runs, then a table; results.json and PNGs under out."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     exp = load_experiment(config)
-    done = run_with_progress(exp, out)
+    done = run_with_progress(exp, out, jobs)
     for label, results in done:
         console.print(report.results_table(results, f"{exp.get('name', config.stem)} {label}".strip()))
     if len(done) > 1:
@@ -212,7 +217,7 @@ def _netem_action(args: argparse.Namespace, plan: NetworkPlan) -> int:
     return 0
 
 
-def run_with_progress(exp: Experiment, out: Path) -> list[tuple[str, dict[str, Any]]]:
+def run_with_progress(exp: Experiment, out: Path, jobs: int = 1) -> list[tuple[str, dict[str, Any]]]:
     """Run an experiment with a live bar of heights completed per point, and a line per new height."""
     columns = (
         TextColumn("{task.description}"),
@@ -235,7 +240,7 @@ def run_with_progress(exp: Experiment, out: Path) -> list[tuple[str, dict[str, A
                 bar.console.log(f"{label}: height {height}/{total} at round {at}")
             bar.update(bars[label], completed=height, round=at)
 
-        return run_to_disk(exp, out, progress)
+        return run_to_disk(exp, out, progress, jobs)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from chainlab.learning.datasets import Dataset
 
-SCHEMES = ("iid", "dirichlet", "feature")
+SCHEMES = ("iid", "dirichlet", "feature", "labels")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ def partition(
     - "feature" (feature skew): a stand-in for FEMNIST's per-writer split on datasets without writer ids.
       The private pool (N·round(ζ·|D̂_T|) random samples of the rest) is ordered by mean pixel intensity, a
       proxy for stroke thickness, and cut into N contiguous equal groups, one per miner (thinnest first).
+    - "labels" (seed 001's "1node2labels"): miner i gets only labels {i, i+1} mod n_classes from the private pool
+      (sized as for "dirichlet"); each label's samples are split evenly among the miners that hold it.
 
     φ only applies to "iid". Sizes are rounded to whole samples; the same `rng` state gives the same split.
     """
@@ -61,7 +63,7 @@ def partition(
 
     if scheme == "iid":
         private_idx = _iid(rest, n_miners, share, n_miners if phi is None else phi, rng)
-    elif scheme in ("dirichlet", "feature"):
+    elif scheme in ("dirichlet", "feature", "labels"):
         pool_size = n_miners * share
         if pool_size > len(rest):
             raise ValueError(f"kappa + n_miners * zeta = {kappa + n_miners * zeta:g} exceeds 1")
@@ -70,6 +72,8 @@ def partition(
             if beta <= 0:
                 raise ValueError("beta must be positive")
             private_idx = _dirichlet(pool, train.y, train.n_classes, n_miners, beta, rng)
+        elif scheme == "labels":
+            private_idx = _two_labels(pool, train.y, train.n_classes, n_miners)
         else:
             private_idx = _by_intensity(pool, train.X, n_miners)
     else:
@@ -112,3 +116,18 @@ def _by_intensity(pool: NDArray[np.int64], X: NDArray[np.float32], n_miners: int
     intensity = X[pool].mean(axis=1)
     ordered = pool[np.argsort(intensity, kind="stable")]
     return list(np.array_split(ordered, n_miners))
+
+
+def _two_labels(
+    pool: NDArray[np.int64], y: NDArray[np.int64], n_classes: int, n_miners: int
+) -> list[NDArray[np.int64]]:
+    holders: list[list[int]] = [[] for _ in range(n_classes)]
+    for i in range(n_miners):
+        for k in (i % n_classes, (i + 1) % n_classes):
+            holders[k].append(i)
+    parts: list[list[NDArray[np.int64]]] = [[] for _ in range(n_miners)]
+    for k in range(n_classes):
+        if holders[k]:
+            for j, chunk in zip(holders[k], np.array_split(pool[y[pool] == k], len(holders[k])), strict=True):
+                parts[j].append(chunk)
+    return [np.concatenate(chunks) if chunks else np.empty(0, np.int64) for chunks in parts]

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from chainlab.learning.bagging import RULES, aggregate, resample
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset
+from chainlab.learning.federated import Federated
 from chainlab.learning.metrics import METRICS, compute_metric
 from chainlab.learning.models import ModelFamily, make_family
 
@@ -100,10 +101,19 @@ class Worker:
 
     def __init__(self, *, max_models: int = 256, max_probas: int = 4096, max_results: int = 65536) -> None:
         self.ml_seconds: float = 0.0
+        self._federated: Federated | None = None
         self._families: dict[ModelSpec, ModelFamily] = {}
         self._models: _LRU[bytes, Any] = _LRU(max_models)
         self._probas: _LRU[tuple[bytes, bytes], NDArray[np.float32]] = _LRU(max_probas)
         self._results: _LRU[tuple[tuple[bytes, ...], bytes, str, str], float] = _LRU(max_results)
+
+    @property
+    def federated(self) -> Federated:
+        """The weight-space operations of the federated protocols (made on first use: they pin torch to one
+        thread, which BagChain's own training does not ask for)."""
+        if self._federated is None:
+            self._federated = Federated()
+        return self._federated
 
     # --- training ------------------------------------------------------------------------------------
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import assert_never
 
 from chainlab.learning.codec import ModelCodecError
@@ -38,6 +39,7 @@ from chainlab.protocols.effects import (
     Mine,
     Record,
     Request,
+    Send,
     StartTimer,
     TrainModel,
     WorkOp,
@@ -106,6 +108,7 @@ class LiveNode:
         self._jobs: dict[int, asyncio.Task[None]] = {}
         self._published: dict[bytes, str] = {}  # what this node has put in the store: key -> address
         self.started = asyncio.Event()
+        self.protocol_seconds = 0.0  # CPU time in the protocol core and codec (the "blockchain share" of seed 001)
 
     @property
     def ml_seconds(self) -> float:
@@ -122,28 +125,42 @@ class LiveNode:
                 self._workers.append(worker)
         return worker
 
+    @contextlib.contextmanager
+    def _protocol_time(self) -> Iterator[None]:
+        """Count this thread's CPU time as the protocol's: the core's handlers plus the codec around them."""
+        start = time.thread_time()
+        try:
+            yield
+        finally:
+            self.protocol_seconds += time.thread_time() - start
+
     async def run(self) -> None:
         """Process timers and job results until cancelled; messages arrive through deliver()."""
-        self._execute(self.node.start(self.clock.now()))
+        with self._protocol_time():
+            self._execute(self.node.start(self.clock.now()))
         self.started.set()
         try:
             while True:
                 item = await self._inbox.get()
                 now = self.clock.now()
-                if isinstance(item, Timer):
-                    effects = self.node.on_timer(item, now)
-                else:
-                    job, result = item
-                    if self._jobs.pop(job, None) is None:
-                        continue  # cancelled
-                    effects = self.node.on_result(job, result, now)
-                self._execute(effects)
+                if not isinstance(item, Timer) and self._jobs.pop(item[0], None) is None:
+                    continue  # cancelled
+                with self._protocol_time():
+                    if isinstance(item, Timer):
+                        effects = self.node.on_timer(item, now)
+                    else:
+                        effects = self.node.on_result(item[0], item[1], now)
+                    self._execute(effects)
         finally:
             for task in self._jobs.values():
                 task.cancel()
 
     def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
         """Hand the node one message from the wire now; returns the rejections it caused (empty if none)."""
+        with self._protocol_time():
+            return self._deliver(sender, data)
+
+    def _deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
         try:
             message = self.codec.decode_message(data)
         except DecodeError as exc:
@@ -176,7 +193,8 @@ class LiveNode:
             request = self.codec.decode_request(payload)
         except DecodeError as exc:
             raise invalid(MALFORMED, str(exc)) from exc
-        content = self.node.on_request(sender, request, self.clock.now())
+        with self._protocol_time():
+            content = self.node.on_request(sender, request, self.clock.now())
         if not isinstance(content, bytes):
             return None
         return await self.publish(sha256(content), lambda: content)
@@ -201,6 +219,8 @@ class LiveNode:
             match effect:
                 case Broadcast(message, size_mb):
                     self.transport.broadcast(self.node.node_id, self.codec.encode_message(message), size_mb)
+                case Send(peer, message, size_mb):
+                    self.transport.send(self.node.node_id, peer, self.codec.encode_message(message), size_mb)
                 case StartTimer(timer, after):
                     loop.call_later(after * self.clock.round_seconds, self._inbox.put_nowait, timer)
                 case Record(event, data):
@@ -249,7 +269,7 @@ class LiveNode:
                 assert_never(effect)
 
     def _compute(self, op: WorkOp, train: Dataset | None) -> JobResult:
-        return executor.execute(self.worker(), op, self.datasets, train)
+        return executor.execute(self.worker(), op, self.datasets, train, self.private)
 
     def _training_data(self, op: TrainModel) -> Dataset:
         key = (op.datasets, op.with_private)

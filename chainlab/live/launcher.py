@@ -274,7 +274,7 @@ class LiveNetwork:
         if observer.name in statuses:
             storage = StorageClient(plan.storage)
             try:
-                # Without an adapter, the observer's Status is the whole view (as sim_view's node.status()).
+                # Without an adapter, the observer's Status is the whole view (as a sim_view of observer.status()).
                 view: object = statuses[observer.name]
                 if self.spec.live_adapter is not None:
                     view = await adapters.load(self.spec.live_adapter).read_view(plan, observer, storage)
@@ -297,6 +297,7 @@ class LiveNetwork:
             wall_seconds=time.perf_counter() - started,
             ml_seconds=worker.ml_seconds,
             round_seconds=self.options.round_seconds,
+            cpu={name: node_cpu(r) for name, r in replies.items() if r is not None},
         )
 
     async def save_netem_stats(self) -> None:
@@ -317,7 +318,16 @@ class LiveNetwork:
 
 def node_status(reply: node_pb2.NodeStatus) -> NodeStatus:
     """A Status answer as the protocol-neutral NodeStatus."""
-    return NodeStatus(reply.role, reply.height, bytes(reply.tip), forks=reply.forks, votes=reply.votes)
+    return NodeStatus(reply.role, reply.height, bytes(reply.tip), forks=reply.forks, votes=reply.votes, done=reply.done)
+
+
+def node_cpu(reply: node_pb2.NodeStatus) -> dict[str, float]:
+    """A Status answer's CPU accounting: protocol core, whole process, ML jobs."""
+    return {
+        "protocol_seconds": reply.protocol_cpu_seconds,
+        "process_seconds": reply.process_cpu_seconds,
+        "ml_seconds": reply.ml_seconds,
+    }
 
 
 class UpFailed(RuntimeError):

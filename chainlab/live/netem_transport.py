@@ -43,6 +43,23 @@ class SidecarTransport:
         metrics.GOSSIP_MESSAGES.labels("out").inc()
         metrics.GOSSIP_BYTES.labels("out").inc(len(payload))
 
+    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float) -> None:
+        """Hand a point-to-point message to the sidecar, which routes it to peer; returns at once."""
+        task = asyncio.get_running_loop().create_task(self._send(peer, payload, size_mb))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, peer: bytes, payload: bytes, size_mb: float) -> None:
+        request = netem_pb2.SendRequest(target=peer, payload=payload, size_mb=size_mb)
+        try:
+            reply = await self._stub.Send(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            metrics.GOSSIP_MESSAGES.labels("failed").inc()
+            log.warning("send failed", extra={"peer": peer.hex()[:16], "code": exc.code().name})
+            return
+        metrics.GOSSIP_MESSAGES.labels("out" if reply.routed else "unroutable").inc()
+        metrics.GOSSIP_BYTES.labels("out").inc(len(payload))
+
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Fetch through the sidecar; None when the peer refuses or cannot be reached."""
         request = netem_pb2.FetchRequest(origin=sender, target=peer, kind=kind, payload=payload)

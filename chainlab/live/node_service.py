@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 import grpc
@@ -94,6 +95,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             forks=status.forks,
             votes=status.votes,
             internal_errors=self.observer.internal_errors,
+            done=status.done,
+            protocol_cpu_seconds=self.live.protocol_seconds,
+            process_cpu_seconds=time.process_time(),
+            ml_seconds=self.live.ml_seconds,
         )
 
 

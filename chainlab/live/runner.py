@@ -61,7 +61,7 @@ async def run_live(
     worker = Worker()
     observer = spec.observer(deployment.slots)
     watched = deployment.nodes[deployment.slots.index(observer)]
-    protocol_results = spec.summarise(exp, spec.sim_view(watched), deployment.data, worker)
+    protocol_results = spec.summarise(exp, spec.sim_view(watched, deployment.by_name()), deployment.data, worker)
     results = assemble(
         exp,
         driver="live-in-process",

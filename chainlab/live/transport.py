@@ -18,6 +18,9 @@ class Transport(Protocol):
     def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
         """Flood payload to every other node, its hops charged on the declared size_mb; returns at once."""
 
+    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float) -> None:
+        """Route payload to one peer, charged on size_mb per hop; returns at once (lost if unreachable)."""
+
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Ask `peer`; None if it is unknown, unreachable or refuses."""
 
@@ -53,6 +56,13 @@ class InMemoryTransport:
             if node_id != sender:
                 self.bytes_sent += len(payload)
                 loop.call_later(self.delay_seconds, deliver, sender, payload)
+
+    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float) -> None:
+        """Deliver payload to peer after the delay, if it is registered."""
+        deliver = self._deliver.get(peer)
+        if deliver is not None and peer != sender:
+            self.bytes_sent += len(payload)
+            asyncio.get_running_loop().call_later(self.delay_seconds, deliver, sender, payload)
 
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Point-to-point request/response (Fetch) after the delay."""

@@ -49,6 +49,7 @@ class NodeStatus:
     tip: bytes  # the hash of the best chain's head
     forks: int = 0  # blocks this node accepted that are off its best chain
     votes: bool = True  # whether its tip counts when drivers ask if the network agrees (a light client's does not)
+    done: bool = False  # the node has done all the experiment asked of it (protocols whose runs end by node)
 
 
 @dataclass(frozen=True)

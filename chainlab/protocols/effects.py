@@ -24,6 +24,19 @@ class Broadcast:
 
 
 @dataclass(frozen=True)
+class Send:
+    """Deliver a message to one peer (its on_message), routed over the network's shortest up path.
+
+    size_mb is charged per hop as for Broadcast. Nothing comes back: a message to an unknown or unreachable peer
+    is lost, as on a real network (protocols that need an answer time out).
+    """
+
+    peer: bytes
+    message: object  # one of the protocol's messages; the codec encodes it
+    size_mb: float
+
+
+@dataclass(frozen=True)
 class StartTimer:
     """Call on_timer(timer) after `after` rounds."""
 
@@ -52,8 +65,81 @@ class EvaluateEnsemble:
     metric: str
 
 
-WorkOp = TrainModel | EvaluateEnsemble
+PRIVATE = b""
+"""The dataset reference of a node's own private data D_Mi in the weight-space operations below."""
+
+
+@dataclass(frozen=True)
+class InitModel:
+    """Fresh weights of spec's family, initialised from seed; result: weight bytes."""
+
+    spec: ModelSpec
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainSteps:
+    """`steps` SGD steps from `weights`, each on batch_size samples drawn with replacement from a held dataset.
+
+    The samples come from seed, so a stream of batches is a sequence of seeds. `iteration` is how many steps the
+    weights have had before (learning-rate schedules count from it). Result: the new weight bytes, or
+    EvaluationFailed if `weights` do not decode to spec's architecture.
+    """
+
+    spec: ModelSpec
+    weights: bytes
+    dataset: bytes  # a held dataset's commitment, or PRIVATE
+    steps: int
+    batch_size: int
+    seed: int
+    iteration: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateModel:
+    """Accuracy of weights on a held dataset: all of it, or `samples` drawn without replacement with seed.
+
+    Result: the accuracy in [0, 1], or EvaluationFailed if the weights do not decode to spec's architecture.
+    """
+
+    spec: ModelSpec
+    weights: bytes
+    dataset: bytes  # a held dataset's commitment, or PRIVATE
+    samples: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Combine models of one architecture: "weighted" is sum_i coefficients[i] * models[i] (FedAvg and its
+    variants), "median" the coordinate-wise median (coefficients unused). Result: weight bytes, or
+    EvaluationFailed if any model does not decode."""
+
+    spec: ModelSpec
+    models: tuple[bytes, ...]
+    coefficients: tuple[float, ...] = ()
+    rule: str = "weighted"
+
+
+@dataclass(frozen=True)
+class Perturb:
+    """An attacker's weights: "uniform" replaces every weight with U(0, scale), "gaussian" adds N(0, scale^2).
+
+    Result: weight bytes, or EvaluationFailed if `weights` do not decode.
+    """
+
+    spec: ModelSpec
+    weights: bytes
+    kind: str
+    scale: float
+    seed: int
+
+
+WorkOp = TrainModel | EvaluateEnsemble | InitModel | TrainSteps | EvaluateModel | Aggregate | Perturb
 """An ML operation a Compute effect asks for."""
+
+PERTURB_KINDS = ("uniform", "gaussian")
+AGGREGATE_RULES = ("weighted", "median")
 
 
 @dataclass(frozen=True)
@@ -110,7 +196,7 @@ class Record:
     data: Mapping[str, RecordValue] = field(default_factory=dict)
 
 
-Effect = Broadcast | StartTimer | Compute | Mine | Request | FetchData | CancelJob | Record
+Effect = Broadcast | Send | StartTimer | Compute | Mine | Request | FetchData | CancelJob | Record
 
 
 @dataclass(frozen=True)

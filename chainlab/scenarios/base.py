@@ -46,6 +46,10 @@ class Deployment:
     private: dict[str, str]
     payload: dict[str, str] = field(default_factory=dict)
 
+    def by_name(self) -> dict[str, ProtocolNode]:
+        """Every node by its slot name."""
+        return {slot.name: node for slot, node in zip(self.slots, self.nodes, strict=True)}
+
     def slot(self, name: str) -> NodeSlot:
         """The slot called name."""
         for slot in self.slots:
@@ -140,8 +144,9 @@ class ProtocolSpec(ABC):
         """The full node whose view of the chain the results are read from (the same node in sim and live)."""
 
     @abstractmethod
-    def sim_view(self, node: ProtocolNode) -> object:
-        """The summary's input read straight from the observer node's state (simulation)."""
+    def sim_view(self, observer: ProtocolNode, nodes: Mapping[str, ProtocolNode]) -> object:
+        """The summary's input read straight from node state (simulation): the observer's, or every node's
+        (by slot name) where the protocol has no single view (the live adapter's read_view then asks each node)."""
 
     @abstractmethod
     def summarise(

@@ -12,7 +12,11 @@ from chainlab.scenarios.base import ProtocolSpec
 ENTRY_POINT_GROUP = "chainlab.protocols"
 PLUGINS_ENV = "CHAINLAB_PROTOCOLS"  # "name=module:attribute,...": specs outside the package (tests, research code)
 
-_BUILTIN = {"bagchain": "chainlab.scenarios.bagchain.spec:SPEC"}
+_BUILTIN = {
+    "bagchain": "chainlab.scenarios.bagchain.spec:SPEC",
+    "dfl": "chainlab.scenarios.dfl.spec:SPEC",
+    "bflc": "chainlab.scenarios.bflc.spec:SPEC",
+}
 _loaded: dict[str, ProtocolSpec] = {}
 
 

@@ -43,8 +43,16 @@ def assemble(
     wall_seconds: float,
     ml_seconds: float,
     round_seconds: float | None = None,
+    cpu: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Results:
-    """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's."""
+    """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
+
+    cpu (live only) is each node's protocol, process and ML time; protocol_cpu_share is the protocol core's
+    share of all the nodes' process CPU (seed 001's "blockchain overhead"), None without it.
+    """
+    cpu = cpu or {}
+    process = sum(c["process_seconds"] for c in cpu.values())
+    protocol = sum(c["protocol_seconds"] for c in cpu.values())
     total: Counter[str] = Counter()
     for per_node in rejections.values():
         total.update(per_node)
@@ -67,5 +75,7 @@ def assemble(
         "internal_errors": {name: n for name, n in sorted(internal_errors.items()) if n},
         "protocol_results": dict(protocol_results),
         "round_seconds": round_seconds,  # wall seconds per round live; None in simulation (no wall clock)
+        "cpu_by_node": {name: dict(c) for name, c in sorted(cpu.items())},
+        "protocol_cpu_share": protocol / process if process > 0 else None,
         "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
     }

@@ -23,6 +23,7 @@ from chainlab.protocols.effects import (
     Mine,
     Record,
     Request,
+    Send,
     StartTimer,
     TrainModel,
 )
@@ -122,6 +123,8 @@ class Simulation:
                     wire_id = message_id(sender, self.codec.encode_message(message))
                     for dst, at in self.network.broadcast(i, size_mb, self.now, wire_id).items():
                         self._push(at, dst, _Deliver(sender, message))
+                case Send(peer, message, size_mb):
+                    self._send(i, peer, message, size_mb)
                 case StartTimer(timer, after):
                     self._push(self.now + after, i, timer)
                 case Record(event, data):
@@ -130,7 +133,7 @@ class Simulation:
                     self._cancelled.add((i, job))
                 case Compute(job, op):
                     train = self._training_data(i, op) if isinstance(op, TrainModel) else None
-                    result = executor.execute(self.worker, op, self.datasets, train)
+                    result = executor.execute(self.worker, op, self.datasets, train, self.private.get(i))
                     self._push(self.now + self.work.rounds(op), i, _Result(job, result))
                 case Mine():
                     self._mine(i, effect)
@@ -138,6 +141,17 @@ class Simulation:
                     self._fetch(i, effect)
                 case _:
                     assert_never(effect)
+
+    def _send(self, i: int, peer: bytes, message: object, size_mb: float) -> None:
+        """Point to point along the shortest up route; lost if the peer is unknown, itself or unreachable."""
+        dst = self._index.get(peer)
+        if dst is None or dst == i:
+            return
+        sender = self.nodes[i].node_id
+        wire_id = message_id(sender, b"send:" + peer + self.codec.encode_message(message))
+        at = self.network.unicast(i, dst, size_mb, self.now, wire_id)
+        if at is not None:
+            self._push(at, dst, _Deliver(sender, message))
 
     def _training_data(self, i: int, op: TrainModel) -> Dataset:
         """D_Ti, assembled once per node and data."""

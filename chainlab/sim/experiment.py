@@ -48,7 +48,7 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> 
     last_round = simulation.run()
     observer = spec.observer(deployment.slots)
     watched = deployment.nodes[deployment.slots.index(observer)]
-    protocol_results = spec.summarise(exp, spec.sim_view(watched), deployment.data, worker)
+    protocol_results = spec.summarise(exp, spec.sim_view(watched, deployment.by_name()), deployment.data, worker)
     names = [slot.name for slot in deployment.slots]
     return assemble(
         exp,

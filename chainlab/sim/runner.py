@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from chainlab.scenarios import tables
+from chainlab.scenarios import registry, tables
 from chainlab.scenarios.experiment import Experiment
 from chainlab.sim import report
 from chainlab.sim.experiment import run
@@ -40,22 +42,48 @@ def write_run(results: dict[str, Any], out: Path) -> None:
     report.plot_results(results, out / "results.png")
 
 
-def run_to_disk(exp: Experiment, out: Path, progress: Progress | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """Run every point of exp, writing each to its own folder (or out itself for a single run)."""
+def run_to_disk(
+    exp: Experiment, out: Path, progress: Progress | None = None, jobs: int = 1
+) -> list[tuple[str, dict[str, Any]]]:
+    """Run every point of exp, writing each to its own folder (or out itself for a single run).
+
+    With jobs > 1 the points of a sweep run in that many worker processes; each point is deterministic in its
+    config, so results do not depend on jobs. progress then hears of a point once, when it is done.
+    """
     name = str(exp.get("name", out.name))
+    todo = points(exp)
     done: list[tuple[str, dict[str, Any]]] = []
-    for label, point in points(exp):
+    if jobs > 1 and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")  # torch's threads do not survive a fork
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(_run_raw, dict(point.raw)): (label, point) for label, point in todo}
+            finished = {}
+            for future in as_completed(futures):
+                (label, point), results = futures[future], future.result()
+                write_run(results, out / folder_name(label) if label else out)
+                finished[label] = results
+                if progress is not None:
+                    total = registry.get(point.protocol_name).progress_total(point)
+                    progress(label or name, int(results["rounds"]), total)
+        done = [(label, finished[label]) for label, _ in todo]
+    else:
+        for label, point in todo:
 
-        def step(at: int, height: int, label: str = label) -> None:
-            if progress is not None:
-                progress(label or name, at, height)
+            def step(at: int, height: int, label: str = label) -> None:
+                if progress is not None:
+                    progress(label or name, at, height)
 
-        results = run(point, step)
-        write_run(results, out / folder_name(label) if label else out)
-        done.append((label, results))
+            results = run(point, step)
+            write_run(results, out / folder_name(label) if label else out)
+            done.append((label, results))
     if len(done) > 1:
         write_summary(exp, done, out)
     return done
+
+
+def _run_raw(raw: dict[str, Any]) -> dict[str, Any]:
+    """One point in a worker process, from its config mapping (what crosses the process boundary)."""
+    return run(Experiment.from_mapping(raw))
 
 
 def summary_rows(done: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from chainlab.protocols.effects import EvaluateEnsemble, TrainModel, WorkOp
+from chainlab.protocols.effects import TrainModel, TrainSteps, WorkOp
 
 Section = TypeVar("Section")
 
@@ -31,14 +31,15 @@ class WorkConfig:
     # Section II-D assumes Fetch completes within an acceptable delay: it takes this many rounds whenever
     # the network can route it (a partition or a dead link still makes it fail).
     fetch_rounds: int = 1
+    step_rounds: int = 0  # a TrainSteps job (the federated protocols' local SGD); 0: done within its round
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"work.{f.name} must be an integer, got {value!r}")
-        if self.train_rounds < 0 or self.fetch_rounds < 0:
-            raise ValueError("work.train_rounds and work.fetch_rounds must be >= 0")
+        if min(self.train_rounds, self.fetch_rounds, self.step_rounds) < 0:
+            raise ValueError("work.train_rounds, work.fetch_rounds and work.step_rounds must be >= 0")
         if self.hash_trials_per_round < 1:
             raise ValueError(f"work.hash_trials_per_round must be >= 1, got {self.hash_trials_per_round}")
 
@@ -48,9 +49,12 @@ class WorkConfig:
         return from_section(cls, data, "work")
 
     def rounds(self, op: WorkOp) -> int:
-        """Simulated rounds an operation takes: training costs train_rounds, evaluation is instant."""
+        """Simulated rounds an operation takes: training costs train_rounds (a base model) or step_rounds (SGD
+        steps); evaluating and combining models are instant."""
         match op:
             case TrainModel():
                 return self.train_rounds
-            case EvaluateEnsemble():
+            case TrainSteps():
+                return self.step_rounds
+            case _:
                 return 0

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import assert_never
 
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset
+from chainlab.learning.federated import NetSpec
 from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
-from chainlab.protocols.effects import EvaluateEnsemble, EvaluationFailed, TrainModel, WorkOp
+from chainlab.protocols.effects import (
+    PRIVATE,
+    Aggregate,
+    EvaluateEnsemble,
+    EvaluateModel,
+    EvaluationFailed,
+    InitModel,
+    Perturb,
+    TrainModel,
+    TrainSteps,
+    WorkOp,
+)
 from chainlab.protocols.spec import ModelSpec
 
 
@@ -32,14 +45,32 @@ def training_data(op: TrainModel, datasets: Mapping[bytes, Dataset], private: Da
     return parts[0] if len(parts) == 1 else Dataset.concat(parts)
 
 
+def net_spec(spec: ModelSpec) -> NetSpec:
+    """The learning layer's view of a federated model spec."""
+    return NetSpec.of(spec.family, spec.params)
+
+
 def execute(
-    worker: Worker, op: WorkOp, datasets: Mapping[bytes, Dataset], train_data: Dataset | None = None
+    worker: Worker,
+    op: WorkOp,
+    datasets: Mapping[bytes, Dataset],
+    train_data: Dataset | None = None,
+    private: Dataset | None = None,
 ) -> bytes | float | EvaluationFailed:
     """Run op. Models that fail to decode or run are the peer's fault (EvaluationFailed); anything else raises.
 
-    train_data, if given, is the already assembled training set (drivers cache it per node).
+    train_data, if given, is the already assembled training set (drivers cache it per node); private is the
+    node's own data D_Mi, which the weight-space operations name as PRIVATE.
     """
     match op:
+        case InitModel() | TrainSteps() | EvaluateModel() | Aggregate() | Perturb():
+            start = time.perf_counter()
+            try:
+                return _weights_op(worker, op, datasets, private)
+            except ModelCodecError as exc:
+                return EvaluationFailed(str(exc))
+            finally:
+                worker.ml_seconds += time.perf_counter() - start
         case TrainModel():
             data = train_data if train_data is not None else training_data(op, datasets, None)
             return worker.train(learning_spec(op.spec), data, op.seed)
@@ -51,6 +82,39 @@ def execute(
                 return EvaluationFailed(str(exc))
         case _:
             assert_never(op)
+
+
+def _weights_op(
+    worker: Worker,
+    op: InitModel | TrainSteps | EvaluateModel | Aggregate | Perturb,
+    datasets: Mapping[bytes, Dataset],
+    private: Dataset | None,
+) -> bytes | float:
+    """A weight-space operation; ModelCodecError when a peer's weights do not decode."""
+    fed, spec = worker.federated, net_spec(op.spec)
+    match op:
+        case InitModel():
+            return fed.init(spec, op.seed)
+        case TrainSteps():
+            data = _held_or_private(datasets, op.dataset, private)
+            return fed.train_steps(spec, op.weights, data, op.steps, op.batch_size, op.seed, op.iteration)
+        case EvaluateModel():
+            data = _held_or_private(datasets, op.dataset, private)
+            return fed.evaluate(spec, op.weights, data, op.samples, op.seed)
+        case Aggregate():
+            return fed.aggregate(spec, op.models, op.coefficients, op.rule)
+        case Perturb():
+            return fed.perturb(spec, op.weights, op.kind, op.scale, op.seed)
+        case _:
+            assert_never(op)
+
+
+def _held_or_private(datasets: Mapping[bytes, Dataset], ref: bytes, private: Dataset | None) -> Dataset:
+    if ref != PRIVATE:
+        return _held(datasets, ref)
+    if private is None:
+        raise MissingData("this node has no private data")
+    return private
 
 
 def _held(datasets: Mapping[bytes, Dataset], commitment: bytes) -> Dataset:

@@ -106,3 +106,12 @@ def test_feature_scheme_orders_by_intensity() -> None:
 def test_unknown_scheme() -> None:
     with pytest.raises(ValueError, match="scheme"):
         partition(_synthetic(), 2, kappa=0.1, zeta=0.1, scheme="weird", rng=np.random.default_rng(0))
+
+
+def test_labels_scheme_gives_node_i_labels_i_and_i_plus_1() -> None:
+    data = _synthetic()
+    part = partition(data, 10, kappa=0.0, zeta=0.1, scheme="labels", rng=np.random.default_rng(0))
+    for i, shard in enumerate(part.private):
+        assert set(shard.y.tolist()) == {i, (i + 1) % 10}
+    # Each label is split between its two holders; nothing is dealt twice.
+    assert sum(len(s) for s in part.private) == len(data)

@@ -101,11 +101,11 @@ def test_an_internal_failure_is_recorded_retried_and_never_held_against_a_peer(
     real = executor.execute
     failures: list[int] = []
 
-    def flaky(worker: Any, op: Any, datasets: Any, train: Any = None) -> Any:
+    def flaky(worker: Any, op: Any, datasets: Any, train: Any = None, private: Any = None) -> Any:
         if isinstance(op, EvaluateEnsemble) and not failures:
             failures.append(1)
             raise KeyError("injected: a cache entry evicted by another thread")
-        return real(worker, op, datasets, train)
+        return real(worker, op, datasets, train, private)
 
     monkeypatch.setattr(executor, "execute", flaky)
 

@@ -59,9 +59,9 @@ class ToySpec(ProtocolSpec):
         """miner-0."""
         return slots[0]
 
-    def sim_view(self, node: ProtocolNode) -> NodeStatus:
+    def sim_view(self, observer: ProtocolNode, nodes: Mapping[str, ProtocolNode]) -> NodeStatus:
         """The observer's status."""
-        return node.status()
+        return observer.status()
 
     def summarise(
         self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker

@@ -160,7 +160,7 @@ class Sidecar:
         if link is None:
             raise invalid("not_a_neighbour", envelope.relayed_by.hex())
         # The ID is the de-duplication key: one that does not match its content could suppress a real message.
-        if envelope.message_id != network_links.message_id(envelope.origin, envelope.payload):
+        if envelope.message_id != _message_id(envelope.origin, envelope.target, envelope.payload):
             raise invalid("bad_message_id")
         _check_size(envelope.size_mb)
         peer = short(envelope.relayed_by)
@@ -170,6 +170,9 @@ class Sidecar:
             metrics.NETEM_MESSAGES.labels(peer, "duplicate").inc()
             return netem_pb2.RelayReply(duplicate=True)
         link.counters.messages_received += 1
+        if envelope.target:
+            await self._route(envelope)
+            return netem_pb2.RelayReply(duplicate=False)
         forward = netem_pb2.Envelope(
             message_id=envelope.message_id,
             origin=envelope.origin,
@@ -182,6 +185,55 @@ class Sidecar:
         self._flood(forward, (envelope.relayed_by, envelope.origin))
         await self._deliver(envelope, peer)
         return netem_pb2.RelayReply(duplicate=False)
+
+    async def send(self, request: netem_pb2.SendRequest) -> netem_pb2.SendReply:
+        """Route the own node's message to one target, hop by hop; a message it cannot route now is lost."""
+        _check_size(request.size_mb)
+        if request.target == self.me:
+            raise invalid("send_to_self")
+        # Keyed as the simulator keys a Send, so both draw the same hop times for the same message.
+        message_id = _message_id(self.me, request.target, request.payload)
+        self.dedup.add(message_id)
+        envelope = netem_pb2.Envelope(
+            message_id=message_id,
+            origin=self.me,
+            payload=request.payload,
+            hops=0,
+            relayed_by=self.me,
+            size_mb=request.size_mb,
+            target=request.target,
+        )
+        return netem_pb2.SendReply(message_id=message_id, routed=await self._route(envelope))
+
+    async def _route(self, envelope: netem_pb2.Envelope) -> bool:
+        """Deliver an addressed envelope here, or pass it to the next hop on the shortest up route to its target."""
+        target = envelope.target
+        if target == self.me:
+            await self._deliver(envelope, short(envelope.relayed_by))
+            return True
+        route = self.table.route(target) if target in self.topology.nodes else None
+        if route is None or not route.path:
+            metrics.NETEM_MESSAGES.labels(short(target), "unroutable").inc()
+            return False
+        hop = route.path[0]
+        forward = netem_pb2.Envelope(
+            message_id=envelope.message_id,
+            origin=envelope.origin,
+            payload=envelope.payload,
+            hops=envelope.hops + (0 if envelope.relayed_by == self.me else 1),
+            relayed_by=self.me,
+            size_mb=envelope.size_mb,
+            target=target,
+        )
+        others = [peer for peer in self.table.links if peer != hop]
+        plan, dropped = self.table.send_plan(forward.message_id, forward.size_mb, len(forward.payload), others)
+        for peer in dropped:
+            metrics.NETEM_MESSAGES.labels(short(peer), "dropped").inc()
+        for peer, rounds in plan:
+            metrics.NETEM_MESSAGES.labels(short(peer), "sent").inc()
+            metrics.NETEM_BYTES.labels(short(peer)).inc(len(forward.payload))
+            self._spawn(self._relay_later(peer, forward, rounds * self.round_seconds))
+        return bool(plan)
 
     async def _deliver(self, envelope: netem_pb2.Envelope, peer: str) -> None:
         try:
@@ -327,6 +379,11 @@ class Sidecar:
         return netem_pb2.StatsReply(node=self.me, links=links, delivered=self.delivered, duplicates=self.duplicates)
 
 
+def _message_id(origin: bytes, target: bytes, payload: bytes) -> bytes:
+    """A gossip message's ID, or an addressed Send's (keyed on its target too, as the simulator keys it)."""
+    return network_links.message_id(origin, b"send:" + target + payload if target else payload)
+
+
 def _check_size(size_mb: float) -> None:
     """A declared size the hop rule can charge, else INVALID_ARGUMENT bad_size."""
     try:
@@ -356,6 +413,10 @@ class NodeServicer(netem_pb2_grpc.NetemNodeServicer):
     ) -> netem_pb2.BroadcastReply:
         """Flood a message."""
         return await self.sidecar.broadcast(request)
+
+    async def Send(self, request: netem_pb2.SendRequest, context: grpc.aio.ServicerContext) -> netem_pb2.SendReply:
+        """Route the own node's message to its target."""
+        return await self.sidecar.send(request)
 
     async def Fetch(self, request: netem_pb2.FetchRequest, context: grpc.aio.ServicerContext) -> netem_pb2.FetchReply:
         """Ask another node, point to point."""

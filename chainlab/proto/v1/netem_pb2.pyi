@@ -33,6 +33,7 @@ class Envelope(_message.Message):
     HOPS_FIELD_NUMBER: _builtins.int
     RELAYED_BY_FIELD_NUMBER: _builtins.int
     SIZE_MB_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
     message_id: _builtins.bytes
     """SHA-256 of origin then payload: the de-duplication key and the hop draws' key"""
     origin: _builtins.bytes
@@ -44,6 +45,8 @@ class Envelope(_message.Message):
     """node ID of the sidecar's node that relayed it (the link it arrived on)"""
     size_mb: _builtins.float
     """declared size in MB (a Key Block counts 6 MB): what every hop's delay is charged on"""
+    target: _builtins.bytes
+    """a Send's destination node ID: relayed along the route to it only; empty for gossip"""
     def __init__(
         self,
         *,
@@ -53,10 +56,11 @@ class Envelope(_message.Message):
         hops: _builtins.int = ...,
         relayed_by: _builtins.bytes = ...,
         size_mb: _builtins.float = ...,
+        target: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hops", b"hops", "message_id", b"message_id", "origin", b"origin", "payload", b"payload", "relayed_by", b"relayed_by", "size_mb", b"size_mb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hops", b"hops", "message_id", b"message_id", "origin", b"origin", "payload", b"payload", "relayed_by", b"relayed_by", "size_mb", b"size_mb", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -137,6 +141,57 @@ class BroadcastRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BroadcastRequest: _TypeAlias = BroadcastRequest  # noqa: Y015
+
+@_typing.final
+class SendRequest(_message.Message):
+    """A point-to-point message (the protocol's Send): routed hop by hop to target, delivered there only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    SIZE_MB_FIELD_NUMBER: _builtins.int
+    target: _builtins.bytes
+    payload: _builtins.bytes
+    size_mb: _builtins.float
+    """declared size in MB, charged per hop as for Broadcast"""
+    def __init__(
+        self,
+        *,
+        target: _builtins.bytes = ...,
+        payload: _builtins.bytes = ...,
+        size_mb: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "size_mb", b"size_mb", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendRequest: _TypeAlias = SendRequest  # noqa: Y015
+
+@_typing.final
+class SendReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    ROUTED_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.bytes
+    routed: _builtins.bool
+    """false: the target is unknown or unreachable now, and the message is lost"""
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.bytes = ...,
+        routed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "routed", b"routed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendReply: _TypeAlias = SendReply  # noqa: Y015
 
 @_typing.final
 class BroadcastReply(_message.Message):

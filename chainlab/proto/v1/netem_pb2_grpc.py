@@ -40,6 +40,11 @@ class NetemNodeStub:
                 request_serializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.BroadcastRequest.SerializeToString,
                 response_deserializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.BroadcastReply.FromString,
                 _registered_method=True)
+        self.Send = channel.unary_unary(
+                '/chainlab.v1.NetemNode/Send',
+                request_serializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.SendRequest.SerializeToString,
+                response_deserializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.SendReply.FromString,
+                _registered_method=True)
         self.Fetch = channel.unary_unary(
                 '/chainlab.v1.NetemNode/Fetch',
                 request_serializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.FetchRequest.SerializeToString,
@@ -52,6 +57,12 @@ class NetemNodeServicer:
     """
 
     def Broadcast(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Send(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,6 +81,11 @@ def add_NetemNodeServicer_to_server(servicer, server):
                     servicer.Broadcast,
                     request_deserializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.BroadcastRequest.FromString,
                     response_serializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.BroadcastReply.SerializeToString,
+            ),
+            'Send': grpc.unary_unary_rpc_method_handler(
+                    servicer.Send,
+                    request_deserializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.SendRequest.FromString,
+                    response_serializer=chainlab_dot_proto_dot_v1_dot_netem__pb2.SendReply.SerializeToString,
             ),
             'Fetch': grpc.unary_unary_rpc_method_handler(
                     servicer.Fetch,
@@ -105,6 +121,33 @@ class NetemNode:
             '/chainlab.v1.NetemNode/Broadcast',
             chainlab_dot_proto_dot_v1_dot_netem__pb2.BroadcastRequest.SerializeToString,
             chainlab_dot_proto_dot_v1_dot_netem__pb2.BroadcastReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Send(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainlab.v1.NetemNode/Send',
+            chainlab_dot_proto_dot_v1_dot_netem__pb2.SendRequest.SerializeToString,
+            chainlab_dot_proto_dot_v1_dot_netem__pb2.SendReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,7 @@ class NetemNodeStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NetemNodeAsyncStub: ...
     Broadcast: _grpc.UnaryUnaryMultiCallable[_netem_pb2.BroadcastRequest, _netem_pb2.BroadcastReply]
+    Send: _grpc.UnaryUnaryMultiCallable[_netem_pb2.SendRequest, _netem_pb2.SendReply]
     Fetch: _grpc.UnaryUnaryMultiCallable[_netem_pb2.FetchRequest, _netem_pb2.FetchReply]
 
 @_typing.type_check_only
@@ -45,6 +46,7 @@ class NetemNodeAsyncStub(NetemNodeStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Broadcast: _aio.UnaryUnaryMultiCallable[_netem_pb2.BroadcastRequest, _netem_pb2.BroadcastReply]  # type: ignore[assignment]
+    Send: _aio.UnaryUnaryMultiCallable[_netem_pb2.SendRequest, _netem_pb2.SendReply]  # type: ignore[assignment]
     Fetch: _aio.UnaryUnaryMultiCallable[_netem_pb2.FetchRequest, _netem_pb2.FetchReply]  # type: ignore[assignment]
 
 class NetemNodeServicer(metaclass=_abc_1.ABCMeta):
@@ -56,6 +58,13 @@ class NetemNodeServicer(metaclass=_abc_1.ABCMeta):
         request: _netem_pb2.BroadcastRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_netem_pb2.BroadcastReply, _abc.Awaitable[_netem_pb2.BroadcastReply]]: ...
+
+    @_abc_1.abstractmethod
+    def Send(
+        self,
+        request: _netem_pb2.SendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_netem_pb2.SendReply, _abc.Awaitable[_netem_pb2.SendReply]]: ...
 
     @_abc_1.abstractmethod
     def Fetch(

@@ -82,6 +82,10 @@ class NodeStatus(_message.Message):
     FORKS_FIELD_NUMBER: _builtins.int
     VOTES_FIELD_NUMBER: _builtins.int
     INTERNAL_ERRORS_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    PROTOCOL_CPU_SECONDS_FIELD_NUMBER: _builtins.int
+    PROCESS_CPU_SECONDS_FIELD_NUMBER: _builtins.int
+    ML_SECONDS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.bytes
     role: _builtins.str
     round: _builtins.int
@@ -95,6 +99,14 @@ class NodeStatus(_message.Message):
     """whether its tip counts when asking if the network agrees (a light client's does not)"""
     internal_errors: _builtins.int
     """jobs that failed inside this node's process (retried; never a peer's fault)"""
+    done: _builtins.bool
+    """the node has done all the experiment asked of it"""
+    protocol_cpu_seconds: _builtins.float
+    """CPU in the protocol core and its codec (chain work: hashing, signing, checks)"""
+    process_cpu_seconds: _builtins.float
+    """CPU of the whole service process, all threads"""
+    ml_seconds: _builtins.float
+    """wall time of the node's ML jobs"""
     @_builtins.property
     def rejections(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """"kind:reason" -> count"""
@@ -112,10 +124,14 @@ class NodeStatus(_message.Message):
         forks: _builtins.int = ...,
         votes: _builtins.bool = ...,
         internal_errors: _builtins.int = ...,
+        done: _builtins.bool = ...,
+        protocol_cpu_seconds: _builtins.float = ...,
+        process_cpu_seconds: _builtins.float = ...,
+        ml_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "node_id", b"node_id", "protocol", b"protocol", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

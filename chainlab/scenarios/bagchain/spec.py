@@ -170,11 +170,11 @@ class BagChainSpec(ProtocolSpec):
                     return slot
         raise ValueError("a BagChain network needs a miner")
 
-    def sim_view(self, node: ProtocolNode) -> ChainView:
+    def sim_view(self, observer: ProtocolNode, nodes: Mapping[str, ProtocolNode]) -> ChainView:
         """The observer's chain, read from its state."""
-        if not isinstance(node, FullNode):
-            raise TypeError(f"the observer must be a full node, got {type(node).__name__}")
-        return view_of(node)
+        if not isinstance(observer, FullNode):
+            raise TypeError(f"the observer must be a full node, got {type(observer).__name__}")
+        return view_of(observer)
 
     def summarise(
         self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker

@@ -333,3 +333,42 @@ def test_partition_with_unknown_or_overlapping_nodes_is_refused() -> None:
                 assert (caught.value.details() or "").startswith(reason)
 
     asyncio.run(run())
+
+
+async def _send(net: Net, i: int, target: bytes, payload: bytes, size_mb: float = 0.01) -> netem_pb2.SendReply:
+    async with insecure_channel(net.addresses[i]) as channel:
+        reply: netem_pb2.SendReply = await netem_pb2_grpc.NetemNodeStub(channel).Send(
+            netem_pb2.SendRequest(target=target, payload=payload, size_mb=size_mb), timeout=WAIT
+        )
+        return reply
+
+
+def test_a_send_crosses_the_route_to_its_target_only() -> None:
+    async def run() -> None:
+        async with _net(4, LINE) as net:
+            reply = await _send(net, 0, _id(3), b"update-1")
+            assert reply.routed
+            # Keyed as the simulator keys a Send, so both draw the same hop times.
+            assert reply.message_id == message_id(_id(0), b"send:" + _id(3) + b"update-1")
+            await _until(lambda: bool(net.nodes[3].got))
+            await asyncio.sleep(4 * ROUND)
+            assert [len(node.got) for node in net.nodes] == [0, 0, 0, 1]
+            envelope = net.nodes[3].got[0][1]
+            assert (envelope.origin, envelope.target, envelope.hops) == (_id(0), _id(3), 2)
+
+    asyncio.run(run())
+
+
+def test_a_send_across_a_partition_is_lost_and_a_send_to_self_refused() -> None:
+    async def run() -> None:
+        async with _net(3, LINE[:2]) as net:
+            await control.partition_all(net.addresses, [[_id(0)], [_id(1), _id(2)]])
+            assert not (await _send(net, 0, _id(2), b"update-2")).routed
+            assert not (await _send(net, 0, b"\x09" * 32, b"to-a-stranger")).routed
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _send(net, 0, _id(0), b"to-me")
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            await asyncio.sleep(4 * ROUND)
+            assert all(not node.got for node in net.nodes)
+
+    asyncio.run(run())

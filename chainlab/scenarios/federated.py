@@ -1,0 +1,85 @@
+"""Data for the federated protocols (DFL, BFLC): full train and test sets, one shard per participant, attacks on data.
+
+Unlike BagChain's split there is no public set D_T, and reports use the whole original test set, which no
+participant trains on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from chainlab.learning.datasets import Dataset, load_dataset
+from chainlab.learning.partition import partition
+from chainlab.protocols.spec import ModelSpec
+from chainlab.scenarios.experiment import Experiment
+
+FAMILIES = ("softmax", "mlp", "lenet5")
+
+
+@dataclass(frozen=True)
+class FederatedData:
+    """The original training set, the report set (the original test set) and one shard per participant."""
+
+    train: Dataset
+    test: Dataset
+    shards: tuple[Dataset, ...]
+
+
+def federated_data(exp: Experiment, participants: int) -> FederatedData:
+    """Load exp's dataset and deal its training set to participants by exp's partition (kappa is ignored: all of
+    the training set is private here), deterministically in exp.seed."""
+    rng = np.random.default_rng(exp.seed)
+    train, test = load_dataset(str(exp.get("dataset", "mnist")))
+    split = exp.partition
+    zeta = float(split.zeta) if "zeta" in exp.get("partition", {}) else 1.0 / participants
+    parts = partition(
+        train,
+        participants,
+        kappa=0.0,
+        zeta=zeta,
+        phi=split.phi,
+        scheme=str(split.scheme),
+        beta=float(split.beta),
+        rng=rng,
+    )
+    return FederatedData(train, test, parts.private)
+
+
+def label_matched(test: Dataset, shard: Dataset, size: int, rng: np.random.Generator) -> Dataset:
+    """`size` samples of test drawn with shard's label distribution (seed 001's simulator measures receipts so)."""
+    counts = np.bincount(shard.y, minlength=test.n_classes).astype(np.float64)
+    if counts.sum() == 0:
+        counts[:] = 1.0
+    labels = rng.choice(test.n_classes, size=size, p=counts / counts.sum())
+    idx = np.empty(size, dtype=np.int64)
+    for k in np.unique(labels):
+        where = np.flatnonzero(test.y == k)
+        picks = labels == k
+        idx[picks] = rng.choice(where, size=int(picks.sum()), replace=bool(picks.sum() > len(where)))
+    return test.subset(idx)
+
+
+def noise_images(shard: Dataset, rng: np.random.Generator) -> Dataset:
+    """Seed 001's data poisoning: every pixel U(0, 1), labels kept."""
+    X = rng.random(shard.X.shape, dtype=np.float32)
+    return Dataset(X, shard.y, shard.n_classes, shard.shape, f"{shard.name}+noise")
+
+
+def label_flipped(shard: Dataset) -> Dataset:
+    """The common attack of protocols.md section 6: y -> (y + 1) mod n_classes, images kept."""
+    return Dataset(shard.X, (shard.y + 1) % shard.n_classes, shard.n_classes, shard.shape, f"{shard.name}+flip")
+
+
+def model_spec(model: Mapping[str, object], data: Dataset) -> ModelSpec:
+    """A federated model's spec from a config's `model:` mapping (family plus hyper-parameters), with the data's
+    input shape and class count filled in so that weights can be initialised without data."""
+    params = {str(k): v for k, v in model.items() if k != "family"}
+    family = str(model.get("family", "softmax"))
+    if family not in FAMILIES:
+        raise ValueError(f"unknown federated model family {family!r}; known: {', '.join(FAMILIES)}")
+    params["input"] = list(data.shape)
+    params["classes"] = data.n_classes
+    return ModelSpec.of(family, params)

@@ -1,0 +1,122 @@
+"""The discrete-event engine's point-to-point Send and the weight-space Compute operations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from chainlab.learning.datasets import Dataset
+from chainlab.learning.worker import Worker
+from chainlab.network.graphs import from_edges
+from chainlab.protocols.base import Answer, NodeStatus, Timer
+from chainlab.protocols.effects import (
+    PRIVATE,
+    Compute,
+    Effect,
+    EvaluateModel,
+    EvaluationFailed,
+    InitModel,
+    JobResult,
+    Send,
+    TrainSteps,
+)
+from chainlab.protocols.spec import ModelSpec
+from chainlab.sim.engine import Simulation
+from chainlab.sim.network import TopologyNetwork
+from chainlab.work.config import WorkConfig
+
+
+class _Codec:
+    def encode_message(self, message: object) -> bytes:
+        assert isinstance(message, bytes)
+        return message
+
+    def decode_message(self, data: bytes) -> object:
+        return data
+
+    def encode_request(self, request: object) -> bytes:
+        raise NotImplementedError
+
+    def decode_request(self, data: bytes) -> object:
+        raise NotImplementedError
+
+
+@dataclass
+class _Node:
+    """Sends its start-up effects, and keeps what reaches it."""
+
+    node_id: bytes
+    first: list[Effect] = field(default_factory=list)
+    got: list[tuple[int, bytes, object]] = field(default_factory=list)
+    results: list[tuple[int, JobResult]] = field(default_factory=list)
+    role: ClassVar[str] = "miner"
+
+    def start(self, now: int) -> list[Effect]:
+        return list(self.first)
+
+    def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
+        self.got.append((now, sender, message))
+        return []
+
+    def on_timer(self, timer: Timer, now: int) -> list[Effect]:
+        return []
+
+    def on_result(self, job: int, result: JobResult, now: int) -> list[Effect]:
+        self.results.append((job, result))
+        return []
+
+    def on_request(self, sender: bytes, request: object, now: int) -> Answer:
+        return None
+
+    def status(self) -> NodeStatus:
+        return NodeStatus(self.role, 0, b"")
+
+
+def _line(n: int) -> TopologyNetwork:
+    graph = from_edges(n, [(i, i + 1) for i in range(n - 1)])
+    for u, v in graph.edges:
+        graph.edges[u, v].update(delay=2, bandwidth=0.0, loss=0.0)
+    return TopologyNetwork(graph, seed=1)
+
+
+def _simulation(nodes: list[_Node], network: TopologyNetwork, private: dict[int, Dataset] | None = None) -> Simulation:
+    return Simulation(nodes, _Codec(), network, Worker(), {}, private or {}, WorkConfig(step_rounds=3))
+
+
+def test_a_send_reaches_its_target_only_after_the_route_delay() -> None:
+    nodes = [_Node(bytes([i]) * 32) for i in range(4)]
+    nodes[0].first = [Send(nodes[3].node_id, b"hello", 0.1)]
+    _simulation(nodes, _line(4)).run()
+    assert [len(n.got) for n in nodes] == [0, 0, 0, 1]
+    assert nodes[3].got[0] == (6, nodes[0].node_id, b"hello")  # three hops of two rounds
+
+
+def test_a_send_across_a_cut_to_a_stranger_or_to_itself_is_lost() -> None:
+    nodes = [_Node(bytes([i]) * 32) for i in range(3)]
+    network = _line(3)
+    network.cut([[0], [1, 2]])
+    nodes[0].first = [Send(nodes[2].node_id, b"x", 0.1), Send(b"\x09" * 32, b"y", 0.1), Send(nodes[0].node_id, b"z", 0)]
+    _simulation(nodes, network).run()
+    assert all(not n.got for n in nodes)
+
+
+def test_weight_operations_run_on_the_nodes_own_data_and_report_bad_weights() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 4), dtype=np.float32)
+    shard = Dataset(X, (X[:, 0] > 0.5).astype(np.int64), 2, (4,), "toy")
+    spec = ModelSpec.of("softmax", {"input": [4], "classes": 2})
+    node = _Node(b"\x01" * 32)
+    node.first = [Compute(1, InitModel(spec, 7)), Compute(2, EvaluateModel(spec, b"not weights", PRIVATE))]
+    simulation = _simulation([node], TopologyNetwork(from_edges(1, []), seed=0), {0: shard})
+    simulation.run()
+    results = dict(node.results)
+    assert isinstance(results[1], bytes) and isinstance(results[2], EvaluationFailed)
+    weights = results[1]
+    node.results.clear()
+    simulation._execute(0, [Compute(3, TrainSteps(spec, weights, PRIVATE, 5, 8, seed=1))])
+    at = simulation.run()
+    assert at == 3  # step_rounds
+    trained = dict(node.results)[3]
+    assert isinstance(trained, bytes) and trained != weights
