@@ -27,12 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim = sub.add_parser("sim", help="run a simulation (or sweep) from a YAML config")
     sim.add_argument("--config", type=Path, required=True)
     sim.add_argument("--out", type=Path, required=True)
-    sim.add_argument(
-        "--jobs", type=int, default=1, help="sweep points run in this many processes at once (default 1)"
-    )
+    sim.add_argument("--jobs", type=int, default=1, help="sweep points run in this many processes at once (default 1)")
     paper = sub.add_parser("paper", help="run every experiment in experiments/ and write a report")
     paper.add_argument("--out", type=Path, required=True)
     paper.add_argument("--experiments", type=Path, default=Path("experiments"))
+    paper.add_argument("--only", default="", help="comma-separated experiment names (default: all of them)")
+    paper.add_argument("--jobs", type=int, default=1, help="sweep points run at once (default 1)")
     bench = sub.add_parser("bench", help="time a configuration: wall time against ML time")
     bench.add_argument("--config", type=Path, required=True)
     bench.add_argument("--repeats", type=int, default=3)
@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "paper":
             from chainlab.sim.paper import write_paper
 
-            write_paper(args.experiments, args.out, console)
+            only = tuple(name for name in args.only.split(",") if name)
+            write_paper(args.experiments, args.out, console, only, args.jobs)
             return 0
         if args.command == "bench":
             from chainlab.sim.bench import run_bench

@@ -16,7 +16,7 @@ from chainlab.scenarios import registry
 from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
-    "name", "seed", "description", "deviations", "dataset", "partition", "network", "work", "live", "max_rounds",
+    "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live", "max_rounds",
     "sweep", "compare", "protocol",
 })  # fmt: skip
 DEFAULT_PROTOCOL = "bagchain"

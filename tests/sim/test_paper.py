@@ -30,7 +30,9 @@ def test_every_shipped_experiment_states_its_deviations(config: Path) -> None:
 
 
 def test_report_prints_each_experiments_deviations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_run_to_disk(exp: Experiment, out: Path, progress: Any = None) -> list[tuple[str, dict[str, Any]]]:
+    def fake_run_to_disk(
+        exp: Experiment, out: Path, progress: Any = None, jobs: int = 1
+    ) -> list[tuple[str, dict[str, Any]]]:
         return [(label, fake_results()) for label, _ in points(exp)]
 
     monkeypatch.setattr(paper, "run_to_disk", fake_run_to_disk)
@@ -45,6 +47,18 @@ def test_report_prints_each_experiments_deviations(tmp_path: Path, monkeypatch: 
             assert f"- {item}\n" in section
         # Printed once, as prose, not again inside the config dump.
         assert '"deviations"' not in section
+        assert section.count("Paper: ") == 1 and '"paper"' not in section
+
+
+def test_only_runs_the_named_experiments_and_refuses_unknown_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paper, "run_to_disk", lambda exp, out, progress=None, jobs=1: [("", fake_results())])
+    only = (paper.ORDER[1],)
+    report = paper.write_paper(EXPERIMENTS, tmp_path, Console(file=io.StringIO()), only).read_text()
+    assert [s.split("\n", 1)[0] for s in report.split("\n## ")[1:]] == list(only)
+    with pytest.raises(ValueError, match="not a paper experiment"):
+        paper.write_paper(EXPERIMENTS, tmp_path, Console(file=io.StringIO()), ("nope",))
 
 
 def test_deviations_are_a_list_of_strings() -> None:
@@ -56,5 +70,5 @@ def test_deviations_are_a_list_of_strings() -> None:
 
 
 def test_a_config_without_deviations_says_so() -> None:
-    lines = paper._section("table1_mnist_dt", {"name": "x"}, [("", fake_results())])
+    lines = paper._section("table1_mnist_dt", {"name": "x", "paper": "Table I"}, [("", fake_results())])
     assert "Deviations from the paper's setting: none stated." in lines
