@@ -53,7 +53,7 @@ sim: $(STAMP)
 	$(BIN)/chainlab sim --config $(CONFIG) --out $(OUT)/$(basename $(notdir $(CONFIG)))
 
 paper: $(STAMP)
-	$(BIN)/chainlab paper --out $(OUT)/paper
+	$(BIN)/chainlab paper --out $(OUT)/paper --jobs 2
 
 bench: $(STAMP)
 	$(BIN)/chainlab bench --config experiments/table1_mnist_dt.yaml --repeats 3 --out $(OUT)/bench

@@ -87,13 +87,15 @@ class NetSpec:
 class Federated:
     """The weight-space operations, with one reusable network per spec (so a job loads weights, not builds).
 
-    Not thread-safe: use one per thread (each Worker owns one).
+    Training and evaluation run on `device` (default: CUDA where present, else the CPU); weights always travel
+    as CPU bytes. Not thread-safe: use one per thread (each Worker owns one).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: str | None = None) -> None:
         # One thread per process: a 64-sample SGD step is several times slower with two contending threads, and
         # independent runs or nodes then use the other cores (seed 001's reproduction note).
         torch.set_num_threads(1)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._nets: dict[NetSpec, nn.Module] = {}
         self._shapes: dict[NetSpec, dict[str, tuple[int, ...]]] = {}
         self._data: dict[int, tuple[Dataset, torch.Tensor, torch.Tensor]] = {}
@@ -119,7 +121,7 @@ class Federated:
         loss_fn = nn.CrossEntropyLoss()
         net.train()
         for step, batch in enumerate(picks):
-            index = torch.from_numpy(batch)
+            index = torch.from_numpy(batch).to(self.device)
             net.zero_grad(set_to_none=True)
             loss_fn(net(inputs[index]), targets[index]).backward()
             lr = spec.lr_at(iteration + step)
@@ -137,7 +139,8 @@ class Federated:
         net = self._load(spec, weights)
         X, y = self._as_tensors(data)
         if 0 < samples < len(data):
-            idx = torch.from_numpy(np.random.default_rng(seed).choice(len(data), size=samples, replace=False))
+            picks = np.random.default_rng(seed).choice(len(data), size=samples, replace=False)
+            idx = torch.from_numpy(picks).to(self.device)
             X, y = X[idx], y[idx]
         if len(y) == 0:
             raise ValueError("cannot evaluate on an empty dataset")
@@ -186,7 +189,8 @@ class Federated:
             if len(self._data) >= _MAX_DATASETS:
                 self._data.pop(next(iter(self._data)))
             # Dataset arrays are read-only; torch wants writable memory, so this is the one copy.
-            held = self._data[id(data)] = (data, torch.tensor(data.X), torch.tensor(data.y))
+            held = (data, torch.tensor(data.X).to(self.device), torch.tensor(data.y).to(self.device))
+            self._data[id(data)] = held
         return held[1], held[2]
 
     # --- decoding ------------------------------------------------------------------------------------
@@ -209,7 +213,7 @@ class Federated:
         net = self._nets.get(spec)
         if net is None:
             with torch.random.fork_rng(devices=[]):
-                net = self._nets[spec] = spec.build()
+                net = self._nets[spec] = spec.build().to(self.device)
         return net
 
     def _load(self, spec: NetSpec, data: bytes) -> nn.Module:
