@@ -15,7 +15,7 @@ from chainlab.live.plan import NetworkPlan
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import report
-from chainlab.sim.runner import run_to_disk
+from chainlab.sim.runner import milestone, run_to_disk
 
 console = Console(log_path=False)  # progress lines, not source locations
 
@@ -147,9 +147,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         kill=args.kill,
         kill_after_seconds=args.kill_after,
     )
-    columns = (TextColumn("height"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+    spec = registry.get(exp.protocol_name)
+    columns = (TextColumn(spec.progress_unit), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
                TextColumn("round {task.fields[round]}"), TimeElapsedColumn())  # fmt: skip
-    total = registry.get(exp.protocol_name).progress_total(exp)
+    total = spec.progress_total(exp)
     try:
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("up", total=total, round=0)
@@ -219,27 +220,29 @@ def _netem_action(args: argparse.Namespace, plan: NetworkPlan) -> int:
 
 
 def run_with_progress(exp: Experiment, out: Path, jobs: int = 1) -> list[tuple[str, dict[str, Any]]]:
-    """Run an experiment with a live bar of heights completed per point, and a line per new height."""
+    """Run an experiment with a live bar of progress per point, and a line per milestone (see milestone)."""
+    spec = registry.get(exp.protocol_name)
+    unit = spec.progress_unit
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("height {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn(unit + " {task.completed:.0f}/{task.total:.0f}"),
         TextColumn("round {task.fields[round]}"),
         TimeElapsedColumn(),
     )
-    total = registry.get(exp.protocol_name).progress_total(exp)
+    total = spec.progress_total(exp)
     with Progress(*columns, console=console) as bar:
         bars: dict[str, TaskID] = {}
-        heights: dict[str, int] = {}
+        reached: dict[str, int] = {}
 
-        def progress(label: str, at: int, height: int) -> None:
+        def progress(label: str, at: int, value: int) -> None:
             if label not in bars:
                 bars[label] = bar.add_task(label, total=total, round=0)
-                heights[label] = 0
-            if height > heights[label]:
-                heights[label] = height
-                bar.console.log(f"{label}: height {height}/{total} at round {at}")
-            bar.update(bars[label], completed=height, round=at)
+                reached[label] = 0
+            if milestone(value, total) > milestone(reached[label], total):
+                bar.console.log(f"{label}: {unit} {value}/{total} at round {at}")
+            reached[label] = max(reached[label], value)
+            bar.update(bars[label], completed=value, round=at)
 
         return run_to_disk(exp, out, progress, jobs)
 

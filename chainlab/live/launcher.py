@@ -239,7 +239,8 @@ class LiveNetwork:
                 killed = True
             replies = [r for r in (await self.statuses()).values() if r is not None]
             statuses = [node_status(r) for r in replies]
-            on_progress(max((s.height for s in statuses), default=0), max((r.round for r in replies), default=0))
+            round_ = max((r.round for r in replies), default=0)
+            on_progress(self.spec.progress(max((s.height for s in statuses), default=0), round_), round_)
             if self.spec.finished(exp, statuses):
                 return
             await asyncio.sleep(max(0.2, self.options.round_seconds))

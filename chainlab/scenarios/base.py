@@ -98,6 +98,16 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """A run's figure over time as a line chart: x and each y are dotted paths to equal-length lists."""
+
+    x: str
+    x_label: str
+    ys: tuple[Figure, ...]  # their label names the line; format pct plots percent
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class ReportLayout:
     """How tables show a protocol's results: headline figures per run, and per-row figures of its rows."""
 
@@ -105,6 +115,7 @@ class ReportLayout:
     rows: str = ""  # the key of protocol_results holding one mapping per row (BagChain: heights)
     row_columns: tuple[Figure, ...] = ()
     plotted: tuple[str, ...] = ()  # the figures a sweep plots against its parameter (default: first two headline)
+    curve: Curve | None = None  # results.png (and a sweep's curves.png, every point's first y) where given
 
 
 class ProtocolSpec(ABC):
@@ -117,6 +128,8 @@ class ProtocolSpec(ABC):
     live_adapter: ClassVar[str | None] = None  # module with register() and read_view(): see chainlab.live.adapters
     metric_families: ClassVar[tuple[MetricFamily, ...]] = ()
     summary_data: ClassVar[tuple[str, ...]] = ()  # the named datasets summarise() reads (live: from storage)
+    # What progress_total counts: the best tip's height, or rounds (protocols whose runs last a set time).
+    progress_unit: ClassVar[Literal["height", "round"]] = "height"
     report: ClassVar[ReportLayout] = ReportLayout()
 
     @abstractmethod
@@ -133,7 +146,7 @@ class ProtocolSpec(ABC):
 
     @abstractmethod
     def progress_total(self, exp: Experiment) -> int:
-        """The height at which the run is done (progress bars count towards it)."""
+        """The height (or round, by progress_unit) at which the run is done; progress bars count towards it."""
 
     @abstractmethod
     def finished(self, exp: Experiment, statuses: Sequence[NodeStatus]) -> bool:
@@ -153,6 +166,10 @@ class ProtocolSpec(ABC):
         self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker
     ) -> dict[str, object]:
         """protocol_results: the protocol's figures, from a view (sim_view, or the live adapter's) and named data."""
+
+    def progress(self, height: int, round_: int) -> int:
+        """How far a run is, in progress_unit, from the best tip's height and the current round."""
+        return round_ if self.progress_unit == "round" else height
 
     def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
         """Pay one-off costs (importing model code) before a live node joins the network; nothing by default."""

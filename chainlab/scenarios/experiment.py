@@ -16,8 +16,8 @@ from chainlab.scenarios import registry
 from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
-    "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live", "max_rounds",
-    "sweep", "compare", "protocol",
+    "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live",
+    "max_rounds", "sweep", "compare", "protocol",
 })  # fmt: skip
 DEFAULT_PROTOCOL = "bagchain"
 DEFAULT_ROUND_SECONDS = 0.1

@@ -34,7 +34,8 @@ def federated_data(exp: Experiment, participants: int) -> FederatedData:
     rng = np.random.default_rng(exp.seed)
     train, test = load_dataset(str(exp.get("dataset", "mnist")))
     split = exp.partition
-    zeta = float(split.zeta) if "zeta" in exp.get("partition", {}) else 1.0 / participants
+    # Without zeta, everything is dealt: the largest whole share per participant (so rounding never overshoots).
+    zeta = float(split.zeta) if "zeta" in exp.get("partition", {}) else (len(train) // participants) / len(train)
     parts = partition(
         train,
         participants,

@@ -37,14 +37,17 @@ def simulation_for(exp: Experiment, worker: Worker) -> tuple[ProtocolSpec, Deplo
 def run(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> Results:
     """Simulate one configuration and return its results (the contents of results.json).
 
-    progress, if given, is called with (round, best tip height) whenever simulated time advances.
+    progress, if given, is called with (round, progress in the spec's progress_unit) whenever simulated time
+    advances.
     """
     started = time.perf_counter()
     worker = Worker()
     spec, deployment, simulation = simulation_for(exp, worker)
     if progress is not None:
         report = progress
-        simulation.on_round = lambda at: report(at, max(node.status().height for node in deployment.nodes))
+        simulation.on_round = lambda at: report(
+            at, spec.progress(max(node.status().height for node in deployment.nodes), at)
+        )
     last_round = simulation.run()
     observer = spec.observer(deployment.slots)
     watched = deployment.nodes[deployment.slots.index(observer)]

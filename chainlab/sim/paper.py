@@ -9,10 +9,10 @@ from typing import Any
 
 from rich.console import Console
 
-from chainlab.scenarios import tables
-from chainlab.scenarios.experiment import load_experiment
+from chainlab.scenarios import registry, tables
+from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import report
-from chainlab.sim.runner import folder_name, run_to_disk, summary_rows
+from chainlab.sim.runner import folder_name, milestone, run_to_disk, summary_rows
 
 # The experiments `make paper` runs, in report order; each YAML's `paper:` says what its paper reports.
 ORDER = (
@@ -37,7 +37,7 @@ def write_paper(experiments: Path, out: Path, console: Console, only: tuple[str,
     for name, exp in loaded.items():
         console.log(f"running {name}")
 
-        done = run_to_disk(exp, out / name, _log_heights(console), jobs)
+        done = run_to_disk(exp, out / name, _log_progress(console, exp), jobs)
         sections += _section(name, dict(exp.raw), done)
         console.log(f"{name} done")
     path = out / "report.md"
@@ -46,14 +46,16 @@ def write_paper(experiments: Path, out: Path, console: Console, only: tuple[str,
     return path
 
 
-def _log_heights(console: Console) -> Callable[[str, int, int], None]:
-    """A progress callback that logs each new height of each run."""
+def _log_progress(console: Console, exp: Experiment) -> Callable[[str, int, int], None]:
+    """A progress callback that logs each milestone of each run (see runner.milestone)."""
+    spec = registry.get(exp.protocol_name)
+    total = spec.progress_total(exp)
     seen: dict[str, int] = {}
 
-    def progress(label: str, at: int, height: int) -> None:
-        if height > seen.get(label, 0):
-            seen[label] = height
-            console.log(f"{label}: height {height} at round {at}")
+    def progress(label: str, at: int, value: int) -> None:
+        if milestone(value, total) > milestone(seen.get(label, 0), total):
+            console.log(f"{label}: {spec.progress_unit} {value}/{total} at round {at}")
+        seen[label] = max(seen.get(label, 0), value)
 
     return progress
 

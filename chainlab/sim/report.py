@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from chainlab.scenarios.base import Curve
+
 __all__ = ["figures", "markdown_table", "plot_compare", "plot_results", "plot_sweep", "results_table", "sweep_table"]
 
 _MISSING = tables.MISSING
@@ -105,8 +107,58 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, format="png", dpi=120)
 
 
+def _series(results: Mapping[str, Any], path: str, percent: bool) -> list[float]:
+    """A list figure as floats (percent where asked); empty where absent."""
+    raw = tables.value(figures(results), path)
+    values = [tables.number(v) for v in raw] if isinstance(raw, list) else []
+    return [math.nan if v is None else (100 * v if percent else v) for v in values]
+
+
+def plot_curve(results: Mapping[str, Any], curve: Curve, path: Path) -> None:
+    """PNG of a run's curve: each y figure against x."""
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    xs = _series(results, curve.x, False)
+    for y in curve.ys:
+        ys = _series(results, y.path, y.format == "pct")
+        if xs and len(ys) == len(xs):
+            axes.plot(xs, ys, label=y.label)
+    _finish_curve(figure, axes, curve)
+    _save(figure, path)
+
+
+def plot_curves(points: Sequence[tuple[str, Mapping[str, Any]]], curve: Curve, path: Path) -> None:
+    """PNG of a sweep's curves: the first y figure of every point against x, one line per point."""
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    y = curve.ys[0]
+    for label, results in points:
+        xs, ys = _series(results, curve.x, False), _series(results, y.path, y.format == "pct")
+        if xs and len(ys) == len(xs):
+            axes.plot(xs, ys, label=label)
+    _finish_curve(figure, axes, curve, y.label)
+    _save(figure, path)
+
+
+def _finish_curve(figure: Figure, axes: Axes, curve: Curve, y_label: str = "") -> None:
+    axes.set_xlabel(curve.x_label)
+    percent = all(y.format == "pct" for y in curve.ys)
+    axes.set_ylabel(y_label or ("Accuracy (%)" if percent else "Value"))
+    if curve.title:
+        axes.set_title(curve.title)
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 3))
+
+
 def plot_results(results: Mapping[str, Any], path: Path) -> None:
-    """PNG of per-height ensemble accuracy against its base models, public-data and best-possible accuracy."""
+    """PNG of the run: its protocol's curve where the layout names one; else BagChain's per-height ensemble
+    accuracy against its base models, public-data and best-possible accuracy."""
+    curve = tables.layout_of(results).curve
+    if curve is not None:
+        plot_curve(results, curve, path)
+        return
     results = figures(results)
     rows = [row for row in results.get("heights", []) if tables.number(row.get("height")) is not None]
     rows.sort(key=lambda row: row["height"])

@@ -17,6 +17,11 @@ from chainlab.sim.experiment import run
 Progress = Callable[[str, int, int], None]  # (label, round, tip height)
 
 
+def milestone(value: int, total: int) -> int:
+    """Which of at most 20 steps towards total a progress value has reached: logs show each, not every round."""
+    return value * min(total, 20) // max(total, 1)
+
+
 def points(exp: Experiment) -> list[tuple[str, Experiment]]:
     """The runs an experiment asks for: itself, or the grid of its `sweep` x `compare` values."""
     sweep = exp.get("sweep")
@@ -98,6 +103,9 @@ def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: 
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "summary.md").write_text(report.markdown_table(rows, list(rows[0])) + "\n")
+    curve = tables.layout_of(done[0][1]).curve
+    if curve is not None:
+        report.plot_curves(done, curve, out / "curves.png")
     sweep_path = str(exp.get("sweep")["path"])
     compare = exp.get("compare")
     if compare:

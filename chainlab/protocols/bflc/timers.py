@@ -1,0 +1,22 @@
+"""BFLC's timers: typed values a node starts and gets back, never strings to parse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainlab.protocols.base import Timer
+
+
+@dataclass(frozen=True)
+class ScoreDeadline(Timer):
+    """A committee member stops waiting for round t's updates and sends the scores it has."""
+
+    round: int
+
+
+@dataclass(frozen=True)
+class LeaderDeadline(Timer):
+    """Round t has no committed block yet: the leader of attempt `attempt` (by member ID order) takes over."""
+
+    round: int
+    attempt: int

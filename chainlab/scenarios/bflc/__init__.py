@@ -1,0 +1,1 @@
+"""BFLC's scenario: settings, spec, results summary and the Figure 3 capture tables."""

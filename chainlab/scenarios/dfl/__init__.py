@@ -1,0 +1,1 @@
+"""DFL's scenario: config settings, the ProtocolSpec and the results summary."""

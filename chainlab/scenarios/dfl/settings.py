@@ -1,0 +1,59 @@
+"""DFL's settings: every key lives in the `protocol:` section, checked here; unknown keys are named."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chainlab.protocols.dfl import DflParams
+from chainlab.scenarios.experiment import Experiment
+
+CONFIG_KEYS: frozenset[str] = frozenset()  # DFL has no top-level keys of its own
+ATTACKS = ("none", "data", "model")
+SCENARIO_KEYS = frozenset({"nodes", "attack", "attackers", "model"})
+DEFAULT_MODEL: Mapping[str, object] = {
+    "family": "lenet5",
+    "lr": 0.1,
+    "lr_policy": "inv",
+    "weight_decay": 5e-4,
+}  # Caffe's LeNet solver (lr 0.01, momentum 0.9: effective step 0.1) without momentum
+
+
+@dataclass(frozen=True)
+class DflSettings:
+    """How many nodes run, who attacks and how, the model, and the protocol's parameters."""
+
+    nodes: int
+    attack: str
+    attackers: tuple[int, ...]
+    model: Mapping[str, object]
+    params: DflParams
+
+    @classmethod
+    def of(cls, exp: Experiment) -> DflSettings:
+        """Read and check the `protocol:` section; ValueError naming what is wrong."""
+        section: dict[str, Any] = exp.protocol_params
+        nodes = section.get("nodes", 10)
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 2:
+            raise ValueError(f"nodes must be an integer >= 2, got {nodes!r}")
+        attack = section.get("attack", "none")
+        if attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {', '.join(ATTACKS)}, got {attack!r}")
+        raw = section.get("attackers", [0])
+        if not isinstance(raw, list | tuple) or not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+            raise ValueError(f"attackers must be a list of node indices, got {raw!r}")
+        attackers = tuple(sorted(set(raw))) if attack != "none" else ()
+        if any(not 0 <= i < nodes for i in attackers):
+            raise ValueError(f"attackers must lie in 0..{nodes - 1}, got {list(raw)}")
+        if len(attackers) >= nodes:
+            raise ValueError("at least one node must be honest")
+        model = section.get("model", DEFAULT_MODEL)
+        if not isinstance(model, Mapping) or "family" not in model:
+            raise ValueError("model must be a mapping {family: ..., lr: ..., ...}")
+        params = DflParams.from_mapping({k: v for k, v in section.items() if k not in SCENARIO_KEYS})
+        return cls(nodes, str(attack), attackers, dict(model), params)
+
+    def is_attacker(self, index: int) -> bool:
+        """Whether node index attacks."""
+        return index in self.attackers
