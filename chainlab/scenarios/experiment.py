@@ -17,7 +17,7 @@ from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
     "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live",
-    "max_rounds", "sweep", "compare", "protocol",
+    "max_rounds", "sweep", "compare", "seeds", "protocol",
 })  # fmt: skip
 DEFAULT_PROTOCOL = "bagchain"
 DEFAULT_ROUND_SECONDS = 0.1
@@ -75,6 +75,9 @@ class Experiment:
         exp.check_sections()
         if exp.max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {exp.max_rounds}")
+        seeds = data.get("seeds", [])
+        if not isinstance(seeds, list) or not all(type(x) is int for x in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be a list of distinct integers (each point runs once per seed)")
         deviations = data.get("deviations", [])
         if not isinstance(deviations, list) or not all(isinstance(d, str) for d in deviations):
             raise ValueError("deviations must be a list of strings")

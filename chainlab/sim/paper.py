@@ -12,7 +12,7 @@ from rich.console import Console
 from chainlab.scenarios import registry, tables
 from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import report
-from chainlab.sim.runner import folder_name, milestone, run_to_disk, summary_rows
+from chainlab.sim.runner import by_seed_medians, folder_name, milestone, run_to_disk, summary_rows
 
 # The experiments `make paper` runs, in report order; each YAML's `paper:` says what its paper reports.
 ORDER = (
@@ -90,7 +90,7 @@ def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, 
             lines += [report.markdown_table(rows, columns), ""]
         lines += [f"![{name}]({name}/results.png)", ""]
     else:
-        rows = summary_rows(done)
+        rows = summary_rows(by_seed_medians(done))
         lines += [report.markdown_table(rows, list(rows[0])), ""]
         lines += [f"![{name}]({name}/summary.png)"]
         folders = ", ".join(f"`{name}/{folder_name(label)}/`" for label, _ in done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import statistics
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -23,7 +24,20 @@ def milestone(value: int, total: int) -> int:
 
 
 def points(exp: Experiment) -> list[tuple[str, Experiment]]:
-    """The runs an experiment asks for: itself, or the grid of its `sweep` x `compare` values."""
+    """The runs an experiment asks for: itself, or the grid of its `sweep` x `compare` values; each once per
+    seed of `seeds` where given (labels then end in ",seed=<n>")."""
+    grid = _grid(exp)
+    seeds = exp.get("seeds") or []
+    if not seeds:
+        return grid
+    return [
+        (f"{label},seed={seed}" if label else f"seed={seed}", point.with_value("seed", seed))
+        for label, point in grid
+        for seed in seeds
+    ]
+
+
+def _grid(exp: Experiment) -> list[tuple[str, Experiment]]:
     sweep = exp.get("sweep")
     if not sweep:
         return [("", exp)]
@@ -97,15 +111,53 @@ def summary_rows(done: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]
     return [{"point": label, **{f: tables.value(tables.figures(r), f) for f in fields}} for label, r in done]
 
 
+def by_seed_medians(done: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Runs repeated over seeds as one run per point: every headline, run and plotted figure the median over its
+    seeds (the other keys are the first seed's; `seeds` lists them). Runs without seeds pass through."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for label, results in done:
+        base, _, seed = label.rpartition(",seed=") if ",seed=" in label else ("", "", "")
+        key = base if seed else ("" if label.startswith("seed=") else label)
+        groups.setdefault(key, []).append(results)
+    if all(len(runs) == 1 for runs in groups.values()):
+        return done
+    out = []
+    for label, runs in groups.items():
+        merged = json.loads(json.dumps(runs[0]))
+        merged["seeds"] = [r["seed"] for r in runs]
+        for path in {*tables.summary_fields(runs[0]), *_plotted([(label, runs[0])])}:
+            values = [tables.number(tables.value(tables.figures(r), path)) for r in runs]
+            present = [v for v in values if v is not None]
+            if present:
+                _put(merged, path, statistics.median(present))
+        out.append((label, merged))
+    return out
+
+
+def _put(results: dict[str, Any], path: str, value: float) -> None:
+    """Set a figure by its dotted path into figures(results): protocol_results first, as figures() reads it."""
+    head, *rest = path.split(".")
+    target: dict[str, Any] = results["protocol_results"] if head in results.get("protocol_results", {}) else results
+    for part in [head, *rest][:-1]:
+        target = target.setdefault(part, {})
+    target[path.split(".")[-1]] = value
+
+
 def write_summary(exp: Experiment, done: list[tuple[str, dict[str, Any]]], out: Path) -> None:
-    """summary.json, summary.md and summary.png for a sweep."""
-    rows = summary_rows(done)
+    """summary.json, summary.md and summary.png for a sweep; with `seeds`, per point the median over its seeds
+    (every seed's row also goes to seeds.json)."""
     out.mkdir(parents=True, exist_ok=True)
+    if exp.get("seeds"):
+        (out / "seeds.json").write_text(json.dumps(summary_rows(done), indent=2) + "\n")
+        done = by_seed_medians(done)
+    rows = summary_rows(done)
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "summary.md").write_text(report.markdown_table(rows, list(rows[0])) + "\n")
     curve = tables.layout_of(done[0][1]).curve
     if curve is not None:
         report.plot_curves(done, curve, out / "curves.png")
+    if not exp.get("sweep"):
+        return
     sweep_path = str(exp.get("sweep")["path"])
     compare = exp.get("compare")
     if compare:
