@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chainlab.proto.v1 import bagchain_pb2 as chainlab_dot_proto_dot_v1_dot_bagchain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hainlab/proto/v1/bflc.proto\x12\x0b\x63hainlab.v1\x1a chainlab/proto/v1/bagchain.proto\">\n\x08\x42\x66lcJoin\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x0b\n\x03\x66\x65\x65\x18\x02 \x01(\x04\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"h\n\nBflcUpdate\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x14\n\x0cuploader_key\x18\x02 \x01(\x0c\x12\x0f\n\x07weights\x18\x03 \x01(\x0c\x12\x11\n\tn_samples\x18\x04 \x01(\x04\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"e\n\nBflcScores\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\nmember_key\x18\x02 \x01(\x0c\x12\x11\n\tuploaders\x18\x03 \x03(\x0c\x12\x0e\n\x06scores\x18\x04 \x03(\x01\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"y\n\x0f\x42\x66lcUpdateBlock\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0e\n\x06number\x18\x02 \x01(\x04\x12\x10\n\x08uploader\x18\x03 \x01(\x0c\x12\x13\n\x0bupdate_hash\x18\x04 \x01(\x0c\x12\x11\n\tn_samples\x18\x05 \x01(\x04\x12\r\n\x05score\x18\x06 \x01(\x01\"[\n\x0f\x42\x66lcEndorsement\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\nblock_hash\x18\x02 \x01(\x0c\x12\x12\n\nmember_key\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"/\n\nBflcReward\x12\x11\n\trecipient\x18\x01 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x01\"\xda\x02\n\x0e\x42\x66lcModelBlock\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0e\n\x06number\x18\x02 \x01(\x04\x12\x0c\n\x04prev\x18\x03 \x01(\x0c\x12\x0f\n\x07weights\x18\x04 \x01(\x0c\x12\x15\n\rupdate_blocks\x18\x05 \x03(\x0c\x12\'\n\x06scores\x18\x06 \x03(\x0b\x32\x17.chainlab.v1.BflcScores\x12\x11\n\tcommittee\x18\x07 \x03(\x0c\x12\x13\n\x0b\x62lacklisted\x18\x08 \x03(\x0c\x12(\n\x07rewards\x18\t \x03(\x0b\x32\x17.chainlab.v1.BflcReward\x12\x0f\n\x07members\x18\n \x03(\x0c\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x04\x12$\n\x04spec\x18\x0c \x01(\x0b\x32\x16.chainlab.v1.ModelSpec\x12\x30\n\nsignatures\x18\x0f \x03(\x0b\x32\x1c.chainlab.v1.BflcEndorsement\"x\n\x0f\x42\x66lcRoundBlocks\x12\x30\n\x0bmodel_block\x18\x01 \x01(\x0b\x32\x1b.chainlab.v1.BflcModelBlock\x12\x33\n\rupdate_blocks\x18\x02 \x03(\x0b\x32\x1c.chainlab.v1.BflcUpdateBlock\"&\n\x10\x42\x66lcChainRequest\x12\x12\n\nfrom_round\x18\x01 \x01(\x04\"g\n\tBflcChain\x12,\n\x07genesis\x18\x01 \x01(\x0b\x32\x1b.chainlab.v1.BflcModelBlock\x12,\n\x06rounds\x18\x02 \x03(\x0b\x32\x1c.chainlab.v1.BflcRoundBlocksb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hainlab/proto/v1/bflc.proto\x12\x0b\x63hainlab.v1\x1a chainlab/proto/v1/bagchain.proto\">\n\x08\x42\x66lcJoin\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x0b\n\x03\x66\x65\x65\x18\x02 \x01(\x04\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"h\n\nBflcUpdate\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x14\n\x0cuploader_key\x18\x02 \x01(\x0c\x12\x0f\n\x07weights\x18\x03 \x01(\x0c\x12\x11\n\tn_samples\x18\x04 \x01(\x04\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"s\n\nBflcScores\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\nmember_key\x18\x02 \x01(\x0c\x12\x11\n\tuploaders\x18\x03 \x03(\x0c\x12\x0e\n\x06scores\x18\x04 \x03(\x01\x12\x0c\n\x04\x62\x61se\x18\x05 \x01(\x01\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"y\n\x0f\x42\x66lcUpdateBlock\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0e\n\x06number\x18\x02 \x01(\x04\x12\x10\n\x08uploader\x18\x03 \x01(\x0c\x12\x13\n\x0bupdate_hash\x18\x04 \x01(\x0c\x12\x11\n\tn_samples\x18\x05 \x01(\x04\x12\r\n\x05score\x18\x06 \x01(\x01\"[\n\x0f\x42\x66lcEndorsement\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\nblock_hash\x18\x02 \x01(\x0c\x12\x12\n\nmember_key\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"/\n\nBflcReward\x12\x11\n\trecipient\x18\x01 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x01\"\xda\x02\n\x0e\x42\x66lcModelBlock\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0e\n\x06number\x18\x02 \x01(\x04\x12\x0c\n\x04prev\x18\x03 \x01(\x0c\x12\x0f\n\x07weights\x18\x04 \x01(\x0c\x12\x15\n\rupdate_blocks\x18\x05 \x03(\x0c\x12\'\n\x06scores\x18\x06 \x03(\x0b\x32\x17.chainlab.v1.BflcScores\x12\x11\n\tcommittee\x18\x07 \x03(\x0c\x12\x13\n\x0b\x62lacklisted\x18\x08 \x03(\x0c\x12(\n\x07rewards\x18\t \x03(\x0b\x32\x17.chainlab.v1.BflcReward\x12\x0f\n\x07members\x18\n \x03(\x0c\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x04\x12$\n\x04spec\x18\x0c \x01(\x0b\x32\x16.chainlab.v1.ModelSpec\x12\x30\n\nsignatures\x18\x0f \x03(\x0b\x32\x1c.chainlab.v1.BflcEndorsement\"x\n\x0f\x42\x66lcRoundBlocks\x12\x30\n\x0bmodel_block\x18\x01 \x01(\x0b\x32\x1b.chainlab.v1.BflcModelBlock\x12\x33\n\rupdate_blocks\x18\x02 \x03(\x0b\x32\x1c.chainlab.v1.BflcUpdateBlock\"&\n\x10\x42\x66lcChainRequest\x12\x12\n\nfrom_round\x18\x01 \x01(\x04\"g\n\tBflcChain\x12,\n\x07genesis\x18\x01 \x01(\x0b\x32\x1b.chainlab.v1.BflcModelBlock\x12,\n\x06rounds\x18\x02 \x03(\x0b\x32\x1c.chainlab.v1.BflcRoundBlocksb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,19 +37,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BFLCUPDATE']._serialized_start=143
   _globals['_BFLCUPDATE']._serialized_end=247
   _globals['_BFLCSCORES']._serialized_start=249
-  _globals['_BFLCSCORES']._serialized_end=350
-  _globals['_BFLCUPDATEBLOCK']._serialized_start=352
-  _globals['_BFLCUPDATEBLOCK']._serialized_end=473
-  _globals['_BFLCENDORSEMENT']._serialized_start=475
-  _globals['_BFLCENDORSEMENT']._serialized_end=566
-  _globals['_BFLCREWARD']._serialized_start=568
-  _globals['_BFLCREWARD']._serialized_end=615
-  _globals['_BFLCMODELBLOCK']._serialized_start=618
-  _globals['_BFLCMODELBLOCK']._serialized_end=964
-  _globals['_BFLCROUNDBLOCKS']._serialized_start=966
-  _globals['_BFLCROUNDBLOCKS']._serialized_end=1086
-  _globals['_BFLCCHAINREQUEST']._serialized_start=1088
-  _globals['_BFLCCHAINREQUEST']._serialized_end=1126
-  _globals['_BFLCCHAIN']._serialized_start=1128
-  _globals['_BFLCCHAIN']._serialized_end=1231
+  _globals['_BFLCSCORES']._serialized_end=364
+  _globals['_BFLCUPDATEBLOCK']._serialized_start=366
+  _globals['_BFLCUPDATEBLOCK']._serialized_end=487
+  _globals['_BFLCENDORSEMENT']._serialized_start=489
+  _globals['_BFLCENDORSEMENT']._serialized_end=580
+  _globals['_BFLCREWARD']._serialized_start=582
+  _globals['_BFLCREWARD']._serialized_end=629
+  _globals['_BFLCMODELBLOCK']._serialized_start=632
+  _globals['_BFLCMODELBLOCK']._serialized_end=978
+  _globals['_BFLCROUNDBLOCKS']._serialized_start=980
+  _globals['_BFLCROUNDBLOCKS']._serialized_end=1100
+  _globals['_BFLCCHAINREQUEST']._serialized_start=1102
+  _globals['_BFLCCHAINREQUEST']._serialized_end=1140
+  _globals['_BFLCCHAIN']._serialized_start=1142
+  _globals['_BFLCCHAIN']._serialized_end=1245
 # @@protoc_insertion_point(module_scope)

@@ -93,9 +93,12 @@ class BflcScores(_message.Message):
     MEMBER_KEY_FIELD_NUMBER: _builtins.int
     UPLOADERS_FIELD_NUMBER: _builtins.int
     SCORES_FIELD_NUMBER: _builtins.int
+    BASE_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     member_key: _builtins.bytes
+    base: _builtins.float
+    """the member's score of w_t itself: the floor an update must reach to qualify"""
     signature: _builtins.bytes
     @_builtins.property
     def uploaders(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
@@ -108,11 +111,12 @@ class BflcScores(_message.Message):
         member_key: _builtins.bytes = ...,
         uploaders: _abc.Iterable[_builtins.bytes] | None = ...,
         scores: _abc.Iterable[_builtins.float] | None = ...,
+        base: _builtins.float = ...,
         signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_key", b"member_key", "round", b"round", "scores", b"scores", "signature", b"signature", "uploaders", b"uploaders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "member_key", b"member_key", "round", b"round", "scores", b"scores", "signature", b"signature", "uploaders", b"uploaders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -79,7 +79,7 @@ class ChainState:
         if not params.scored:
             return Outcome({}, tuple(sorted(packed_unscored)), self.committee, (), ())
         scores = rules.update_scores(vectors, params)
-        packed = rules.select(scores, params, len(self.trainers))
+        packed = rules.select(scores, params, len(self.trainers), rules.model_floor(vectors, params))
         expelled = rules.blacklisted(scores, params)
         seats = committee.seats(params.committee, len(self.trainers))
         elected = committee.elect(scores, seats, params.election, self.tip.hash, expelled)

@@ -82,13 +82,14 @@ class Scores(_Signed):
     member_key: bytes
     uploaders: tuple[bytes, ...]
     scores: tuple[float, ...]
+    base: float = 0.0  # this member's score of w_t itself
     signature: bytes = b""
 
     @classmethod
-    def of(cls, round_: int, member_key: bytes, scores: Mapping[bytes, float]) -> Scores:
-        """An unsigned vector from {uploader: score}."""
+    def of(cls, round_: int, member_key: bytes, scores: Mapping[bytes, float], base: float = 0.0) -> Scores:
+        """An unsigned vector from {uploader: score} and the member's score of w_t."""
         ordered = sorted(scores.items())
-        return cls(round_, member_key, tuple(u for u, _ in ordered), tuple(s for _, s in ordered))
+        return cls(round_, member_key, tuple(u for u, _ in ordered), tuple(s for _, s in ordered), base)
 
     @property
     def member(self) -> bytes:

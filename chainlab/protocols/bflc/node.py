@@ -60,7 +60,7 @@ MAX_FUTURE_MESSAGES_PER_MEMBER = 4  # messages of the next round held until this
 class _Job:
     """What a pending Compute is for."""
 
-    kind: str  # train, perturb, score, shape, aggregate, check
+    kind: str  # train, perturb, score, shape, base (a member's score of w_t), aggregate, check
     round: int
     uploader: bytes = b""
     blocks: RoundBlocks | None = None
@@ -76,6 +76,7 @@ class _Round:
     scores: dict[bytes, float] = field(default_factory=dict)  # this member's s_ij by uploader
     resolved: set[bytes] = field(default_factory=set)  # uploaders scored, shape-checked, or failed
     sent_scores: bool = False
+    base: float | None = None  # this member's score of w_t (floor "model"), once measured
     vectors: dict[bytes, Scores] = field(default_factory=dict)  # score vectors received, by member
     attempt: int = 0
     proposed: set[int] = field(default_factory=set)
@@ -174,6 +175,8 @@ class BflcNode:
                     return self._trained(pending, result)
                 case "score" | "shape":
                     return self._scored(pending, result)
+                case "base":
+                    return self._based(result)
                 case "aggregate":
                     return self._aggregated(pending, result)
                 case "check":
@@ -223,6 +226,9 @@ class BflcNode:
         if me in self.chain.committee:
             if self.params.scored:
                 effects.append(StartTimer(ScoreDeadline(t), self.params.round_deadline))
+                if self.params.floor == "model":
+                    base = EvaluateModel(self.chain.spec, self.chain.tip.weights, PRIVATE)
+                    effects.append(self._compute(_Job("base", t), base))
             after = self.params.round_deadline + self.params.leader_deadline
             effects.append(StartTimer(LeaderDeadline(t, 0), after))
         future, self._future = self._future, []
@@ -309,6 +315,15 @@ class BflcNode:
             return self._after_resolved()
         return self._score(job.uploader, float(result))
 
+    def _based(self, result: JobResult) -> list[Effect]:
+        """This member's score of w_t; w_t is on the chain already, so a failure is the driver's: no floor then."""
+        ok = isinstance(result, float | int) and not isinstance(result, bool)
+        self._work.base = self.params.round_score(min(max(float(result), 0.0), 1.0)) if ok else 0.0  # type: ignore[arg-type]
+        effects: list[Effect] = (
+            [] if ok else [Record("scoring_failed", {"round": self._work.round, "detail": _detail(result)})]
+        )
+        return effects + self._after_resolved()
+
     def _score(self, uploader: bytes, value: float) -> list[Effect]:
         work = self._work
         work.scores[uploader] = self.params.round_score(min(max(value, 0.0), 1.0))
@@ -325,10 +340,12 @@ class BflcNode:
         work, chain = self._work, self.chain
         if work.sent_scores or self.node_id not in chain.committee or work.round != chain.round:
             return []
-        if not force and len(work.resolved) < len(chain.trainers):
+        waiting_for_base = self.params.floor == "model" and work.base is None
+        if not force and (len(work.resolved) < len(chain.trainers) or waiting_for_base):
             return []
         work.sent_scores = True
-        vector = Scores.of(work.round, self.identity.public_key, work.scores).signed_by(self.identity)
+        base = work.base if work.base is not None else 0.0
+        vector = Scores.of(work.round, self.identity.public_key, work.scores, base).signed_by(self.identity)
         size = self.params.small_message_size_mb
         effects: list[Effect] = [Send(m, vector, size) for m in chain.committee if m != self.node_id]
         work.vectors[self.node_id] = vector

@@ -9,6 +9,7 @@ from typing import Any
 
 METHODS = ("bflc", "basic_fl", "cwmed")
 SELECTIONS = ("rank", "stream")
+FLOORS = ("model", "none")
 WEIGHTINGS = ("samples", "unweighted")
 ELECTIONS = ("score", "random")
 COLLUSIONS = ("high", "zero")
@@ -25,6 +26,10 @@ class BflcParams:
     selection: str = "rank"  # rank: top ceil(k_share |A_t|) by S_i; stream: every S_i >= theta, at most that many
     k_share: float = 0.5
     theta: float = 0.0  # stream mode's qualifying score
+    # "model": an update qualifies only if S_i >= the committee's median score of w_t itself (protocols.md 2.3(5)'s
+    # theta, applied in both modes): an update that makes the model worse is never packed, even when fewer than k
+    # honest updates arrive. "none": rank alone.
+    floor: str = "model"
     weighting: str = "samples"  # FedAvg weights: n_samples (self-reported), or unweighted
     election: str = "score"  # score: top M by S_i; random: a hash-seeded draw among the scored providers
     # Providers scoring below this are expelled: an honest local model scores well above chance (0.1 on 10 classes)
@@ -62,6 +67,7 @@ class BflcParams:
             ("weighting", WEIGHTINGS),
             ("election", ELECTIONS),
             ("collusion", COLLUSIONS),
+            ("floor", FLOORS),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")

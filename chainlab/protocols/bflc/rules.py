@@ -33,15 +33,24 @@ def qualified_count(params: BflcParams, trainers: int) -> int:
     return max(1, math.ceil(params.k_share * trainers))
 
 
-def select(scores: Mapping[bytes, float], params: BflcParams, trainers: int) -> tuple[bytes, ...]:
+def model_floor(vectors: Iterable[Scores], params: BflcParams) -> float:
+    """The score an update must reach under floor "model": the members' median score of w_t (0 without vectors
+    or with floor "none")."""
+    bases = [v.base for v in vectors]
+    if params.floor == "none" or not bases:
+        return 0.0
+    return params.round_score(median(bases))
+
+
+def select(scores: Mapping[bytes, float], params: BflcParams, trainers: int, floor: float = 0.0) -> tuple[bytes, ...]:
     """The qualified updates' uploaders, best first (ties to the smaller ID).
 
     rank: the top k by S_i. stream: those with S_i >= theta, at most k. (The arrival order the paper's stream
-    implies is no part of the chain, so the best k qualify: a checkable reading.)
+    implies is no part of the chain, so the best k qualify: a checkable reading.) Either way S_i >= floor.
     """
     ranked = sorted(scores, key=lambda u: (-scores[u], u))
-    if params.selection == "stream":
-        ranked = [u for u in ranked if scores[u] >= params.theta]
+    threshold = max(floor, params.theta) if params.selection == "stream" else floor
+    ranked = [u for u in ranked if scores[u] >= threshold]
     return tuple(ranked[: qualified_count(params, trainers)])
 
 

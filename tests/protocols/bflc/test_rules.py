@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from chainlab.ledger.hashing import sha256
 from chainlab.protocols.bflc import BflcParams, committee, rules
+from chainlab.protocols.bflc.messages import Scores
 
 IDS = [sha256(bytes([i])) for i in range(20)]
 
@@ -46,6 +47,17 @@ def test_selection_rank_and_stream() -> None:
     assert rules.select(scores, rank, 4) == (IDS[0], IDS[2])  # ceil(0.5 * 4)
     stream = BflcParams(selection="stream", theta=0.6, k_share=1.0)
     assert rules.select(scores, stream, 4) == (IDS[0], IDS[2])
+
+
+def test_an_update_qualifies_only_at_or_above_the_committees_score_of_w_t() -> None:
+    scores = {IDS[i]: s for i, s in enumerate([0.9, 0.2, 0.7, 0.5])}
+    vectors = [Scores.of(1, b"k%d" % i, {}, base) for i, base in enumerate([0.6, 0.8, 0.4])]
+    params = BflcParams(k_share=1.0)
+    assert rules.model_floor(vectors, params) == 0.6
+    assert rules.select(scores, params, 4, rules.model_floor(vectors, params)) == (IDS[0], IDS[2])
+    # Fewer than k updates above the floor: only those are packed, rank notwithstanding.
+    assert rules.select(scores, BflcParams(), 4, 0.8) == (IDS[0],)
+    assert rules.model_floor(vectors, BflcParams(floor="none")) == 0.0 == rules.model_floor([], params)
 
 
 def test_weights_blacklist_and_rewards() -> None:
