@@ -118,7 +118,9 @@ def cmd_sim(config: Path, out: Path, jobs: int = 1) -> int:
     exp = load_experiment(config)
     done = run_with_progress(exp, out, jobs)
     for label, results in done:
-        console.print(report.results_table(results, f"{exp.get('name', config.stem)} {label}".strip()))
+        title = f"{exp.get('name', config.stem)} {label}".strip()
+        table = report.analysis_table if "analysis" in results else report.results_table
+        console.print(table(results, title))
     if len(done) > 1:
         console.print(report.sweep_table(done, f"{exp.get('name', config.stem)}: sweep"))
     console.print(f"results written under {out}/")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
-from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, WireCodec
+from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, RecordValue, WireCodec
 
 if TYPE_CHECKING:
     from chainlab.scenarios.experiment import Experiment
@@ -118,6 +118,18 @@ class ReportLayout:
     curve: Curve | None = None  # results.png (and a sweep's curves.png, every point's first y) where given
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """A computed, not simulated, result of a protocol (a closed form, a Monte-Carlo check of its own code):
+    rows for tables and JSON, run-level figures, and which row keys a plot draws (one line per y, per series)."""
+
+    rows: list[dict[str, RecordValue]]
+    summary: dict[str, RecordValue]
+    x: str
+    ys: tuple[str, ...]
+    series: str = ""  # the row key that splits rows into lines (Fig. 3: the committee share)
+
+
 class ProtocolSpec(ABC):
     """One protocol's plug: config keys, roles, codec, how nodes are built, when a run is done, its summary."""
 
@@ -131,6 +143,7 @@ class ProtocolSpec(ABC):
     # What progress_total counts: the best tip's height, or rounds (protocols whose runs last a set time).
     progress_unit: ClassVar[Literal["height", "round"]] = "height"
     report: ClassVar[ReportLayout] = ReportLayout()
+    analyses: ClassVar[tuple[str, ...]] = ()  # what an experiment's `analysis:` may name
 
     @abstractmethod
     def validate(self, exp: Experiment) -> None:
@@ -170,6 +183,10 @@ class ProtocolSpec(ABC):
     def progress(self, height: int, round_: int) -> int:
         """How far a run is, in progress_unit, from the best tip's height and the current round."""
         return round_ if self.progress_unit == "round" else height
+
+    def analyse(self, name: str, exp: Experiment) -> Analysis:
+        """The analysis `name` (one of analyses) for exp; specs without analyses have none."""
+        raise ValueError(f"protocol {self.name} has no analysis {name!r}")
 
     def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
         """Pay one-off costs (importing model code) before a live node joins the network; nothing by default."""

@@ -17,7 +17,7 @@ from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
     "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live",
-    "max_rounds", "sweep", "compare", "seeds", "protocol",
+    "max_rounds", "sweep", "compare", "seeds", "analysis", "protocol",
 })  # fmt: skip
 DEFAULT_PROTOCOL = "bagchain"
 DEFAULT_ROUND_SECONDS = 0.1
@@ -75,6 +75,10 @@ class Experiment:
         exp.check_sections()
         if exp.max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {exp.max_rounds}")
+        analysis = data.get("analysis")
+        if analysis is not None and analysis not in spec.analyses:
+            known = ", ".join(spec.analyses) or "none"
+            raise ValueError(f"analysis must be one of the protocol's analyses ({known}), got {analysis!r}")
         seeds = data.get("seeds", [])
         if not isinstance(seeds, list) or not all(type(x) is int for x in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be a list of distinct integers (each point runs once per seed)")

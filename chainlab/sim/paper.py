@@ -79,7 +79,13 @@ def _section(name: str, config: dict[str, Any], done: list[tuple[str, dict[str, 
         lines += ["Deviations from the paper's setting: none stated.", ""]
     if config.get("description"):
         lines += [str(config["description"]), ""]
-    if len(done) == 1:
+    if len(done) == 1 and "analysis" in done[0][1]:
+        results = done[0][1]
+        summary = results["summary"]
+        lines += [report.markdown_table([summary], list(summary)), ""]
+        lines += [report.markdown_table(results["rows"], list(results["rows"][0])), ""]
+        lines += [f"![{name}]({name}/results.png)", ""]
+    elif len(done) == 1:
         results = done[0][1]
         headline = _headline(results)
         lines += [report.markdown_table([headline], list(headline)), ""]

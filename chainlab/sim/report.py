@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from chainlab.scenarios.base import Curve
+    from chainlab.scenarios.base import Analysis, Curve
 
 __all__ = ["figures", "markdown_table", "plot_compare", "plot_results", "plot_sweep", "results_table", "sweep_table"]
 
@@ -54,6 +54,18 @@ def _plotted(results: Mapping[str, Any], metric: str) -> float:
 def results_table(results: Mapping[str, Any], title: str) -> Table:
     """One row per row of the run (BagChain: per height), with the run's headline as the caption."""
     return tables.results_table(results, title)
+
+
+def analysis_table(results: Mapping[str, Any], title: str) -> Table:
+    """An analysis's rows, numbers to four significant digits, and its summary as the caption."""
+    rows = results["rows"]
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(str(column), justify="right")
+    for row in rows:
+        table.add_row(*(_markdown_cell(v) for v in row.values()))
+    table.caption = " · ".join(f"{k} {_markdown_cell(v)}" for k, v in results["summary"].items())
+    return table
 
 
 def sweep_table(points: Sequence[tuple[str, Mapping[str, Any]]], title: str) -> Table:
@@ -150,6 +162,31 @@ def _finish_curve(figure: Figure, axes: Axes, curve: Curve, y_label: str = "") -
     handles, labels = axes.get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 3))
+
+
+def plot_analysis(analysis: Analysis, path: Path, title: str) -> None:
+    """PNG of an analysis: each y against x, one line per series value (or one per y)."""
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in analysis.rows:
+        groups.setdefault(str(row.get(analysis.series, "")) if analysis.series else "", []).append(row)
+    styles = ["-", "--", ":", "-."]
+    for k, y in enumerate(analysis.ys):
+        for group, rows in groups.items():
+            points = [(tables.number(r.get(analysis.x)), tables.number(r.get(y))) for r in rows]
+            shown = sorted((px, py) for px, py in points if px is not None and py is not None)
+            label = f"{y}, {analysis.series} = {group}" if group else y
+            axes.plot(
+                [px for px, _ in shown], [py for _, py in shown], styles[k % len(styles)], marker="o", label=label
+            )
+    axes.set_xlabel(analysis.x)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 2))
+    _save(figure, path)
 
 
 def plot_results(results: Mapping[str, Any], path: Path) -> None:

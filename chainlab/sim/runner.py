@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import statistics
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from chainlab.scenarios import registry, tables
 from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.results import SCHEMA
 from chainlab.sim import report
 from chainlab.sim.experiment import run
 
@@ -70,6 +72,8 @@ def run_to_disk(
     config, so results do not depend on jobs. progress then hears of a point once, when it is done.
     """
     name = str(exp.get("name", out.name))
+    if exp.get("analysis"):
+        return [("", analysis_to_disk(exp, out))]
     todo = points(exp)
     done: list[tuple[str, dict[str, Any]]] = []
     if jobs > 1 and len(todo) > 1:
@@ -98,6 +102,28 @@ def run_to_disk(
     if len(done) > 1:
         write_summary(exp, done, out)
     return done
+
+
+def analysis_to_disk(exp: Experiment, out: Path) -> dict[str, Any]:
+    """Compute exp's analysis: results.json (its rows and summary), results.md and results.png."""
+    name = str(exp.get("analysis"))
+    started = time.perf_counter()
+    analysis = registry.get(exp.protocol_name).analyse(name, exp)
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "protocol": exp.protocol_name,
+        "analysis": name,
+        "config": dict(exp.raw),
+        "seed": exp.seed,
+        "summary": analysis.summary,
+        "rows": analysis.rows,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out / "results.md").write_text(report.markdown_table(analysis.rows, list(analysis.rows[0])) + "\n")
+    report.plot_analysis(analysis, out / "results.png", title=f"{exp.protocol_name}: {name}")
+    return results
 
 
 def _run_raw(raw: dict[str, Any]) -> dict[str, Any]:

@@ -56,3 +56,25 @@ def test_the_summary_is_the_medians_and_seeds_json_every_run(tmp_path: Path) -> 
     assert [r["point"] for r in rows] == ["miners=2", "miners=3"]
     assert len(json.loads((tmp_path / "seeds.json").read_text())) == 6
     assert (tmp_path / "summary.png").exists()
+
+
+def test_an_analysis_is_computed_not_simulated_and_written_with_a_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chainlab.scenarios import registry
+    from chainlab.scenarios.base import Analysis
+    from chainlab.sim.runner import run_to_disk
+
+    spec = registry.get("bflc")
+    rows: list[dict[str, Any]] = [{"p": p, "q": q, "exact": p * q} for p in (0.1, 0.2) for q in (0.4, 0.5)]
+    monkeypatch.setattr(spec, "analyse", lambda name, exp: Analysis(rows, {"max_gap": 0.0}, "q", ("exact",), "p"))
+    exp = Experiment.from_mapping({"name": "a", "analysis": "committee_capture", "protocol": {"name": "bflc"}})
+    [(label, results)] = run_to_disk(exp, tmp_path)
+    assert results["analysis"] == "committee_capture" and results["rows"] == rows
+    assert json.loads((tmp_path / "results.json").read_text())["summary"] == {"max_gap": 0.0}
+    assert (tmp_path / "results.png").exists() and "| p | q | exact |" in (tmp_path / "results.md").read_text()
+
+
+def test_an_analysis_the_protocol_does_not_have_is_refused() -> None:
+    with pytest.raises(ValueError, match="analysis must be one of"):
+        Experiment.from_mapping({**BASE, "analysis": "committee_capture"})

@@ -9,13 +9,14 @@ from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
-from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, tips_agree
+from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, RecordValue, tips_agree
 from chainlab.protocols.bflc import BflcNode
 from chainlab.protocols.bflc import committee as draws
 from chainlab.protocols.bflc.messages import Chain, ModelBlock, genesis
 from chainlab.protocols.bflc.wire import CODEC
 from chainlab.protocols.effects import InitModel
 from chainlab.scenarios.base import (
+    Analysis,
     Deployment,
     Figure,
     MetricFamily,
@@ -24,6 +25,7 @@ from chainlab.scenarios.base import (
     ProtocolSpec,
     ReportLayout,
 )
+from chainlab.scenarios.bflc.capture import capture_tables
 from chainlab.scenarios.bflc.settings import BflcSettings, malicious_ids
 from chainlab.scenarios.bflc.summary import TEST, TRAIN, summarise
 from chainlab.scenarios.experiment import Experiment
@@ -69,6 +71,7 @@ class BflcSpec(ProtocolSpec):
     config_keys = frozenset()  # everything lives in the protocol section
     codec = CODEC
     live_adapter = "chainlab.live.adapters.bflc"
+    analyses = ("committee_capture",)
     metric_families = (
         MetricFamily(ROUNDS, "counter", "BFLC rounds this node committed as leader"),
         MetricFamily(PACKED, "gauge", "updates packed into the latest round this node committed"),
@@ -169,6 +172,21 @@ class BflcSpec(ProtocolSpec):
             raise TypeError(f"expected a BFLC Chain, got {type(view).__name__}")
         members = [identity_of(exp.seed, i).node_id for i in range(BflcSettings.of(exp).nodes)]
         return summarise(exp, view, frozenset(malicious_ids(exp, members)), data, worker)
+
+    def analyse(self, name: str, exp: Experiment) -> Analysis:
+        """committee_capture (Figure 3): P[capture] exactly and over 2,000 committees drawn by the protocol's code."""
+        if name != "committee_capture":
+            return super().analyse(name, exp)
+        tables = capture_tables(seed=f"{exp.seed}:figure-3".encode())
+        rows: list[dict[str, RecordValue]] = [
+            {**row, "gap": abs(row["exact"] - row["monte_carlo"])} for row in tables.rows()
+        ]
+        summary: dict[str, RecordValue] = {
+            "population": tables.population,
+            "draws": tables.draws,
+            "max_gap": tables.max_gap(),
+        }
+        return Analysis(rows, summary, x="q", ys=("exact", "monte_carlo"), series="p")
 
     def metric_updates(self, obs: Observation) -> Sequence[MetricUpdate]:
         """Rounds committed and their packed updates, from the leader's round_committed record."""
