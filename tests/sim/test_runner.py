@@ -70,6 +70,7 @@ def test_an_analysis_is_computed_not_simulated_and_written_with_a_plot(
     monkeypatch.setattr(spec, "analyse", lambda name, exp: Analysis(rows, {"max_gap": 0.0}, "q", ("exact",), "p"))
     exp = Experiment.from_mapping({"name": "a", "analysis": "committee_capture", "protocol": {"name": "bflc"}})
     [(label, results)] = run_to_disk(exp, tmp_path)
+    assert label == ""
     assert results["analysis"] == "committee_capture" and results["rows"] == rows
     assert json.loads((tmp_path / "results.json").read_text())["summary"] == {"max_gap": 0.0}
     assert (tmp_path / "results.png").exists() and "| p | q | exact |" in (tmp_path / "results.md").read_text()
