@@ -109,6 +109,7 @@ class LiveNode:
         self._published: dict[bytes, str] = {}  # what this node has put in the store: key -> address
         self.started = asyncio.Event()
         self.protocol_seconds = 0.0  # CPU time in the protocol core and codec (the "blockchain share" of seed 001)
+        self.cpu_at_start = 0.0  # the process's CPU time when the node started (imports and set-up come before)
 
     @property
     def ml_seconds(self) -> float:
@@ -134,8 +135,14 @@ class LiveNode:
         finally:
             self.protocol_seconds += time.thread_time() - start
 
+    @property
+    def process_seconds(self) -> float:
+        """CPU time of the whole process, every thread, since the node started."""
+        return time.process_time() - self.cpu_at_start
+
     async def run(self) -> None:
         """Process timers and job results until cancelled; messages arrive through deliver()."""
+        self.cpu_at_start = time.process_time()
         with self._protocol_time():
             self._execute(self.node.start(self.clock.now()))
         self.started.set()

@@ -296,7 +296,7 @@ class LiveNetwork:
             truncated=truncated,
             rounds=max((r.round for r in replies.values() if r is not None), default=0),
             wall_seconds=time.perf_counter() - started,
-            ml_seconds=worker.ml_seconds,
+            ml_seconds=worker.ml_seconds + sum(r.ml_seconds for r in replies.values() if r is not None),
             round_seconds=self.options.round_seconds,
             cpu={name: node_cpu(r) for name, r in replies.items() if r is not None},
         )

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import logging
 import os
-import time
 from pathlib import Path
 
 import grpc
@@ -97,7 +96,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             internal_errors=self.observer.internal_errors,
             done=status.done,
             protocol_cpu_seconds=self.live.protocol_seconds,
-            process_cpu_seconds=time.process_time(),
+            process_cpu_seconds=self.live.process_seconds,
             ml_seconds=self.live.ml_seconds,
         )
 

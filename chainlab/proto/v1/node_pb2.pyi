@@ -104,7 +104,7 @@ class NodeStatus(_message.Message):
     protocol_cpu_seconds: _builtins.float
     """CPU in the protocol core and its codec (chain work: hashing, signing, checks)"""
     process_cpu_seconds: _builtins.float
-    """CPU of the whole service process, all threads"""
+    """CPU of the whole service process, all threads, since the node started"""
     ml_seconds: _builtins.float
     """wall time of the node's ML jobs"""
     @_builtins.property

@@ -33,7 +33,7 @@ from chainlab.protocols.bflc.messages import (
 )
 from chainlab.protocols.bflc.params import BflcParams
 from chainlab.protocols.bflc.reasons import Kind, Reason, Rejected
-from chainlab.protocols.bflc.timers import LeaderDeadline, ScoreDeadline
+from chainlab.protocols.bflc.timers import LeaderDeadline, Resend, ScoreDeadline
 from chainlab.protocols.effects import (
     PRIVATE,
     RECORD_REJECTED,
@@ -83,7 +83,6 @@ class _Round:
     proposal: RoundBlocks | None = None  # this leader's proposal awaiting endorsements
     endorsements: dict[bytes, Endorsement] = field(default_factory=dict)
     endorsed: set[int] = field(default_factory=set)  # attempts this member endorsed (one block each)
-    stalled: bool = False
 
 
 class BflcNode:
@@ -109,6 +108,7 @@ class BflcNode:
         self.colluders = colluders if malicious else frozenset()
         self.pending_joins: dict[bytes, bytes] = {}  # ID -> public key, admitted by the next model block
         self._future: list[tuple[bytes, Message]] = []
+        self._update: Update | None = None  # this trainer's signed update of its latest round (resent if unheard)
         self._jobs: dict[int, _Job] = {}
         self._next_job = 0
         self._work = _Round(-1)
@@ -147,18 +147,21 @@ class BflcNode:
             return [_rejected_record(exc.kind, exc.reason, exc.detail)]
 
     def on_timer(self, timer: Timer, now: int) -> list[Effect]:
-        """Round deadlines: send the scores there are; take over as leader; record a stalled round."""
+        """Round deadlines: send the scores there are; take over as leader; record a stalled round; resend."""
         work = self._work
+        if isinstance(timer, Resend):
+            return self._resend(timer)
         if isinstance(timer, ScoreDeadline) and timer.round == work.round:
             return self._send_scores(force=True)
         if not isinstance(timer, LeaderDeadline) or timer.round != work.round or self._finished():
             return []
-        if self.chain.round != timer.round or work.stalled:
+        if self.chain.round != timer.round:
             return []
         effects = self._send_scores(force=True) if self.params.scored else []
-        if timer.attempt >= len(self.chain.committee):
-            work.stalled = True
-            return [*effects, Record("stalled", {"round": work.round, "attempts": timer.attempt})]
+        if timer.attempt and timer.attempt % len(self.chain.committee) == 0:
+            # Every member has led once and the round is still open: say so, and go round again (resent updates
+            # may have reached a leader since), rather than leave the chain stuck for good.
+            effects.append(Record("stalled", {"round": work.round, "attempts": timer.attempt}))
         work.attempt = max(work.attempt, timer.attempt)
         effects += self._maybe_build(deadline=True)
         effects.append(StartTimer(LeaderDeadline(work.round, timer.attempt + 1), self.params.leader_deadline))
@@ -263,12 +266,28 @@ class BflcNode:
             op = Perturb(self.chain.spec, result, "gaussian", self.params.sigma, self._seed(b"perturb"))
             return [self._compute(_Job("perturb", job.round), op)]
         update = Update(job.round, self.identity.public_key, result, self.n_samples).signed_by(self.identity)
-        return [Send(member, update, self.params.model_size_mb) for member in self.chain.committee]
+        self._update = update
+        effects: list[Effect] = [Send(member, update, self.params.model_size_mb) for member in self.chain.committee]
+        if self.params.resend_after > 0 and self.params.resend_limit > 0:
+            effects.append(StartTimer(Resend(job.round, self.params.resend_limit - 1), self.params.resend_after))
+        return effects
 
     # -- committee members: updates and scores --------------------------------------------------------------------
 
+    def _resend(self, timer: Resend) -> list[Effect]:
+        """This trainer's update again, while its round is still open (an identical copy is ignored by members)."""
+        update = self._update
+        if update is None or update.round != timer.round or self.chain.round != timer.round or self._finished():
+            return []
+        effects: list[Effect] = [Send(member, update, self.params.model_size_mb) for member in self.chain.committee]
+        if timer.left > 0:
+            effects.append(StartTimer(Resend(timer.round, timer.left - 1), self.params.resend_after))
+        return effects
+
     def _on_update(self, sender: bytes, update: Update) -> list[Effect]:
         chain, work = self.chain, self._work
+        if work.updates.get(update.uploader) == update:
+            return []  # a trainer's resend of what this member has: not a second update
         if update.round > chain.round:
             return self._later(sender, update, update.round, Kind.UPDATE)
         if update.round < chain.round or self._finished():

@@ -20,3 +20,11 @@ class LeaderDeadline(Timer):
 
     round: int
     attempt: int
+
+
+@dataclass(frozen=True)
+class Resend(Timer):
+    """A trainer's round t is still open: send its update to the committee again (a member may have missed it)."""
+
+    round: int
+    left: int  # resends still allowed after this one

@@ -18,7 +18,7 @@ from chainlab.ledger.identity import Identity
 from chainlab.protocols.base import Timer
 from chainlab.protocols.bflc import BflcNode, BflcParams
 from chainlab.protocols.bflc import committee as draws
-from chainlab.protocols.bflc.messages import ModelBlock, genesis
+from chainlab.protocols.bflc.messages import ModelBlock, Update, genesis
 from chainlab.protocols.bflc.wire import CODEC
 from chainlab.protocols.effects import (
     Aggregate,
@@ -117,6 +117,8 @@ class Net:
     cancelled: set[tuple[int, int]] = field(default_factory=set)
     sends: int = 0
     drop: set[bytes] = field(default_factory=set)  # node IDs that are silent (crashed)
+    lose_first_update_to: set[bytes] = field(default_factory=set)  # members that miss every trainer's first copy
+    updates_seen: set[tuple[bytes, bytes]] = field(default_factory=set)  # (uploader key, member) already lost once
     seq: int = 0
 
     def index(self, node_id: bytes) -> int:
@@ -132,6 +134,11 @@ class Net:
             match e:
                 case Send(peer, message, _):
                     self.sends += 1
+                    if isinstance(message, Update) and peer in self.lose_first_update_to:
+                        copy = (message.uploader_key, peer)
+                        if copy not in self.updates_seen:
+                            self.updates_seen.add(copy)
+                            continue
                     self.push(self.now + 1, self.index(peer), ("msg", node.node_id, CODEC.encode_message(message)))
                 case Broadcast(message, _):
                     data = CODEC.encode_message(message)

@@ -63,6 +63,15 @@ def test_a_silent_leader_is_replaced_by_the_next_member() -> None:
     assert live[0].chain.tip.attempt == 1
 
 
+def test_a_member_that_missed_every_first_update_gets_the_resends_and_the_round_completes() -> None:
+    net = network(10, rounds=1)
+    net.lose_first_update_to.update(net.nodes[0].chain.committee)
+    net.start().run()
+    assert {n.chain.round for n in net.nodes} == {1}
+    assert net.rejections() == []  # a resent copy is not a second update
+    assert len(net.nodes[0].chain.rounds[0].update_blocks) > 0
+
+
 def test_a_silent_committee_is_reported_as_stalled() -> None:
     net = network(10, rounds=1)
     members = net.nodes[0].chain.committee

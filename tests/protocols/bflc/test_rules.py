@@ -79,6 +79,8 @@ def test_weights_blacklist_and_rewards() -> None:
         ({"blacklist_below": 2}, "blacklist_below"),
         ({"sigma": -1}, "sigma"),
         ({"selection": "vote"}, "selection"),
+        ({"floor": "median"}, "floor"),
+        ({"resend_after": -1}, "resend_after"),
         ({"local_steps": 0, "local_epochs": 0}, "local training"),
         ({"unknown": 1}, "unknown protocol parameter"),
     ],

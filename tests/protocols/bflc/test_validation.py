@@ -89,7 +89,10 @@ def test_updates_are_checked_before_they_are_scored() -> None:
     assert node._work.updates == {}
     effects = node.on_message(b"peer", update_from(trainer), 0)
     assert [type(e.op) for e in effects if isinstance(e, Compute)] == [EvaluateModel]
-    assert reasons(node.on_message(b"peer", update_from(trainer), 0)) == ["upd.duplicate"]
+    # A resend of the same update is ignored; a second, different update from the same trainer is refused.
+    assert node.on_message(b"peer", update_from(trainer), 0) == []
+    other = update_from(trainer, weights=pack([0.25] * 4))
+    assert reasons(node.on_message(b"peer", other, 0)) == ["upd.duplicate"]
 
 
 def test_an_update_to_a_node_off_the_committee_is_not_for_it() -> None:
