@@ -24,6 +24,7 @@ from chainlab.learning.lenet import SUPPORTED_SHAPES, LeNet5
 
 FAMILIES = ("softmax", "mlp", "lenet5")
 LR_POLICIES = ("fixed", "inv")
+INITS = ("torch", "xavier")
 _EVAL_BATCH = 4096
 _MAX_DATASETS = 64  # tensors kept per Federated: every shard and test set a node or a summary uses
 
@@ -41,6 +42,7 @@ class NetSpec:
     gamma: float = 1e-4
     power: float = 0.75
     hidden: int = 64
+    init: str = "torch"  # torch: PyTorch's default initialisation; xavier: Caffe's xavier weights, zero biases
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -53,6 +55,8 @@ class NetSpec:
             raise ValueError("need lr > 0, weight_decay, gamma, power >= 0 and hidden >= 1")
         if self.lr_policy not in LR_POLICIES:
             raise ValueError(f"lr_policy must be one of {LR_POLICIES}, got {self.lr_policy!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
     @classmethod
     def of(cls, family: str, params: Mapping[str, Any]) -> NetSpec:
@@ -73,15 +77,26 @@ class NetSpec:
         return self.lr
 
     def build(self) -> nn.Module:
-        """A freshly initialised network (torch's default initialisation, under the caller's RNG)."""
+        """A freshly initialised network, under the caller's RNG."""
         features = math.prod(self.input)
+        net: nn.Module
         if self.family == "softmax":
-            return nn.Sequential(nn.Flatten(), nn.Linear(features, self.classes))
-        if self.family == "mlp":
-            return nn.Sequential(
+            net = nn.Sequential(nn.Flatten(), nn.Linear(features, self.classes))
+        elif self.family == "mlp":
+            net = nn.Sequential(
                 nn.Flatten(), nn.Linear(features, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.classes)
             )
-        return LeNet5(self.input[0], self.input[1], self.classes)
+        else:
+            net = LeNet5(self.input[0], self.input[1], self.classes)
+        if self.init == "xavier":
+            # Seed 001's Caffe solver: a LeNet under torch's default init sits at chance for ~100 SGD steps, under
+            # xavier it reaches 60 % in 30 (measured), which is what the paper's first 30 s show.
+            for layer in net.modules():
+                if isinstance(layer, nn.Conv2d | nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
+        return net
 
 
 class Federated:

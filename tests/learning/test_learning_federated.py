@@ -99,3 +99,15 @@ def test_spec_validation_names_the_problem() -> None:
         NetSpec.of("softmax", {"input": [4], "classes": 2, "lr_policy": "step"})
     inv = NetSpec.of("softmax", {"input": [4], "classes": 2, "lr": 0.01, "lr_policy": "inv"})
     assert inv.lr_at(0) == 0.01 and inv.lr_at(10_000) == pytest.approx(0.01 * 2**-0.75)
+
+
+def test_xavier_initialisation_gives_zero_biases_and_caffe_scaled_weights() -> None:
+    fed = Federated()
+    spec = NetSpec("mlp", (4,), 2, hidden=3, init="xavier")
+    tensors = fed._tensors(spec, fed.init(spec, 0))
+    assert all(float(t.abs().max()) == 0.0 for name, t in tensors.items() if name.endswith("bias"))
+    bound = (6 / (4 + 3)) ** 0.5  # xavier uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    assert 0 < float(tensors["1.weight"].abs().max()) <= bound
+    assert fed.init(spec, 0) != fed.init(NetSpec("mlp", (4,), 2, hidden=3), 0)
+    with pytest.raises(ValueError, match="init"):
+        NetSpec("mlp", (4,), 2, init="he")
