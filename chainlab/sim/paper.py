@@ -17,6 +17,8 @@ from chainlab.sim.runner import by_seed_medians, folder_name, milestone, run_to_
 # The experiments `make paper` runs, in report order; each YAML's `paper:` says what its paper reports.
 ORDER = (
     "table1_mnist_dt", "noniid_mnist_dt", "miners_sweep_mnist_dt", "delay_cfs_mnist_dt", "delay_cfs_q16_mnist_dt",
+    "dfl_fig9_iid", "dfl_fig9_beta1", "dfl_fig9_beta01", "dfl_testnet",
+    "bflc_table1", "bflc_fig3", "bflc_fig4", "bflc_fig5",
 )  # fmt: skip
 
 
