@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, ClassVar, Self, cast
+from typing import ClassVar
 
 from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
-from chainlab.ledger.identity import Identity, node_id_of, verify
+from chainlab.ledger.identity import node_id_of
+from chainlab.ledger.signed import Signed
 from chainlab.proto.v1 import bagchain_pb2 as pb
 from chainlab.protocols.spec import ModelSpec
 
@@ -18,33 +17,8 @@ from chainlab.protocols.spec import ModelSpec
 NONCE_TAG = bytes([(14 << 3) | 1])
 
 
-class _Signed:
-    """Hashing and signing shared by every object with a signature field."""
-
-    signature: bytes
-
-    @cached_property
-    def hash(self) -> bytes:
-        """SHA-256 of the canonical encoding without the signature."""
-        return encoding.digest(self)
-
-    def signed_by(self, identity: Identity) -> Self:
-        """A copy carrying identity's signature over the hash."""
-        unsigned: Any = dataclasses.replace(cast(Any, self), signature=b"")
-        signed: Self = dataclasses.replace(unsigned, signature=identity.sign(unsigned.hash))
-        return signed
-
-    def signature_valid(self, public_key: bytes) -> bool:
-        """Whether the signature is public_key's over this object's hash."""
-        return verify(public_key, self.signature, self.hash)
-
-    def encode(self) -> bytes:
-        """Wire bytes, signature included."""
-        return encoding.encode(self)
-
-
 @dataclass(frozen=True)
-class Task(_Signed):
+class Task(Signed):
     """TASK: dataset commitments, Train, Aggregate, Metric, Metric_min, the fee and the requester."""
 
     PROTO: ClassVar = pb.Task
@@ -79,7 +53,7 @@ class DatasetKind(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class DatasetRelease(_Signed):
+class DatasetRelease(Signed):
     """The requester's dataset publication message."""
 
     PROTO: ClassVar = pb.DatasetRelease
@@ -97,7 +71,7 @@ def model_hash(model_bytes: bytes, miner_id: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class MiniBlock(_Signed):
+class MiniBlock(Signed):
     """MB_h^i: commits to a base model by ModelHash and points to its parent Key Block."""
 
     PROTO: ClassVar = pb.MiniBlock
@@ -116,7 +90,7 @@ class MiniBlock(_Signed):
 
 
 @dataclass(frozen=True)
-class EnsembleBlock(_Signed):
+class EnsembleBlock(Signed):
     """EB_h^k: the MiniBlocks of an ensemble and its Metric_V on D_V."""
 
     PROTO: ClassVar = pb.EnsembleBlock
@@ -157,7 +131,7 @@ class Reward:
 
 
 @dataclass(frozen=True)
-class KeyBlock(_Signed):
+class KeyBlock(Signed):
     """KB_h: the ranking of Ensemble Blocks, rewards, the task queue and the proof of work."""
 
     PROTO: ClassVar = pb.KeyBlock

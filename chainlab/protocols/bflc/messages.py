@@ -6,38 +6,18 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Self, cast
+from typing import ClassVar
 
 from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
-from chainlab.ledger.identity import Identity, node_id_of, verify
+from chainlab.ledger.identity import node_id_of
+from chainlab.ledger.signed import Signed
 from chainlab.proto.v1 import bflc_pb2 as pb
 from chainlab.protocols.spec import ModelSpec
 
 
-class _Signed:
-    """Hashing and signing shared by every object with a signature field."""
-
-    signature: bytes
-
-    @cached_property
-    def hash(self) -> bytes:
-        """SHA-256 of the canonical encoding without the signature."""
-        return encoding.digest(self)
-
-    def signed_by(self, identity: Identity) -> Self:
-        """A copy carrying identity's signature over the hash."""
-        unsigned: Any = dataclasses.replace(cast(Any, self), signature=b"")
-        signed: Self = dataclasses.replace(unsigned, signature=identity.sign(unsigned.hash))
-        return signed
-
-    def signature_valid(self, public_key: bytes) -> bool:
-        """Whether the signature is public_key's over this object's hash."""
-        return verify(public_key, self.signature, self.hash)
-
-
 @dataclass(frozen=True)
-class Join(_Signed):
+class Join(Signed):
     """Join(pubkey, fee): a device asks the managers for admission, paying the permission fee."""
 
     PROTO: ClassVar = pb.BflcJoin
@@ -52,7 +32,7 @@ class Join(_Signed):
 
 
 @dataclass(frozen=True)
-class Update(_Signed):
+class Update(Signed):
     """Update(t, uploader, w_i, n_samples, sig): a trainer's local model (not a delta: FedAvg of either is equal)."""
 
     PROTO: ClassVar = pb.BflcUpdate
@@ -74,7 +54,7 @@ class Update(_Signed):
 
 
 @dataclass(frozen=True)
-class Scores(_Signed):
+class Scores(Signed):
     """Scores(t, member, {uploader: score}, sig): one member's score vector, sorted by uploader."""
 
     PROTO: ClassVar = pb.BflcScores
@@ -102,7 +82,7 @@ class Scores(_Signed):
 
 
 @dataclass(frozen=True)
-class Endorsement(_Signed):
+class Endorsement(Signed):
     """A committee member's signature over a proposed model block's hash."""
 
     PROTO: ClassVar = pb.BflcEndorsement
