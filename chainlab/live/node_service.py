@@ -32,7 +32,8 @@ from chainlab.scenarios.base import ProtocolSpec
 
 log = logging.getLogger("chainlab.node")
 
-# Gossip carries blocks and small messages only (weights go through storage); anything bigger is an attack.
+# The default bound on a gossip or Send message: BagChain's carry blocks only (weights go through storage), so
+# anything bigger is an attack. A protocol that carries weights in messages raises it (spec.max_message_mb).
 MAX_GOSSIP_BYTES = 1024 * 1024
 START_TIMEOUT_SECONDS = 10.0
 
@@ -40,16 +41,17 @@ START_TIMEOUT_SECONDS = 10.0
 class PeerServicer(node_pb2_grpc.PeerServicer):
     """What the node's own sidecar calls: gossip delivery and fetches."""
 
-    def __init__(self, live: LiveNode) -> None:
+    def __init__(self, live: LiveNode, max_bytes: int = MAX_GOSSIP_BYTES) -> None:
         self.live = live
+        self.max_bytes = max_bytes
 
     async def Deliver(self, request: netem_pb2.Envelope, context: grpc.aio.ServicerContext) -> node_pb2.DeliverReply:
         """Hand a gossip message to the node; a rejection answers INVALID_ARGUMENT naming its reason."""
         GOSSIP_MESSAGES.labels("in").inc()
         GOSSIP_BYTES.labels("in").inc(len(request.payload))
-        if len(request.payload) > MAX_GOSSIP_BYTES:
+        if len(request.payload) > self.max_bytes:
             self.live.observe_rejection("message", "oversized", f"{len(request.payload)} bytes")
-            raise invalid("oversized", f"{len(request.payload)} bytes > {MAX_GOSSIP_BYTES}")
+            raise invalid("oversized", f"{len(request.payload)} bytes > {self.max_bytes}")
         await self._started()
         rejections = self.live.deliver(bytes(request.origin), bytes(request.payload))
         if rejections:
@@ -141,7 +143,8 @@ def register_servicers(
     server: grpc.aio.Server, spec: ProtocolSpec, live: LiveNode, observer: MetricsObserver
 ) -> list[str]:
     """Peer and Node for every node, then the protocol adapter's servicers; their full names (for health)."""
-    node_pb2_grpc.add_PeerServicer_to_server(PeerServicer(live), server)
+    max_bytes = round(spec.max_message_mb * MAX_GOSSIP_BYTES)
+    node_pb2_grpc.add_PeerServicer_to_server(PeerServicer(live, max_bytes), server)
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(live, observer, spec.name), server)
     names = ["chainlab.v1.Peer", "chainlab.v1.Node"]
     if spec.live_adapter is not None:

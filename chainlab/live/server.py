@@ -20,8 +20,9 @@ from chainlab.live.errors import STATUS_OF, Refusal
 
 log = logging.getLogger("chainlab.server")
 
-# Model weights and datasets travel through storage in chunks, so no message needs to be large.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The transport's ceiling. Weights and datasets travel through storage in chunks; only protocols that carry
+# weights in their messages (DFL's transactions and drafts) come near it, and their spec bounds them lower.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
 GRACE_SECONDS = 2.0
 

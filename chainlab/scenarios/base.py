@@ -144,6 +144,7 @@ class ProtocolSpec(ABC):
     progress_unit: ClassVar[Literal["height", "round"]] = "height"
     report: ClassVar[ReportLayout] = ReportLayout()
     analyses: ClassVar[tuple[str, ...]] = ()  # what an experiment's `analysis:` may name
+    max_message_mb: ClassVar[float] = 1.0  # the largest message a live node accepts (weights travel via storage)
 
     @abstractmethod
     def validate(self, exp: Experiment) -> None:

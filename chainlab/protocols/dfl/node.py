@@ -134,6 +134,7 @@ class DflNode:
         self.model_updates = 0
         self.stopped = False
         self._seen: dict[bytes, bytes] = {}  # transaction digest -> the peer it first came from (reverse path)
+        self._verified: set[tuple[bytes, bytes]] = set()  # receipt (digest, signature) pairs already verified
         self._known_receipts: dict[bytes, set[bytes]] = {}  # transaction digest -> receipt digests seen on it
         self._my_receipts: dict[bytes, Receipt] = {}  # transaction digest -> the receipt I signed
         self._confirmed: set[bytes] = set()  # receipt digests I confirmed in some draft
@@ -340,14 +341,19 @@ class DflNode:
     # ----- witnessing --------------------------------------------------------------------------------------------
 
     def _on_transaction(self, sender: bytes, tx: Transaction, now: int) -> list[Effect]:
-        if tx.generator == self.node_id:
-            # My own transaction back with receipts: merged, never witnessed.
-            rules.check_transaction_body(tx)
-            rules.check_receipts(tx, now + self.params.clock_skew)
-            self._merge_receipts(tx)
-            return []
-        rules.check_transaction(tx, now, self.params)
         digest = tx.digest
+        if digest in self._seen:
+            # A copy of a transaction this node checked (or made) already only carries receipts: they are bound to
+            # the digest and signed, and its body is never used again, so the weights are not hashed again.
+            rules.check_times(tx, now, self.params)
+            rules.check_receipts(tx, now + self.params.clock_skew, self._verified)
+            if tx.generator == self.node_id:
+                self._merge_receipts(tx)  # my own transaction back with receipts: merged, never witnessed
+                return []
+        elif tx.generator == self.node_id:
+            raise Rejected(Kind.TX, Reason.BAD_DIGEST, "not a transaction of mine")
+        else:
+            rules.check_transaction(tx, now, self.params, self._verified)
         if digest in self._seen:
             known = self._known_receipts.setdefault(digest, set())
             new = {r.digest for r in tx.receipts} - known

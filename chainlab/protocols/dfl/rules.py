@@ -10,15 +10,24 @@ from chainlab.protocols.dfl.messages import Block, BlockConfirmation, Receipt, T
 from chainlab.protocols.dfl.params import DflParams
 from chainlab.protocols.dfl.reasons import Kind, Reason, Rejected
 
+MAX_VERIFIED = 100_000  # receipt signatures a node remembers as checked
 
-def check_transaction(tx: Transaction, now: int, params: DflParams) -> None:
+
+def check_transaction(
+    tx: Transaction, now: int, params: DflParams, verified: set[tuple[bytes, bytes]] | None = None
+) -> None:
     """A transaction and the receipts it carries, as a receiver checks them before witnessing it."""
     check_transaction_body(tx)
+    check_times(tx, now, params)
+    check_receipts(tx, now + params.clock_skew, verified)
+
+
+def check_times(tx: Transaction, now: int, params: DflParams) -> None:
+    """tx.from_future and tx.expired."""
     if tx.create_time > now + params.clock_skew:
         raise Rejected(Kind.TX, Reason.FROM_FUTURE, f"created at {tx.create_time}, now {now}")
     if now > tx.expire_time:
         raise Rejected(Kind.TX, Reason.EXPIRED, f"expired at {tx.expire_time}, now {now}")
-    check_receipts(tx, now + params.clock_skew)
 
 
 def check_witness(tx: Transaction) -> None:
@@ -39,11 +48,15 @@ def check_transaction_body(tx: Transaction) -> None:
         raise Rejected(Kind.TX, Reason.BAD_SIGNATURE)
 
 
-def check_receipts(tx: Transaction, latest: int) -> None:
-    """Every receipt on tx: well signed, about tx, within its ttl, not created after `latest`, one per creator."""
+def check_receipts(tx: Transaction, latest: int, verified: set[tuple[bytes, bytes]] | None = None) -> None:
+    """Every receipt on tx: well signed, about tx, within its ttl, not created after `latest`, one per creator.
+
+    verified, if given, holds (digest, signature) pairs whose signature was checked before: copies of one
+    transaction carry the same receipts many times, and Ed25519 verification is the costly part.
+    """
     creators: set[bytes] = set()
     for receipt in tx.receipts:
-        check_receipt(receipt, tx)
+        check_receipt(receipt, tx, verified)
         if receipt.create_time > latest:
             raise Rejected(Kind.RECEIPT, Reason.FROM_FUTURE, f"created at {receipt.create_time}")
         if receipt.creator in creators:
@@ -51,14 +64,21 @@ def check_receipts(tx: Transaction, latest: int) -> None:
         creators.add(receipt.creator)
 
 
-def check_receipt(receipt: Receipt, tx: Transaction) -> None:
-    """One receipt's time-free checks against the transaction it rides on."""
+def check_receipt(receipt: Receipt, tx: Transaction, verified: set[tuple[bytes, bytes]] | None = None) -> None:
+    """One receipt's time-free checks against the transaction it rides on (see check_receipts for verified)."""
     if node_id_of(receipt.creator_key) != receipt.creator:
         raise Rejected(Kind.RECEIPT, Reason.BAD_ADDRESS)
     if receipt.digest != receipt.computed_digest():
         raise Rejected(Kind.RECEIPT, Reason.BAD_DIGEST)
-    if not receipt.signature_valid(receipt.creator_key):
-        raise Rejected(Kind.RECEIPT, Reason.BAD_SIGNATURE)
+    # The digest covers the creator's key, so a pair seen verified is the same signature by the same key.
+    pair = (receipt.digest, receipt.signature)
+    if verified is None or pair not in verified:
+        if not receipt.signature_valid(receipt.creator_key):
+            raise Rejected(Kind.RECEIPT, Reason.BAD_SIGNATURE)
+        if verified is not None:
+            if len(verified) >= MAX_VERIFIED:
+                verified.clear()  # a bound on memory; it only costs re-verification
+            verified.add(pair)
     if receipt.transaction_digest != tx.digest:
         raise Rejected(Kind.RECEIPT, Reason.TX_MISMATCH)
     if not 0 <= receipt.received_at_ttl < tx.ttl:
