@@ -2,9 +2,10 @@
 
 Weights travel as safetensors state dicts (float32 only, finite only); decoding checks every tensor's name and
 shape against the architecture the spec names, so a peer's bytes either become this exact network or are refused
-with ModelCodecError. Families: "softmax" (softmax regression), "mlp" (one hidden ReLU layer) and "lenet5" (the
-classic 61k-parameter LeNet-5 of lenet.py). Training is plain SGD with optional weight decay and Caffe's "inv"
-learning-rate policy; the same inputs and seed give the same bytes on CPU.
+with ModelCodecError. Families: "softmax" (softmax regression), "mlp" (one hidden ReLU layer), "lenet5" (the
+classic 61k-parameter LeNet-5 of lenet.py) and "caffe_lenet" (Caffe's 431k-parameter MNIST LeNet, seed 001's).
+Training is plain SGD with optional weight decay and Caffe's "inv" learning-rate policy; the same inputs and seed
+give the same bytes on CPU.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from chainlab.learning.codec import ModelCodecError, decode_safetensors, encode_
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.lenet import SUPPORTED_SHAPES, LeNet5
 
-FAMILIES = ("softmax", "mlp", "lenet5")
+FAMILIES = ("softmax", "mlp", "lenet5", "caffe_lenet")
 LR_POLICIES = ("fixed", "inv")
 INITS = ("torch", "xavier")
 _EVAL_BATCH = 4096
@@ -49,7 +50,7 @@ class NetSpec:
             raise ValueError(f"unknown federated model family {self.family!r}; known: {', '.join(FAMILIES)}")
         if self.classes < 2 or not self.input or any(s < 1 for s in self.input):
             raise ValueError(f"bad input shape {self.input} or class count {self.classes}")
-        if self.family == "lenet5" and tuple(self.input) not in SUPPORTED_SHAPES:
+        if self.family in ("lenet5", "caffe_lenet") and tuple(self.input) not in SUPPORTED_SHAPES:
             raise ValueError(f"LeNet-5 needs a (C, 28|32, 28|32) input, got {self.input}")
         if not self.lr > 0 or self.weight_decay < 0 or self.gamma < 0 or self.power < 0 or self.hidden < 1:
             raise ValueError("need lr > 0, weight_decay, gamma, power >= 0 and hidden >= 1")
@@ -86,6 +87,8 @@ class NetSpec:
             net = nn.Sequential(
                 nn.Flatten(), nn.Linear(features, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.classes)
             )
+        elif self.family == "caffe_lenet":
+            net = caffe_lenet(self.input, self.classes)
         else:
             net = LeNet5(self.input[0], self.input[1], self.classes)
         if self.init == "xavier":
@@ -97,6 +100,22 @@ class NetSpec:
                     if layer.bias is not None:
                         nn.init.zeros_(layer.bias)
         return net
+
+
+def caffe_lenet(shape: tuple[int, ...], classes: int) -> nn.Module:
+    """Caffe's MNIST LeNet (seed 001's model, 431k parameters on 28x28): conv 20@5x5, max-pool 2, conv 50@5x5,
+    max-pool 2, fully connected 500, ReLU, fully connected; no ReLU after the convolutions."""
+    side = (((shape[1] - 4) // 2) - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(shape[0], 20, kernel_size=5),
+        nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, kernel_size=5),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(50 * side * side, 500),
+        nn.ReLU(),
+        nn.Linear(500, classes),
+    )
 
 
 class Federated:

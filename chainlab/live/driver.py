@@ -128,7 +128,8 @@ class LiveNode:
 
     @contextlib.contextmanager
     def _protocol_time(self) -> Iterator[None]:
-        """Count this thread's CPU time as the protocol's: the core's handlers plus the codec around them."""
+        """Count this thread's CPU time as the protocol's: the core's handlers and the codec, not the driver's
+        records, logs and task bookkeeping around them."""
         start = time.thread_time()
         try:
             yield
@@ -144,7 +145,8 @@ class LiveNode:
         """Process timers and job results until cancelled; messages arrive through deliver()."""
         self.cpu_at_start = time.process_time()
         with self._protocol_time():
-            self._execute(self.node.start(self.clock.now()))
+            effects = self.node.start(self.clock.now())
+        self._execute(effects)
         self.started.set()
         try:
             while True:
@@ -157,23 +159,21 @@ class LiveNode:
                         effects = self.node.on_timer(item, now)
                     else:
                         effects = self.node.on_result(item[0], item[1], now)
-                    self._execute(effects)
+                self._execute(effects)
         finally:
             for task in self._jobs.values():
                 task.cancel()
 
     def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
         """Hand the node one message from the wire now; returns the rejections it caused (empty if none)."""
-        with self._protocol_time():
-            return self._deliver(sender, data)
-
-    def _deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
         try:
-            message = self.codec.decode_message(data)
+            with self._protocol_time():
+                message = self.codec.decode_message(data)
         except DecodeError as exc:
             # A peer's bad bytes are counted and dropped; they never reach (or crash) the node.
             return [self.observe_rejection("message", MALFORMED, str(exc))]
-        effects = self.node.on_message(sender, message, self.clock.now())
+        with self._protocol_time():
+            effects = self.node.on_message(sender, message, self.clock.now())
         self._execute(effects)
         return [e.data for e in effects if isinstance(e, Record) and e.event == RECORD_REJECTED]
 
@@ -220,14 +220,18 @@ class LiveNode:
             return None
         return await self.store.get(answer.decode("ascii"))
 
+    def _encode(self, message: object) -> bytes:
+        with self._protocol_time():
+            return self.codec.encode_message(message)
+
     def _execute(self, effects: list[Effect]) -> None:
         loop = asyncio.get_running_loop()
         for effect in effects:
             match effect:
                 case Broadcast(message, size_mb):
-                    self.transport.broadcast(self.node.node_id, self.codec.encode_message(message), size_mb)
+                    self.transport.broadcast(self.node.node_id, self._encode(message), size_mb)
                 case Send(peer, message, size_mb):
-                    self.transport.send(self.node.node_id, peer, self.codec.encode_message(message), size_mb)
+                    self.transport.send(self.node.node_id, peer, self._encode(message), size_mb)
                 case StartTimer(timer, after):
                     loop.call_later(after * self.clock.round_seconds, self._inbox.put_nowait, timer)
                 case Record(event, data):

@@ -22,7 +22,7 @@ log = logging.getLogger("chainlab.server")
 
 # The transport's ceiling. Weights and datasets travel through storage in chunks; only protocols that carry
 # weights in their messages (DFL's transactions and drafts) come near it, and their spec bounds them lower.
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
 GRACE_SECONDS = 2.0
 

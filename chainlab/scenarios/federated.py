@@ -16,7 +16,7 @@ from chainlab.learning.partition import partition
 from chainlab.protocols.spec import ModelSpec
 from chainlab.scenarios.experiment import Experiment
 
-FAMILIES = ("softmax", "mlp", "lenet5")
+FAMILIES = ("softmax", "mlp", "lenet5", "caffe_lenet")
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,8 @@ class DflSpec(ProtocolSpec):
         MetricFamily(CONFIRMATIONS, "counter", "Confirmations in this node's finalised blocks"),
     )
     progress_unit = "round"
-    # Transactions carry full weights and a draft carries T_b of them (12 LeNet-5 models are 3 MB).
-    max_message_mb = 16.0
+    # Transactions carry full weights and a draft carries T_b of them (12 of Caffe's LeNet are 21 MB).
+    max_message_mb = 32.0
     summary_data = (TEST,)
     report = ReportLayout(
         headline=(
