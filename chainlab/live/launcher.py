@@ -323,9 +323,10 @@ def node_status(reply: node_pb2.NodeStatus) -> NodeStatus:
 
 
 def node_cpu(reply: node_pb2.NodeStatus) -> dict[str, float]:
-    """A Status answer's CPU accounting: protocol core, whole process, ML jobs."""
+    """A Status answer's CPU accounting: protocol core, wire codec, whole process, ML jobs."""
     return {
         "protocol_seconds": reply.protocol_cpu_seconds,
+        "codec_seconds": reply.codec_cpu_seconds,
         "process_seconds": reply.process_cpu_seconds,
         "ml_seconds": reply.ml_seconds,
     }

@@ -98,6 +98,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             internal_errors=self.observer.internal_errors,
             done=status.done,
             protocol_cpu_seconds=self.live.protocol_seconds,
+            codec_cpu_seconds=self.live.codec_seconds,
             process_cpu_seconds=self.live.process_seconds,
             ml_seconds=self.live.ml_seconds,
         )

@@ -47,12 +47,14 @@ def assemble(
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
 
-    cpu (live only) is each node's protocol, process and ML time; protocol_cpu_share is the protocol core's
-    share of all the nodes' process CPU (seed 001's "blockchain overhead"), None without it.
+    cpu (live only) is each node's protocol, codec, process and ML time; protocol_cpu_share is the protocol core's
+    share of all the nodes' process CPU (seed 001's "blockchain overhead"), codec_cpu_share the wire codec's
+    (seed 001 counts it among network tasks); both None without it.
     """
     cpu = cpu or {}
     process = sum(c["process_seconds"] for c in cpu.values())
     protocol = sum(c["protocol_seconds"] for c in cpu.values())
+    codec = sum(c.get("codec_seconds", 0.0) for c in cpu.values())
     total: Counter[str] = Counter()
     for per_node in rejections.values():
         total.update(per_node)
@@ -77,5 +79,6 @@ def assemble(
         "round_seconds": round_seconds,  # wall seconds per round live; None in simulation (no wall clock)
         "cpu_by_node": {name: dict(c) for name, c in sorted(cpu.items())},
         "protocol_cpu_share": protocol / process if process > 0 else None,
+        "codec_cpu_share": codec / process if process > 0 else None,
         "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
     }

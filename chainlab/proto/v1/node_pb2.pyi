@@ -86,6 +86,7 @@ class NodeStatus(_message.Message):
     PROTOCOL_CPU_SECONDS_FIELD_NUMBER: _builtins.int
     PROCESS_CPU_SECONDS_FIELD_NUMBER: _builtins.int
     ML_SECONDS_FIELD_NUMBER: _builtins.int
+    CODEC_CPU_SECONDS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.bytes
     role: _builtins.str
     round: _builtins.int
@@ -102,11 +103,13 @@ class NodeStatus(_message.Message):
     done: _builtins.bool
     """the node has done all the experiment asked of it"""
     protocol_cpu_seconds: _builtins.float
-    """CPU in the protocol core and its codec (chain work: hashing, signing, checks)"""
+    """CPU in the protocol core (chain work: hashing, signing, checking)"""
     process_cpu_seconds: _builtins.float
     """CPU of the whole service process, all threads, since the node started"""
     ml_seconds: _builtins.float
     """wall time of the node's ML jobs"""
+    codec_cpu_seconds: _builtins.float
+    """CPU encoding and decoding wire messages"""
     @_builtins.property
     def rejections(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """"kind:reason" -> count"""
@@ -128,10 +131,11 @@ class NodeStatus(_message.Message):
         protocol_cpu_seconds: _builtins.float = ...,
         process_cpu_seconds: _builtins.float = ...,
         ml_seconds: _builtins.float = ...,
+        codec_cpu_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec_cpu_seconds", b"codec_cpu_seconds", "done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
