@@ -122,8 +122,14 @@ class BlockContent:
     memo: str = ""
 
     def hash(self) -> bytes:
-        """block_content_hash = H(content)."""
-        return encoding.digest(self, exclude=())
+        """block_content_hash = H(content), each transaction's weights committed through its digest.
+
+        d = H(generator, times, ml_model, ttl) already binds the weights, and anyone auditing the block checks d
+        against them (blk.invalid_tx), so hashing megabytes of weights again per draft, per confirming neighbour
+        and per audit would add cost, not security.
+        """
+        committed = tuple(dataclasses.replace(tx, ml_model=b"") for tx in self.transactions)
+        return encoding.digest(dataclasses.replace(self, transactions=committed), exclude=())
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,8 @@ class Block:
     final_hash: bytes = b""
 
     def computed_final_hash(self) -> bytes:
-        """H(everything but final_hash)."""
-        return encoding.digest(self, exclude=("final_hash",))
+        """H(everything but final_hash), the content through block_content_hash, which commits to it."""
+        return encoding.digest(self, exclude=("final_hash", "content"))
 
     @cached_property
     def receipts(self) -> tuple[Receipt, ...]:
