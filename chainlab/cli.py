@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paper.add_argument("--experiments", type=Path, default=Path("experiments"))
     paper.add_argument("--only", default="", help="comma-separated experiment names (default: all of them)")
     paper.add_argument("--jobs", type=int, default=1, help="sweep points run at once (default 1)")
+    paper.add_argument(
+        "--resume", action="store_true", help="read back experiments whose results are already under --out"
+    )
     bench = sub.add_parser("bench", help="time a configuration: wall time against ML time")
     bench.add_argument("--config", type=Path, required=True)
     bench.add_argument("--repeats", type=int, default=3)
@@ -98,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chainlab.sim.paper import write_paper
 
             only = tuple(name for name in args.only.split(",") if name)
-            write_paper(args.experiments, args.out, console, only, args.jobs)
+            write_paper(args.experiments, args.out, console, only, args.jobs, args.resume)
             return 0
         if args.command == "bench":
             from chainlab.sim.bench import run_bench

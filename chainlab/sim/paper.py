@@ -12,7 +12,15 @@ from rich.console import Console
 from chainlab.scenarios import registry, tables
 from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import report
-from chainlab.sim.runner import by_seed_medians, folder_name, milestone, run_to_disk, summary_rows
+from chainlab.sim.runner import (
+    by_seed_medians,
+    folder_name,
+    milestone,
+    points,
+    run_to_disk,
+    summary_rows,
+    write_summary,
+)
 
 # The experiments `make paper` runs, in report order; each YAML's `paper:` says what its paper reports.
 ORDER = (
@@ -22,10 +30,18 @@ ORDER = (
 )  # fmt: skip
 
 
-def write_paper(experiments: Path, out: Path, console: Console, only: tuple[str, ...] = (), jobs: int = 1) -> Path:
+def write_paper(
+    experiments: Path,
+    out: Path,
+    console: Console,
+    only: tuple[str, ...] = (),
+    jobs: int = 1,
+    resume: bool = False,
+) -> Path:
     """Run the experiments in ORDER (or those named in only) and write out/report.md; returns its path.
 
-    jobs is how many sweep points run at once (see run_to_disk).
+    jobs is how many sweep points run at once (see run_to_disk). With resume, an experiment whose every point
+    already has a results.json under out, from the same config, is read back instead of run again.
     """
     unknown = sorted(set(only) - set(ORDER))
     if unknown:
@@ -37,15 +53,34 @@ def write_paper(experiments: Path, out: Path, console: Console, only: tuple[str,
         if not isinstance(exp.get("paper"), str):
             raise ValueError(f"{name}: `paper:` must say what the paper reports")
     for name, exp in loaded.items():
-        console.log(f"running {name}")
-
-        done = run_to_disk(exp, out / name, _log_progress(console, exp), jobs)
+        done = finished_runs(exp, out / name) if resume else None
+        if done is None:
+            console.log(f"running {name}")
+            done = run_to_disk(exp, out / name, _log_progress(console, exp), jobs)
+        else:
+            console.log(f"{name}: read back from {out / name}")
         sections += _section(name, dict(exp.raw), done)
         console.log(f"{name} done")
     path = out / "report.md"
     path.write_text("\n".join(sections) + "\n")
     console.log(f"report written to {path}")
     return path
+
+
+def finished_runs(exp: Experiment, out: Path) -> list[tuple[str, dict[str, Any]]] | None:
+    """Every point's results of exp under out when all exist and were run from exp's own config; else None."""
+    done = []
+    for label, point in [("", exp)] if exp.get("analysis") else points(exp):
+        path = (out / folder_name(label) if label else out) / "results.json"
+        if not path.exists():
+            return None
+        results = json.loads(path.read_text())
+        if results.get("config") != json.loads(json.dumps(dict(point.raw))):
+            return None
+        done.append((label, results))
+    if len(done) > 1:
+        write_summary(exp, done, out)
+    return done
 
 
 def _log_progress(console: Console, exp: Experiment) -> Callable[[str, int, int], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,29 @@ def test_deviations_are_a_list_of_strings() -> None:
 def test_a_config_without_deviations_says_so() -> None:
     lines = paper._section("table1_mnist_dt", {"name": "x", "paper": "Table I"}, [("", fake_results())])
     assert "Deviations from the paper's setting: none stated." in lines
+
+
+def test_resume_reads_back_finished_runs_and_reruns_changed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = paper.ORDER[0]
+    exp = load_experiment(EXPERIMENTS / f"{name}.yaml")
+    ran: list[str] = []
+
+    def fake_run_to_disk(exp: Experiment, out: Path, progress: Any = None, jobs: int = 1) -> Any:
+        ran.append(exp.name)
+        results = {**fake_results(), "config": dict(exp.raw)}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results))
+        return [("", results)]
+
+    monkeypatch.setattr(paper, "run_to_disk", fake_run_to_disk)
+    console = Console(file=io.StringIO())
+    paper.write_paper(EXPERIMENTS, tmp_path, console, (name,), resume=True)
+    paper.write_paper(EXPERIMENTS, tmp_path, console, (name,), resume=True)
+    assert ran == [exp.name]  # the second report read the first run back
+    stale = json.loads((tmp_path / name / "results.json").read_text())
+    stale["config"]["seed"] = -1
+    (tmp_path / name / "results.json").write_text(json.dumps(stale))
+    paper.write_paper(EXPERIMENTS, tmp_path, console, (name,), resume=True)
+    assert ran == [exp.name, exp.name]  # results from another config are run again
