@@ -20,10 +20,13 @@ from chainlab.live.errors import STATUS_OF, Refusal
 
 log = logging.getLogger("chainlab.server")
 
-# The transport's ceiling. Weights and datasets travel through storage in chunks; only protocols that carry
-# weights in their messages (DFL's transactions and drafts) come near it, and their spec bounds them lower.
+# The transport's ceiling for node and sidecar traffic. Weights and datasets travel through storage in chunks;
+# only protocols that carry weights in their messages (DFL's transactions and drafts) come near it, and their
+# spec bounds them lower (ProtocolSpec.max_message_mb).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
+# Storage streams objects in CHUNK_BYTES pieces, so none of its messages needs more than this.
+STORAGE_MESSAGE_BYTES = 4 * 1024 * 1024
 GRACE_SECONDS = 2.0
 
 
@@ -173,10 +176,13 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    service: str, listen: str, register: Callable[[grpc.aio.Server], Iterable[str]]
+    service: str,
+    listen: str,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> AsyncIterator[Running]:
     """Start a server with `register`'s servicers (it returns their full names) and health; stop it gracefully."""
-    server = new_server(service)
+    server = new_server(service, max_message_bytes)
     names = list(register(server))
     health_servicer = add_health(server)
     port = bind(server, listen)

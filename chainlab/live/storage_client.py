@@ -8,7 +8,7 @@ from types import TracebackType
 
 import grpc
 
-from chainlab.live.server import CHUNK_BYTES, insecure_channel
+from chainlab.live.server import CHUNK_BYTES, STORAGE_MESSAGE_BYTES, insecure_channel
 from chainlab.proto.v1 import storage_pb2, storage_pb2_grpc
 
 
@@ -44,7 +44,7 @@ class StorageClient:
         if (address is None) == (channel is None):
             raise ValueError("give exactly one of address and channel")
         self._owns_channel = channel is None
-        self.channel = channel if channel is not None else insecure_channel(str(address))
+        self.channel = channel if channel is not None else insecure_channel(str(address), STORAGE_MESSAGE_BYTES)
         self.stub = storage_pb2_grpc.StorageStub(self.channel)
         self.timeout = timeout
         self.chunk_bytes = chunk_bytes

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from chainlab.live.ipfs import EmbeddedKubo, IpfsBackend, KuboRpc, StorageError
 from chainlab.live.logs import configure_logging
 from chainlab.live.metrics import serve_metrics
-from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
+from chainlab.live.server import STORAGE_MESSAGE_BYTES, add_service_arguments, running_server, stop_event_on_signals
 from services.storage.servicer import DEFAULT_MAX_OBJECT_BYTES, StorageServicer, registrar
 
 SERVICE = "storage"
@@ -66,7 +66,7 @@ async def serve(args: argparse.Namespace) -> None:
         # Embedded Kubo's Go runtime claims SIGTERM and SIGINT when it loads; take them back after it has.
         stop = stop_event_on_signals()
         servicer = StorageServicer(backend, max_object_bytes=args.max_object_bytes)
-        async with running_server(SERVICE, args.listen, registrar(servicer)) as running:
+        async with running_server(SERVICE, args.listen, registrar(servicer), STORAGE_MESSAGE_BYTES) as running:
             log.info(
                 "ready",
                 extra={"port": running.port, "metrics_port": metrics_port, "backend": backend.name},

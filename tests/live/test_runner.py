@@ -54,11 +54,11 @@ def test_a_failing_evaluate_inside_a_node_is_retried_and_rejects_no_peer_block(m
     real = executor.execute
     injected: list[str] = []
 
-    def flaky(worker: Any, op: Any, datasets: Any, train: Any = None) -> Any:
+    def flaky(worker: Any, op: Any, datasets: Any, train: Any = None, private: Any = None) -> Any:
         if isinstance(op, EvaluateEnsemble) and not injected:
             injected.append("once")
             raise RuntimeError("injected evaluation failure")
-        return real(worker, op, datasets, train)
+        return real(worker, op, datasets, train, private)
 
     monkeypatch.setattr(executor, "execute", flaky)
     exp = Experiment.from_mapping({**LIVE, "tasks": 1})

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from chainlab.live.ipfs import EmbeddedKubo, IpfsBackend
-from chainlab.live.server import CHUNK_BYTES, MAX_MESSAGE_BYTES, running_server
+from chainlab.live.server import CHUNK_BYTES, STORAGE_MESSAGE_BYTES, running_server
 from chainlab.live.storage_client import StorageClient, chunks
 from services.storage.servicer import StorageServicer, registrar
 from tests.live.jsipfs import jsipfs_daemon
@@ -53,7 +53,7 @@ def _serve(
     async def run() -> T:
         servicer = StorageServicer(backend, max_object_bytes=max_object_bytes)
         async with (
-            running_server("storage", "127.0.0.1:0", registrar(servicer)) as running,
+            running_server("storage", "127.0.0.1:0", registrar(servicer), STORAGE_MESSAGE_BYTES) as running,
             StorageClient(f"127.0.0.1:{running.port}", timeout=deadline) as client,
         ):
             return await body(client)
@@ -86,7 +86,7 @@ def test_chunks_reassemble_and_each_fits(data: bytes, size: int) -> None:
 
 def test_a_5mb_object_streams_through_grpc_and_its_cid_is_the_backends(backend: EmbeddedKubo) -> None:
     data = os.urandom(5 * 1024 * 1024 + 11)
-    assert len(data) > MAX_MESSAGE_BYTES and len(data) > 5 * CHUNK_BYTES
+    assert len(data) > STORAGE_MESSAGE_BYTES and len(data) > 5 * CHUNK_BYTES
     put_bytes = _sample("chainlab_storage_bytes_total", {"op": "put"})
 
     async def body(client: StorageClient) -> tuple[str, bytes]:
