@@ -41,7 +41,8 @@ def write_paper(
     """Run the experiments in ORDER (or those named in only) and write out/report.md; returns its path.
 
     jobs is how many sweep points run at once (see run_to_disk). With resume, an experiment whose every point
-    already has a results.json under out, from the same config, is read back instead of run again.
+    already has a results.json under out, from the same config (its prose keys aside), is read back instead of
+    run again.
     """
     unknown = sorted(set(only) - set(ORDER))
     if unknown:
@@ -75,12 +76,17 @@ def finished_runs(exp: Experiment, out: Path) -> list[tuple[str, dict[str, Any]]
         if not path.exists():
             return None
         results = json.loads(path.read_text())
-        if results.get("config") != json.loads(json.dumps(dict(point.raw))):
+        if _run_keys(results.get("config", {})) != _run_keys(json.loads(json.dumps(dict(point.raw)))):
             return None
         done.append((label, results))
     if len(done) > 1:
         write_summary(exp, done, out)
     return done
+
+
+def _run_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without the keys that only describe it: editing those does not call for a new run."""
+    return {k: v for k, v in config.items() if k not in ("description", "deviations", "paper")}
 
 
 def _log_progress(console: Console, exp: Experiment) -> Callable[[str, int, int], None]:

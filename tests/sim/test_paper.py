@@ -94,6 +94,11 @@ def test_resume_reads_back_finished_runs_and_reruns_changed_ones(
     paper.write_paper(EXPERIMENTS, tmp_path, console, (name,), resume=True)
     paper.write_paper(EXPERIMENTS, tmp_path, console, (name,), resume=True)
     assert ran == [exp.name]  # the second report read the first run back
+    described = json.loads((tmp_path / name / "results.json").read_text())
+    described["config"]["deviations"] = ["edited prose does not call for a new run"]
+    (tmp_path / name / "results.json").write_text(json.dumps(described))
+    paper.write_paper(EXPERIMENTS, tmp_path, console, (name,), resume=True)
+    assert ran == [exp.name]
     stale = json.loads((tmp_path / name / "results.json").read_text())
     stale["config"]["seed"] = -1
     (tmp_path / name / "results.json").write_text(json.dumps(stale))
