@@ -99,12 +99,14 @@ class Figure:
 
 @dataclass(frozen=True)
 class Curve:
-    """A run's figure over time as a line chart: x and each y are dotted paths to equal-length lists."""
+    """A run's figure over time as a line chart: x and each y are dotted paths to equal-length lists, or, with
+    rows, keys of each mapping in that list of protocol_results (BFLC: its per-round rows)."""
 
     x: str
     x_label: str
     ys: tuple[Figure, ...]  # their label names the line; format pct plots percent
     title: str = ""
+    rows: str = ""
 
 
 @dataclass(frozen=True)

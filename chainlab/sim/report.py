@@ -119,9 +119,15 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, format="png", dpi=120)
 
 
-def _series(results: Mapping[str, Any], path: str, percent: bool) -> list[float]:
-    """A list figure as floats (percent where asked); empty where absent."""
-    raw = tables.value(figures(results), path)
+def _series(results: Mapping[str, Any], path: str, percent: bool, rows: str = "") -> list[float]:
+    """A list figure as floats (percent where asked), or one key of every row of a rows list; empty where absent."""
+    if rows:
+        table = tables.value(figures(results), rows)
+        raw: Any = (
+            [row.get(path) if isinstance(row, Mapping) else None for row in table] if isinstance(table, list) else None
+        )
+    else:
+        raw = tables.value(figures(results), path)
     values = [tables.number(v) for v in raw] if isinstance(raw, list) else []
     return [math.nan if v is None else (100 * v if percent else v) for v in values]
 
@@ -130,11 +136,11 @@ def plot_curve(results: Mapping[str, Any], curve: Curve, path: Path) -> None:
     """PNG of a run's curve: each y figure against x."""
     figure = _new_figure()
     axes = figure.add_subplot()
-    xs = _series(results, curve.x, False)
+    xs = _series(results, curve.x, False, curve.rows)
     for y in curve.ys:
-        ys = _series(results, y.path, y.format == "pct")
+        ys = _series(results, y.path, y.format == "pct", curve.rows)
         if xs and len(ys) == len(xs):
-            axes.plot(xs, ys, label=y.label)
+            _plot_present(axes, xs, ys, y.label)
     _finish_curve(figure, axes, curve)
     _save(figure, path)
 
@@ -145,11 +151,18 @@ def plot_curves(points: Sequence[tuple[str, Mapping[str, Any]]], curve: Curve, p
     axes = figure.add_subplot()
     y = curve.ys[0]
     for label, results in points:
-        xs, ys = _series(results, curve.x, False), _series(results, y.path, y.format == "pct")
+        xs = _series(results, curve.x, False, curve.rows)
+        ys = _series(results, y.path, y.format == "pct", curve.rows)
         if xs and len(ys) == len(xs):
-            axes.plot(xs, ys, label=label)
+            _plot_present(axes, xs, ys, label)
     _finish_curve(figure, axes, curve, y.label)
     _save(figure, path)
+
+
+def _plot_present(axes: Axes, xs: list[float], ys: list[float], label: str) -> None:
+    """A line through the points where y was measured (rows measured every few rounds leave gaps)."""
+    shown = [(x, y) for x, y in zip(xs, ys, strict=True) if not (math.isnan(x) or math.isnan(y))]
+    axes.plot([x for x, _ in shown], [y for _, y in shown], marker="." if len(shown) < 40 else "", label=label)
 
 
 def _finish_curve(figure: Figure, axes: Axes, curve: Curve, y_label: str = "") -> None:

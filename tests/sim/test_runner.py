@@ -79,3 +79,18 @@ def test_an_analysis_is_computed_not_simulated_and_written_with_a_plot(
 def test_an_analysis_the_protocol_does_not_have_is_refused() -> None:
     with pytest.raises(ValueError, match="analysis must be one of"):
         Experiment.from_mapping({**BASE, "analysis": "committee_capture"})
+
+
+def test_a_curve_may_read_its_points_from_rows(tmp_path: Path) -> None:
+    from chainlab.scenarios.base import Curve, Figure
+    from chainlab.sim import report
+
+    results = {
+        "protocol_results": {"rounds": [{"u": 1.0, "acc": 0.5}, {"u": 2.0, "acc": None}, {"u": 3.0, "acc": 0.9}]}
+    }
+    assert report._series(results, "u", False, "rounds") == [1.0, 2.0, 3.0]
+    acc = report._series(results, "acc", True, "rounds")
+    assert acc[0] == 50.0 and acc[2] == 90.0 and acc[1] != acc[1]  # NaN where a round was not measured
+    curve = Curve("u", "units", (Figure("accuracy", "acc", "pct"),), rows="rounds")
+    report.plot_curves([("a", results), ("b", results)], curve, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -17,6 +17,7 @@ from chainlab.protocols.bflc.wire import CODEC
 from chainlab.protocols.effects import InitModel
 from chainlab.scenarios.base import (
     Analysis,
+    Curve,
     Deployment,
     Figure,
     MetricFamily,
@@ -100,6 +101,15 @@ class BflcSpec(ProtocolSpec):
             Figure("Units", "cumulative_units", "count", compact=False),
         ),
         plotted=("final_accuracy", "packed_malicious"),
+        # Figure 5: accuracy against log10 of the model-sized transfers so far (the sweep's curves.png overlays
+        # the methods).
+        curve=Curve(
+            "log10_units",
+            "log10(transmission units)",
+            (Figure("global model accuracy", "accuracy", "pct"),),
+            "Accuracy of w_t+1 against transmission units (model-sized transfers)",
+            rows="rounds",
+        ),
     )
 
     def validate(self, exp: Experiment) -> None:
