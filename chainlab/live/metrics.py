@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 # Training, evaluation and Key Block intervals run from sub-second (digits) to many minutes (CNNs on CPU).
 _LONG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -31,6 +31,12 @@ JOB_SECONDS = Histogram(
 INTERNAL_ERRORS = Counter(
     "chainlab_internal_errors_total", "Jobs that failed inside this process (retried; never a peer's fault)", ["job"]
 )
+# Which protocol, role and node this process runs: join on it (`* on(instance) group_left(protocol)
+# chainlab_node_info`) to split any metric by protocol, the usual Prometheus way of adding constant labels.
+NODE_INFO = Info("chainlab_node", "What this service process runs: protocol, role and node name")
+PROTOCOL_CPU = Gauge("chainlab_protocol_cpu_seconds", "CPU time in the protocol core since the node started")
+CODEC_CPU = Gauge("chainlab_codec_cpu_seconds", "CPU time encoding and decoding wire messages since the node started")
+PROCESS_CPU = Gauge("chainlab_node_process_cpu_seconds", "CPU time of the whole process since the node started")
 GOSSIP_BYTES = Counter("chainlab_gossip_bytes_total", "Gossip payload bytes, by direction", ["direction"])
 GOSSIP_MESSAGES = Counter("chainlab_gossip_messages_total", "Gossip messages, by direction", ["direction"])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 
 from chainlab.learning.datasets import Dataset, decode_dataset
-from chainlab.live import adapters
+from chainlab.live import adapters, metrics
 from chainlab.live.driver import LiveNode, RoundClock
 from chainlab.live.logs import configure_logging
 from chainlab.live.metrics import GOSSIP_BYTES, GOSSIP_MESSAGES, serve_metrics
@@ -153,6 +153,14 @@ def register_servicers(
     return names
 
 
+def describe_node(spec: ProtocolSpec, entry: NodeEntry, live: LiveNode) -> None:
+    """Export what this process runs (chainlab_node_info) and its CPU split, read at each scrape."""
+    metrics.NODE_INFO.info({"protocol": spec.name, "role": entry.role, "node": entry.name})
+    metrics.PROTOCOL_CPU.set_function(lambda: live.protocol_seconds)
+    metrics.CODEC_CPU.set_function(lambda: live.codec_seconds)
+    metrics.PROCESS_CPU.set_function(lambda: live.process_seconds)
+
+
 async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: asyncio.Event) -> None:
     """Serve one node until `stop` is set, then stop gracefully; raises if the node's event loop failed."""
     spec = registry.get(plan.exp().protocol_name)
@@ -160,6 +168,7 @@ async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: async
     transport = SidecarTransport(entry.sidecar)
     observer = MetricsObserver(spec)
     live = await build_live_node(spec, plan, entry, storage, transport, observer)
+    describe_node(spec, entry, live)
     await asyncio.to_thread(lambda: spec.warm_up(plan.exp(), live.worker(), list(live.datasets.values())))
     async with running_server(entry.role, listen, lambda server: register_servicers(server, spec, live, observer)):
         runner = asyncio.create_task(live.run())

@@ -244,3 +244,21 @@ def test_a_release_proves_phase_two_so_the_requester_can_collect_its_winner(hone
     unreleased.released.clear()
     (refusal,) = _serve(honest, "requester", [predict], node=unreleased, peers=miners)
     assert refusal[0] == grpc.StatusCode.UNAVAILABLE and refusal[1].startswith("model_unavailable")
+
+
+def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import REGISTRY
+
+    from chainlab.live.node_service import describe_node
+    from chainlab.scenarios import registry
+
+    live = SimpleNamespace(protocol_seconds=1.5, codec_seconds=0.5, process_seconds=10.0)
+    entry = SimpleNamespace(role="miner", name="miner-7")
+    describe_node(registry.get("dfl"), entry, live)  # type: ignore[arg-type]
+    labels = {"protocol": "dfl", "role": "miner", "node": "miner-7"}
+    assert REGISTRY.get_sample_value("chainlab_node_info", labels) == 1.0
+    assert REGISTRY.get_sample_value("chainlab_protocol_cpu_seconds") == 1.5
+    assert REGISTRY.get_sample_value("chainlab_codec_cpu_seconds") == 0.5
+    assert REGISTRY.get_sample_value("chainlab_node_process_cpu_seconds") == 10.0
