@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -104,3 +104,15 @@ def decode(cls: type[T], data: bytes) -> T:
     except DecodeError as exc:
         raise EncodingError(f"malformed {cls.__name__}: {exc}") from exc
     return from_proto(cls, msg)
+
+
+def encode_tagged(obj: ProtoBacked, kinds: Sequence[type[Any]]) -> bytes:
+    """A wire envelope: one tag byte naming obj's type (its 1-based place in kinds), then its canonical bytes."""
+    return bytes([kinds.index(type(obj)) + 1]) + encode(obj)
+
+
+def decode_tagged(data: bytes, kinds: Sequence[type[T]]) -> T:
+    """Parse encode_tagged's envelope; EncodingError on an unknown tag or a malformed body."""
+    if not data or not 1 <= data[0] <= len(kinds):
+        raise EncodingError("unknown message tag")
+    return decode(kinds[data[0] - 1], data[1:])

@@ -193,17 +193,12 @@ def genesis(task_queue: tuple[bytes, ...]) -> KeyBlock:
     )
 
 
-_WIRE_TAGS: dict[type[Message], int] = {cls: tag for tag, cls in enumerate(MESSAGE_TYPES, start=1)}
-
-
 def to_wire(message: Message) -> bytes:
     """An envelope: one tag byte naming the message type, then its encoding."""
-    return bytes([_WIRE_TAGS[type(message)]]) + message.encode()
+    return encoding.encode_tagged(message, MESSAGE_TYPES)
 
 
 def from_wire(data: bytes) -> Message:
     """Parse an envelope; anything malformed raises EncodingError."""
-    if not data or not 1 <= data[0] <= len(MESSAGE_TYPES):
-        raise encoding.EncodingError("unknown message tag")
-    message: Message = encoding.decode(MESSAGE_TYPES[data[0] - 1], data[1:])
+    message: Message = encoding.decode_tagged(data, MESSAGE_TYPES)
     return message

@@ -262,22 +262,15 @@ class NodeReport:
 
 
 Message = Transaction | Block | BlockConfirmation
-MESSAGE_TYPES: tuple[type[Transaction], type[Block], type[BlockConfirmation]] = (
-    Transaction,
-    Block,
-    BlockConfirmation,
-)
-_WIRE_TAGS = {cls: i + 1 for i, cls in enumerate(MESSAGE_TYPES)}
+MESSAGE_TYPES: tuple[type[Message], ...] = (Transaction, Block, BlockConfirmation)
 
 
 def to_wire(message: Message) -> bytes:
-    """One tag byte naming the message type, then its encoding."""
-    return bytes([_WIRE_TAGS[type(message)]]) + message.encode()
+    """An envelope: one tag byte naming the message type, then its encoding."""
+    return encoding.encode_tagged(message, MESSAGE_TYPES)
 
 
 def from_wire(data: bytes) -> Message:
-    """Parse a tagged message; EncodingError if malformed."""
-    if not data or not 1 <= data[0] <= len(MESSAGE_TYPES):
-        raise encoding.EncodingError("unknown DFL message tag")
-    message: Message = encoding.decode(MESSAGE_TYPES[data[0] - 1], data[1:])
+    """Parse an envelope; anything malformed raises EncodingError."""
+    message: Message = encoding.decode_tagged(data, MESSAGE_TYPES)
     return message
