@@ -44,10 +44,11 @@ class BflcParams:
     batch_size: int = 32
     round_deadline: int = 20  # rounds a member waits for updates before scoring what it has
     leader_deadline: int = 20  # further rounds before the next member (by ID) takes over as leader
-    # A trainer whose round is still open after resend_after rounds sends its update again, at most resend_limit
-    # times: a member that was not listening yet (live services start seconds apart) or lost it gets it then.
+    # A trainer whose round is still open after resend_after rounds sends its update again, every resend_after
+    # rounds until the round closes (at most resend_limit times): a member that was not listening yet (live
+    # services start seconds apart under load) or lost it gets it then. Closed rounds send nothing.
     resend_after: int = 10  # before round_deadline, so a resent copy is still scored
-    resend_limit: int = 5
+    resend_limit: int = 1000
     model_size_mb: float = 0.03  # declared size of a model-carrying message (softmax on MNIST: 31 KB)
     small_message_size_mb: float = 0.001
     score_decimals: int = 6  # scores are rounded so every node computes the same median
