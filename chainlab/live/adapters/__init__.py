@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import grpc
 
+from chainlab.live.driver import FETCH_REQUEST
+from chainlab.live.server import insecure_channel
+from chainlab.proto.v1 import netem_pb2, node_pb2_grpc
+
 if TYPE_CHECKING:
     from chainlab.live.driver import LiveNode
     from chainlab.live.plan import NetworkPlan, NodeEntry
@@ -30,6 +34,25 @@ class LiveAdapter(Protocol):
     def read_view(self, plan: NetworkPlan, observer: NodeEntry, storage: StorageClient) -> Awaitable[object]:
         """The protocol's summary input, read over gRPC from the observer and from storage."""
         ...
+
+
+ASK_TIMEOUT_SECONDS = 30.0
+READER = b"results-reader"  # a request's origin that is no node, so an answer is never a peer's data grant
+
+
+async def ask(entry: NodeEntry, storage: StorageClient, request: bytes) -> bytes | None:
+    """A protocol request (the codec's bytes) put to one node through its Peer.Serve, as a peer's fetch would be;
+    the answer read back from storage, or None if the node refuses or cannot be reached."""
+    target = bytes.fromhex(entry.node_id)
+    fetch = netem_pb2.FetchRequest(origin=READER, target=target, kind=FETCH_REQUEST, payload=request)
+    try:
+        async with insecure_channel(entry.listen) as channel:
+            reply = await node_pb2_grpc.PeerStub(channel).Serve(fetch, timeout=ASK_TIMEOUT_SECONDS)
+        if not reply.found:
+            return None
+        return await storage.get(bytes(reply.answer).decode("ascii"))
+    except (grpc.aio.AioRpcError, UnicodeDecodeError):
+        return None
 
 
 def load(module: str) -> LiveAdapter:
