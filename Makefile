@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= experiments/table1_mnist_dt.yaml
 OUT    ?= runs
 
-.PHONY: install demo test test-fast lint proto proto-check sim paper bench clean
+.PHONY: install demo test test-fast lint proto proto-check sim paper bench load bench-load monitor-check clean
 
 install: $(STAMP)
 
@@ -31,7 +31,23 @@ $(JSIPFS_STAMP): $(JSIPFS)/package.json $(JSIPFS)/package-lock.json
 	npm ci --prefix $(JSIPFS) --no-audit --no-fund --ignore-scripts
 	touch $@
 
-test: $(STAMP) $(JSIPFS_STAMP)
+# Prometheus and promtool (Debian 2.42) for the monitoring tests and `make promtool-check`; apt if missing.
+MONITORING_STAMP := $(VENV)/.monitoring-installed
+
+.PHONY: install-monitoring promtool-check
+install-monitoring: $(MONITORING_STAMP)
+
+$(MONITORING_STAMP):
+	command -v promtool >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)
+	mkdir -p $(VENV)
+	touch $@
+
+promtool-check: $(MONITORING_STAMP)
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+
+test: $(STAMP) $(JSIPFS_STAMP) $(MONITORING_STAMP)
 	$(BIN)/pytest -q --durations=15
 
 # Everything but the tests marked slow (real processes, js-ipfs, real time, full MNIST): needs no js-ipfs install.
@@ -57,6 +73,19 @@ paper: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/chainlab bench --config experiments/table1_mnist_dt.yaml --repeats 3 --out $(OUT)/bench
+
+# The demo network under locust load (loadtest/); results.json gains a `load` section, locust.html beside it.
+load: $(STAMP) $(MONITORING_STAMP)
+	$(BIN)/chainlab load --out $(OUT)/load
+
+# A short monitored run under load; every panel of deploy/grafana/dashboards queried over it ("N/M panels have
+# data", exit 1 unless all do). The locust run outlasts the network's 3 tasks so the Load row has data too.
+monitor-check: $(STAMP) $(MONITORING_STAMP)
+	$(BIN)/chainlab load --run-time 60s --out $(OUT)/monitor-check --check-dashboards deploy/grafana/dashboards
+
+# Predict on the real requester vs a no-op one, and the network's pace without and with load.
+bench-load: $(STAMP) $(MONITORING_STAMP)
+	$(BIN)/chainlab bench-load --out $(OUT)/bench-load
 
 clean:
 	rm -rf $(OUT) .mypy_cache .ruff_cache .pytest_cache

@@ -55,10 +55,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--ipfs-api", help="use a Kubo daemon's HTTP RPC (multiaddr) instead of the embedded IPFS node")
     up.add_argument("--kill", metavar="NODE", help="chaos: SIGKILL this node (e.g. miner-2) mid-run")
     up.add_argument("--kill-after", type=float, default=5.0, help="seconds after the network is up to kill --kill")
+    up.add_argument(
+        "--monitor", action="store_true", help="run Prometheus on loopback over every service; plot the run"
+    )
+    up.add_argument("--keep-monitor", action="store_true", help="with --monitor: leave Prometheus running at the end")
+    up.add_argument(
+        "--check-dashboards",
+        type=Path,
+        metavar="DIR",
+        help="with --monitor: at the end, run every panel query of the dashboards in DIR; exit 1 unless all have data",
+    )
     parity = sub.add_parser(
         "check-network", help="check every hop netem charged in a `chainlab up` run against the simulator"
     )
     parity.add_argument("--out", type=Path, default=Path("runs/up"), help="the --out of the finished `chainlab up`")
+    task = sub.add_parser("task", help="a running network's requester: submit a task, its status, predictions")
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument("--out", type=Path, default=Path("runs/up"), help="the --out of the running `chainlab up`")
+    task_action = task.add_subparsers(dest="action", required=True)
+    submit = task_action.add_parser("submit", parents=[running], help="submit a task at run time; prints its ID")
+    source = submit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a dataset chainlab ships (mnist5k, digits, mnist, breast_cancer)")
+    source.add_argument("--dataset-cid", help="an encoded dataset already in the network's storage")
+    submit.add_argument("--family", default="", help="model family (default: the network's)")
+    submit.add_argument("--params", default="", help="model hyper-parameters as JSON (default: the network's)")
+    submit.add_argument("--aggregate", default="", help="majority or soft (default: the network's)")
+    submit.add_argument("--metric", default="", help="accuracy or f1 (default: the network's)")
+    submit.add_argument("--metric-min", type=float, default=0.5, help="Metric_min, in [0, 1)")
+    submit.add_argument("--fee", type=int, default=100, help="paid from the requester's balance")
+    status = task_action.add_parser("status", parents=[running], help="every task's state, or one's")
+    status.add_argument("--task", default="", help="a task ID (hex)")
+    guess = task_action.add_parser("predict", parents=[running], help="labels from a finished task's winning ensemble")
+    guess.add_argument("--task", required=True, help="a task ID (hex)")
+    guess.add_argument("--rows", type=int, default=100, help="how many held-out test samples to label")
     down = sub.add_parser("down", help="stop the services a crashed `chainlab up` left running")
     down.add_argument("--out", type=Path, default=Path("runs/up"))
     netem = sub.add_parser("netem", help="chaos on a running `chainlab up` network, by node name")
@@ -75,6 +104,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     link.add_argument("--bandwidth", type=float, default=0.0, help="MB per round; 0 is unlimited")
     link.add_argument("--loss", type=float, default=0.0)
     link.add_argument("--down", action="store_true", help="switch the link off")
+    for name, help_text, run_time in (
+        ("load", "a `chainlab up` network under locust load (loadtest/locustfile.py); results with `load`", "40s"),
+        ("bench-load", "Predict vs a no-op requester, and the network's pace without and with load", "15s"),
+    ):
+        load = sub.add_parser(name, help=help_text)
+        load.add_argument("--config", type=Path, default=Path("experiments/demo.yaml"))
+        load.add_argument("--out", type=Path, default=Path("runs") / name)
+        load.add_argument("--users", type=int, default=10, help="locust users (a shape's peak users)")
+        load.add_argument("--spawn-rate", type=float, default=5.0, help="users started per second")
+        load.add_argument("--run-time", default=run_time, help="locust run time per run, e.g. 40s, 2m")
+        load.add_argument("--shape", choices=("step", "spike"), help="a load shape over --run-time (default: flat)")
+        load.add_argument("--round-seconds", type=float, help="seconds per round (default: the config's)")
+        load.add_argument("--timeout", type=float, default=600.0, help="give up on the network after this long")
+        if name == "load":
+            load.add_argument(
+                "--check-dashboards",
+                type=Path,
+                metavar="DIR",
+                help="at the end, run every panel query in DIR over the run; exit 1 unless all have data",
+            )
+        if name == "bench-load":
+            load.add_argument("--repeats", type=int, default=3, help="Predict runs per server")
+            load.add_argument("--load-time", default="60s", help="locust run time of the loaded network run")
     args = parser.parse_args(argv)
     try:
         if args.command == "protocols":
@@ -85,14 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             return cmd_up(args)
         if args.command == "down":
-            from chainlab.live.launcher import STATE_FILE
+            from chainlab.live.launcher import MONITOR_STATE_FILE, STATE_FILE
             from chainlab.live.processes import down as stop_leftovers
 
-            stopped = stop_leftovers(args.out / STATE_FILE)
+            stopped = stop_leftovers(args.out / STATE_FILE) + stop_leftovers(args.out / MONITOR_STATE_FILE)
             console.print(f"stopped {len(stopped)} process(es){': ' + ', '.join(stopped) if stopped else ''}")
             return 0
         if args.command == "netem":
             return cmd_netem(args)
+        if args.command == "task":
+            return cmd_task(args)
         if args.command == "check-network":
             return cmd_check_network(args.out)
         if args.command == "sim":
@@ -108,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_bench(args.config, args.repeats, args.out, console)
             return 0
+        if args.command in ("load", "bench-load"):
+            return cmd_load(args)
         raise AssertionError(f"unhandled command {args.command}")  # argparse allows only the commands above
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -134,8 +190,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     """chainlab up: start the network, show progress, print a table per task, stop everything."""
     import asyncio
 
-    from chainlab.live.launcher import UpFailed, UpOptions, up
+    from chainlab.live.launcher import UpFailed, UpOptions, dashboard_check, up
     from chainlab.live.results import results_table
+    from chainlab.monitoring.panel_check import PanelReport
 
     exp = load_experiment(args.config)
     for key in ("miners", "validators", "tasks"):
@@ -151,7 +208,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         ipfs_api=args.ipfs_api,
         kill=args.kill,
         kill_after_seconds=args.kill_after,
+        monitor=args.monitor or args.check_dashboards is not None,
+        keep_monitor=args.keep_monitor,
     )
+    reports: list[PanelReport] = []
+    after = dashboard_check(args.check_dashboards, console, reports) if args.check_dashboards else None
+
     spec = registry.get(exp.protocol_name)
     columns = (TextColumn(spec.progress_unit), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
                TextColumn("round {task.fields[round]}"), TimeElapsedColumn())  # fmt: skip
@@ -159,7 +221,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("up", total=total, round=0)
-            results = asyncio.run(up(options, bar.console, lambda h, r: bar.update(task, completed=h, round=r)))
+            progress = lambda h, r: bar.update(task, completed=h, round=r)  # noqa: E731
+            results = asyncio.run(up(options, bar.console, progress, after=after))
     except UpFailed as exc:
         console.print(f"[red]chainlab up failed:[/red] {exc}; partial results in {args.out / 'results.json'}")
         return 1
@@ -170,6 +233,99 @@ def cmd_up(args: argparse.Namespace) -> int:
     console.print(f"tips agree: {results['tips_agree']}; rejections: {results['rejections'] or 'none'}")
     console.print(f"all services stopped{'; non-zero exits: ' + str(stuck) if stuck else ' cleanly'}")
     console.print(f"results written to {args.out / 'results.json'}")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """chainlab load / bench-load: a network under locust load, or the load benchmark; tables, files under --out."""
+    import asyncio
+
+    from chainlab.live.launcher import UpFailed, dashboard_check
+    from chainlab.live.load import LoadOptions, LocustRun, load_table, parse_timespan, run_load
+    from chainlab.live.results import results_table
+    from chainlab.monitoring.panel_check import PanelReport
+
+    exp = load_experiment(args.config)
+    round_seconds = args.round_seconds or exp.live.round_seconds
+    for span in (args.run_time, getattr(args, "load_time", "0")):
+        parse_timespan(span)  # a typo is named now, not after the network has started
+    run = LocustRun(users=args.users, spawn_rate=args.spawn_rate, run_time=args.run_time, shape=args.shape)
+    try:
+        if args.command == "bench-load":
+            from chainlab.live.bench_load import BenchLoadOptions, run_bench
+
+            loaded = LocustRun(args.users, args.spawn_rate, args.load_time, args.shape)
+            bench = BenchLoadOptions(exp, args.out, round_seconds, run, args.repeats, loaded, args.timeout)
+            asyncio.run(run_bench(bench, console))
+            console.print(f"written: {args.out / 'bench_load.json'}, {args.out / 'bench_load.md'}")
+            return 0
+        options = LoadOptions(exp, args.out, round_seconds, run, args.timeout)
+        reports: list[PanelReport] = []
+        after = dashboard_check(args.check_dashboards, console, reports) if args.check_dashboards else None
+        results = asyncio.run(run_load(options, console, after))
+    except UpFailed as exc:
+        console.print(f"[red]chainlab {args.command} failed:[/red] {exc}; partial results under {args.out}")
+        return 1
+    load = results["load"]
+    assert isinstance(load, dict)
+    console.print(results_table(results, f"chainlab load: the network ({exp.get('name', args.config.stem)})"))
+    console.print(load_table(load, f"chainlab load: {exp.get('name', args.config.stem)}"))
+    total = load["total"]
+    assert isinstance(total, dict)
+    clean = total["failures"] == 0 and load["exceptions"] == 0
+    console.print(f"locust exceptions: {load['exceptions']}; tips agree: {results['tips_agree']}")
+    console.print(f"results written to {args.out / 'results.json'}; locust report {args.out / 'locust.html'}")
+    panels_ok = all(r.ok for r in reports)
+    return 0 if clean and panels_ok and results["tips_agree"] and not results["truncated"] else 1
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """chainlab task: submit a task to a running network's requester, show task states, or predict."""
+    import asyncio
+
+    import grpc
+
+    plan = NetworkPlan.load(args.out / "plan.json")
+    try:
+        return asyncio.run(_task_action(args, plan))
+    except grpc.aio.AioRpcError as exc:
+        console.print(f"[red]refused:[/red] {exc.code().name}: {exc.details()}")
+        return 1
+
+
+async def _task_action(args: argparse.Namespace, plan: NetworkPlan) -> int:
+    import numpy as np
+
+    from chainlab.live import task_client
+
+    if args.action == "submit":
+        submission = task_client.Submission(
+            args.dataset or "", args.dataset_cid or "", args.family, args.params, args.aggregate, args.metric,
+            args.metric_min, args.fee,
+        )  # fmt: skip
+        reply = await task_client.submit_task(plan, submission)
+        console.print(f"task {reply.task_id.hex()} (sequence {reply.sequence}) published; D_T at {reply.train_cid}")
+    elif args.action == "status":
+        table = Table(title="tasks")
+        for column in ("task", "seq", "state", "height", "Metric_best", "winner"):
+            table.add_column(column)
+        for state in await task_client.task_status(plan, bytes.fromhex(args.task)):
+            result = state.result if state.HasField("result") else None
+            table.add_row(
+                state.task_id.hex(),
+                str(state.sequence),
+                state.state,
+                str(result.height) if result else "",
+                f"{result.metric_best:.4f}" if result else "",
+                result.winning_ensemble.hex()[:16] if result else "",
+            )
+        console.print(table)
+    else:
+        test = await task_client.test_samples(plan, args.rows)
+        labels = await task_client.predict(plan, bytes.fromhex(args.task), test.X)
+        accuracy = float(np.mean(np.asarray(labels) == test.y))
+        console.print(f"{len(labels)} labels: {labels[:20]}{' ...' if len(labels) > 20 else ''}")
+        console.print(f"accuracy on {len(labels)} held-out test samples: {accuracy:.4f}")
     return 0
 
 

@@ -7,8 +7,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import assert_never
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, assert_never
 
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
@@ -107,6 +107,7 @@ class LiveNode:
         self._inbox: asyncio.Queue[Timer | tuple[int, JobResult]] = asyncio.Queue()
         self._jobs: dict[int, asyncio.Task[None]] = {}
         self._published: dict[bytes, str] = {}  # what this node has put in the store: key -> address
+        self._background: list[Coroutine[Any, Any, None]] = []
         self.started = asyncio.Event()
         self.protocol_seconds = 0.0  # CPU time in the protocol core (the "blockchain share" of seed 001)
         self.codec_seconds = 0.0  # CPU time encoding and decoding wire messages
@@ -154,6 +155,7 @@ class LiveNode:
             effects = self.node.start(self.clock.now())
         self._execute(effects)
         self.started.set()
+        side = [asyncio.create_task(work) for work in self._background]
         try:
             while True:
                 item = await self._inbox.get()
@@ -167,7 +169,7 @@ class LiveNode:
                         effects = self.node.on_result(item[0], item[1], now)
                 self._execute(effects)
         finally:
-            for task in self._jobs.values():
+            for task in [*self._jobs.values(), *side]:
                 task.cancel()
 
     def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
@@ -182,6 +184,21 @@ class LiveNode:
             effects = self.node.on_message(sender, message, self.clock.now())
         self._execute(effects)
         return [e.data for e in effects if isinstance(e, Record) and e.event == RECORD_REJECTED]
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run work beside the node from its start until it stops (an adapter's periodic duty)."""
+        self._background.append(work)
+
+    def apply(self, step: Callable[[int], list[Effect]]) -> None:
+        """Run one call into the node from outside its inputs (a client's request, e.g. a task submitted at run
+        time) at the current round, and execute the effects it returns; exceptions propagate to the caller."""
+        with self._protocol_time():
+            effects = step(self.clock.now())
+        self._execute(effects)
+
+    def record(self, event: str, data: Mapping[str, RecordValue]) -> None:
+        """Record an event measured outside the protocol core (logged, and turned into metrics by the observer)."""
+        self._record(event, data)
 
     def observe_rejection(self, kind: str, reason: str, detail: str = "") -> Mapping[str, RecordValue]:
         """Record input dropped before it reached the node (malformed, oversized); returns the record's data."""

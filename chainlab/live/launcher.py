@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from chainlab.live import adapters
 from chainlab.live.netem import control
 from chainlab.live.netem import topology as topo
 from chainlab.live.plan import NetworkPlan, NodeEntry
-from chainlab.live.processes import ProcessGroup, free_ports
+from chainlab.live.processes import ProcessGroup, free_ports, remember
 from chainlab.live.rounds import ROUND_SECONDS_ENV
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
+from chainlab.monitoring.panel_check import PanelReport, Window, check_panels, print_report
+from chainlab.monitoring.plots import write_run_plots
+from chainlab.monitoring.prometheus import PrometheusClient, PrometheusServer, ScrapeTarget
 from chainlab.proto.v1 import node_pb2, node_pb2_grpc
 from chainlab.protocols.base import NodeStatus
 from chainlab.scenarios import registry
@@ -35,7 +39,10 @@ from chainlab.scenarios.results import Results, assemble
 
 STATE_FILE = "processes.json"
 NETEM_STATS_FILE = "netem_stats.json"
+MONITOR_STATE_FILE = "monitor.json"  # a Prometheus left running by --keep-monitor, for `chainlab down`
 HEALTH_TIMEOUT_SECONDS = 60.0
+DURING_GRACE_SECONDS = 120.0  # how long `during` work may run on after the network has finished
+PANEL_STEP_SECONDS = 2.0
 
 
 @dataclass
@@ -50,6 +57,8 @@ class UpOptions:
     ipfs_api: str | None = None
     kill: str | None = None  # a node to SIGKILL mid-run (chaos), after kill_after_seconds
     kill_after_seconds: float = 0.0
+    monitor: bool = False  # run Prometheus on loopback, scraping every service, and plot the run from it
+    keep_monitor: bool = False  # leave that Prometheus running after the network stops
 
 
 def node_entries(slots: list[NodeSlot]) -> list[NodeEntry]:
@@ -137,12 +146,22 @@ async def wait_healthy(
     raise TimeoutError(f"{address} not healthy after {timeout:.0f} s")
 
 
-def metrics_endpoints(plan: NetworkPlan, storage_metrics_port: int) -> dict[str, str]:
-    """Every service's Prometheus endpoint, by service name."""
-    ports = {"storage": storage_metrics_port}
-    ports |= {e.name: e.metrics_port for e in plan.nodes}
-    ports |= {f"netem-{e.name}": e.sidecar_metrics_port for e in plan.nodes}
-    return {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+def scrape_targets(plan: NetworkPlan, storage_metrics_port: int, protocol: str) -> dict[str, ScrapeTarget]:
+    """Every service's metrics endpoint as a Prometheus target, by process name.
+
+    The target labels (service, protocol, role, node, run) go onto every series at scrape time, so any metric
+    splits by protocol or node without a join; a sidecar carries the labels of the node it serves.
+    """
+    run = str(plan.experiment.get("name", ""))
+
+    def target(port: int, service: str, role: str, node: str) -> ScrapeTarget:
+        labels = {"service": service, "protocol": protocol, "role": role, "node": node, "run": run}
+        return ScrapeTarget(f"127.0.0.1:{port}", labels)
+
+    targets = {"storage": target(storage_metrics_port, "storage", "storage", "storage")}
+    targets |= {e.name: target(e.metrics_port, e.role, e.role, e.name) for e in plan.nodes}
+    targets |= {f"netem-{e.name}": target(e.sidecar_metrics_port, "netem", e.role, e.name) for e in plan.nodes}
+    return targets
 
 
 class LiveNetwork:
@@ -155,6 +174,31 @@ class LiveNetwork:
         options.out.mkdir(parents=True, exist_ok=True)
         self.processes = ProcessGroup(options.out / STATE_FILE, options.out / "logs")
         self.plan: NetworkPlan | None = None
+        self.plan_path = options.out / "plan.json"
+        self.prometheus: PrometheusServer | None = None
+        self._targets: dict[str, ScrapeTarget] = {}
+        self.began = time.time()  # wall time: the start of the window plots and panel checks look at
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """The run's Prometheus, when monitoring."""
+        return self.prometheus.url if self.prometheus is not None else None
+
+    def start_monitor(self) -> str:
+        """Start Prometheus on loopback for this run (targets follow as services start); returns its URL."""
+        self.prometheus = PrometheusServer(self.options.out / "prometheus")
+        url = self.prometheus.start()
+        self.console.log(f"Prometheus at {url} (config {self.options.out / 'prometheus' / 'prometheus.yml'})")
+        return url
+
+    def add_scrape_target(self, name: str, address: str, labels: dict[str, str]) -> None:
+        """Scrape one more endpoint (e.g. a load generator) when monitoring; the run's labels are added."""
+        if self.prometheus is None:
+            return
+        assert self.plan is not None
+        run = {"protocol": self.spec.name, "run": str(self.plan.experiment.get("name", ""))}
+        self._targets[name] = ScrapeTarget(address, {**run, **labels})
+        self.prometheus.set_targets(list(self._targets.values()))
 
     async def start(self) -> NetworkPlan:
         """Storage, data into storage, sidecars, then the nodes role by role in the spec's start order."""
@@ -187,8 +231,11 @@ class LiveNetwork:
             holdings={name: list(held) for name, held in deployment.holdings.items()},
             private=deployment.private,
         )
-        plan.dump(out / "plan.json")
+        plan.dump(self.plan_path)
         self.plan = plan
+        self._targets = scrape_targets(plan, storage_metrics, self.spec.name)
+        if self.prometheus is not None:
+            self.prometheus.set_targets(list(self._targets.values()))
         for e in entries:
             args = ["--node-id", e.node_id, "--node", e.listen, "--topology", str(out / "topology.yaml")]
             args += ["--listen", e.sidecar, "--metrics-port", str(e.sidecar_metrics_port), "--seed", str(exp.seed)]
@@ -202,8 +249,8 @@ class LiveNetwork:
             await asyncio.gather(*(self._healthy(e.name, e.listen) for e in group))
         self.console.log(f"network up: {len(entries)} nodes, storage at {storage}; logs in {out / 'logs'}")
         self.console.print("metrics endpoints:")
-        for name, url in metrics_endpoints(plan, storage_metrics).items():
-            self.console.print(f"  {name:<18} {url}")
+        for name, target in self._targets.items():
+            self.console.print(f"  {name:<18} http://{target.address}/metrics")
         return plan
 
     async def _healthy(self, name: str, address: str) -> None:
@@ -336,9 +383,38 @@ class UpFailed(RuntimeError):
     """`chainlab up` could not finish; results.json holds what was measured and says why."""
 
 
-async def up(options: UpOptions, console: Console, on_progress: Callable[[int, int], None]) -> Results:
+Hook = Callable[[LiveNetwork], Coroutine[Any, Any, None]]
+
+
+def dashboard_check(dashboards: Path, console: Console, reports: list[PanelReport]) -> Hook:
+    """An `after` hook: run every panel query of the dashboards in a folder over the whole run, print which
+    panels have data, and append the report (for the exit code)."""
+
+    async def check(network: LiveNetwork) -> None:
+        if network.prometheus_url is None:
+            raise RuntimeError("checking dashboards needs the run's Prometheus (monitor)")
+        window = Window(network.began, time.time(), PANEL_STEP_SECONDS)
+        client = PrometheusClient(network.prometheus_url)
+        report = await asyncio.to_thread(check_panels, client, dashboards, window)
+        print_report(report, console)
+        reports.append(report)
+
+    return check
+
+
+async def up(
+    options: UpOptions,
+    console: Console,
+    on_progress: Callable[[int, int], None],
+    *,
+    during: Hook | None = None,
+    after: Hook | None = None,
+) -> Results:
     """Start the network, wait until it is done, read the results from it, and stop everything.
 
+    `during` starts once every service is healthy (load, run-time tasks) and is awaited after the network has
+    finished, for at most DURING_GRACE_SECONDS; `after` runs once the results are read, while the services and
+    Prometheus still run. With `monitor`, PNGs of the run drawn from Prometheus go next to results.json.
     On a timeout or a failed start, a partial results.json (truncated, with the error) is written all the same
     and UpFailed is raised.
     """
@@ -346,20 +422,36 @@ async def up(options: UpOptions, console: Console, on_progress: Callable[[int, i
     network = LiveNetwork(options, console)
     results: Results = {}
     error: str | None = None
+    side: asyncio.Task[None] | None = None
     try:
+        if options.monitor:
+            network.start_monitor()
         await network.start()
+        if during is not None:
+            side = asyncio.create_task(during(network))
         try:
             await network.wait_until_finished(on_progress)
+            if side is not None:
+                await asyncio.wait_for(asyncio.shield(side), DURING_GRACE_SECONDS)
             results = await network.results(truncated=False, started=started)
         except TimeoutError as exc:
             error = str(exc)
             results = await network.results(truncated=True, started=started)
         await network.save_netem_stats()
+        if network.prometheus is not None:
+            results["monitor"] = await _monitor_outputs(network)
+        if after is not None:
+            await after(network)
     except (RuntimeError, OSError, grpc.aio.AioRpcError) as exc:
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         results = {"truncated": True}
     finally:
+        if side is not None and not side.done():
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await side
         codes = network.stop()
+        _stop_monitor(network, options, console)
     results["exit_codes"] = codes
     results["round_seconds"] = options.round_seconds
     results["wall_seconds"] = time.perf_counter() - started
@@ -369,3 +461,25 @@ async def up(options: UpOptions, console: Console, on_progress: Callable[[int, i
     if error is not None:
         raise UpFailed(error)
     return results
+
+
+async def _monitor_outputs(network: LiveNetwork) -> dict[str, object]:
+    """PNGs of the run from Prometheus range queries, written next to results.json; where they are."""
+    assert network.prometheus is not None
+    client = PrometheusClient(network.prometheus.url)
+    plots = await asyncio.to_thread(write_run_plots, client, network.began, time.time(), network.options.out)
+    network.console.log(f"plots from Prometheus: {', '.join(p.name for p in plots)}")
+    return {"prometheus": network.prometheus.url, "plots": [p.name for p in plots]}
+
+
+def _stop_monitor(network: LiveNetwork, options: UpOptions, console: Console) -> None:
+    """Stop the run's Prometheus, or leave it to `chainlab down` with --keep-monitor."""
+    if network.prometheus is None:
+        return
+    pid = network.prometheus.pid
+    if options.keep_monitor and pid is not None:
+        remember(options.out / MONITOR_STATE_FILE, {"prometheus": pid})
+        url, out = network.prometheus.url, options.out
+        console.print(f"Prometheus keeps running at {url}; `chainlab down --out {out}` stops it")
+        return
+    network.prometheus.stop()

@@ -21,6 +21,11 @@ BLOCK_REJECTIONS = Counter(
     "chainlab_block_rejections_total", "Messages and blocks rejected or dropped, by kind and reason", ["kind", "reason"]
 )
 CHAIN_HEIGHT = Gauge("chainlab_chain_height", "Height of this node's best chain")
+# One series at 1 per node, labelled with its tip (16 hex digits): count(count by (tip) (...)) is how many tips
+# the voting nodes hold. Light clients (votes=false) export none, as they do not vote on agreement.
+CHAIN_TIP = Gauge("chainlab_chain_tip", "1 for this node's best-chain tip (voting nodes only)", ["tip"])
+CHAIN_FORKS = Gauge("chainlab_chain_forks", "Blocks this node accepted that are off its best chain")
+ROUND = Gauge("chainlab_round", "The protocol round this node's clock is in")
 KEY_BLOCK_INTERVAL = Histogram(
     "chainlab_key_block_interval_seconds", "Wall time between consecutive best-chain heads", buckets=_LONG_BUCKETS
 )
@@ -37,6 +42,8 @@ NODE_INFO = Info("chainlab_node", "What this service process runs: protocol, rol
 PROTOCOL_CPU = Gauge("chainlab_protocol_cpu_seconds", "CPU time in the protocol core since the node started")
 CODEC_CPU = Gauge("chainlab_codec_cpu_seconds", "CPU time encoding and decoding wire messages since the node started")
 PROCESS_CPU = Gauge("chainlab_node_process_cpu_seconds", "CPU time of the whole process since the node started")
+ML_SECONDS = Gauge("chainlab_ml_seconds", "Wall time of this node's ML jobs (training, evaluation) since it started")
+PREDICTED_SAMPLES = Counter("chainlab_predicted_samples_total", "Samples labelled by the requester's Predict")
 GOSSIP_BYTES = Counter("chainlab_gossip_bytes_total", "Gossip payload bytes, by direction", ["direction"])
 GOSSIP_MESSAGES = Counter("chainlab_gossip_messages_total", "Gossip messages, by direction", ["direction"])
 

@@ -36,6 +36,7 @@ log = logging.getLogger("chainlab.node")
 # anything bigger is an attack. A protocol that carries weights in messages raises it (spec.max_message_mb).
 MAX_GOSSIP_BYTES = 1024 * 1024
 START_TIMEOUT_SECONDS = 10.0
+STATUS_EVERY_SECONDS = 0.5
 
 
 class PeerServicer(node_pb2_grpc.PeerServicer):
@@ -159,6 +160,25 @@ def describe_node(spec: ProtocolSpec, entry: NodeEntry, live: LiveNode) -> None:
     metrics.PROTOCOL_CPU.set_function(lambda: live.protocol_seconds)
     metrics.CODEC_CPU.set_function(lambda: live.codec_seconds)
     metrics.PROCESS_CPU.set_function(lambda: live.process_seconds)
+    metrics.ML_SECONDS.set_function(lambda: live.ml_seconds)
+
+
+async def publish_status(live: LiveNode, every_seconds: float = STATUS_EVERY_SECONDS) -> None:
+    """Copy the node's status into gauges on its own event loop, so a scrape never reads state mid-change."""
+    shown: str | None = None
+    while True:
+        status = live.node.status()
+        metrics.CHAIN_HEIGHT.set(status.height)
+        metrics.CHAIN_FORKS.set(status.forks)
+        metrics.ROUND.set(live.clock.now())
+        tip = status.tip.hex()[:16] if status.votes else None
+        if tip != shown:
+            if shown is not None:
+                metrics.CHAIN_TIP.remove(shown)
+            if tip is not None:
+                metrics.CHAIN_TIP.labels(tip).set(1)
+            shown = tip
+        await asyncio.sleep(every_seconds)
 
 
 async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: asyncio.Event) -> None:
@@ -172,9 +192,11 @@ async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: async
     await asyncio.to_thread(lambda: spec.warm_up(plan.exp(), live.worker(), list(live.datasets.values())))
     async with running_server(entry.role, listen, lambda server: register_servicers(server, spec, live, observer)):
         runner = asyncio.create_task(live.run())
+        publisher = asyncio.create_task(publish_status(live))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
+        publisher.cancel()
         failed = runner.exception() if runner.done() else None
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

@@ -29,7 +29,7 @@ class MetricsObserver:
     """Counts what one node records: the generic events here, the protocol's through its spec's metric updates.
 
     Generic events: rejected (kind, reason), accepted (kind), tip (height: a new best-chain head),
-    internal_error (job), job_done (job, seconds).
+    internal_error (job), job_done (job, seconds). Height, forks and tip are copied from status() (node_service).
     """
 
     def __init__(self, spec: ProtocolSpec) -> None:
@@ -50,8 +50,6 @@ class MetricsObserver:
             metrics.BLOCKS_ACCEPTED.labels(str(data.get("kind", "?"))).inc()
         elif obs.event == "tip":
             now = time.monotonic()
-            height = data.get("height")
-            metrics.CHAIN_HEIGHT.set(height if isinstance(height, int) else 0)
             if self._last_tip is not None:
                 metrics.KEY_BLOCK_INTERVAL.observe(now - self._last_tip)
             self._last_tip = now

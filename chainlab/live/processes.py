@@ -90,12 +90,13 @@ class ProcessGroup:
         return codes
 
     def _save(self) -> None:
-        state = [
-            {"name": c.name, "pid": c.process.pid, "create_time": psutil.Process(c.process.pid).create_time()}
-            for c in self.children
-            if c.process.poll() is None
-        ]
-        self.state_file.write_text(json.dumps(state, indent=2))
+        remember(self.state_file, {c.name: c.process.pid for c in self.children if c.process.poll() is None})
+
+
+def remember(state_file: Path, pids: dict[str, int]) -> None:
+    """Write the processes `down` will stop: name, PID and start time (so a recycled PID is never taken for ours)."""
+    state = [{"name": name, "pid": pid, "create_time": psutil.Process(pid).create_time()} for name, pid in pids.items()]
+    state_file.write_text(json.dumps(state, indent=2))
 
 
 def down(state_file: Path, seconds: float = STOP_SECONDS) -> list[str]:

@@ -17,6 +17,7 @@ from chainlab.live.plan import NetworkPlan
 from chainlab.network.config import NetworkConfig
 from chainlab.parity import check_hops
 from chainlab.scenarios import registry
+from chainlab.scenarios.bagchain.settings import SPARE_TASKS
 from chainlab.scenarios.experiment import Experiment
 from chainlab.sim.experiment import run as simulate
 from chainlab.sim.network import build_network
@@ -86,11 +87,13 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     assert raw["driver"] == "live" and raw["truncated"] is False and raw["observer"] == "validator-0"
     assert results["tips_agree"]
     assert results["rejections"] == {}
-    # The validator's balances: the requester paid the fee, which went to the winners with the Key Block reward.
+    # The validator's balances: the requester paid the fee from its genesis allocation, which went to the winners
+    # with the Key Block reward.
     fee, reward = 100, 50
+    allocation = fee * (SMALL["tasks"] + SPARE_TASKS)
     names = {e.node_id: e.name for e in NetworkPlan.load(tmp_path / "plan.json").nodes}
     balances = {names[account]: amount for account, amount in results["balances"].items()}
-    assert balances["requester"] == -fee
+    assert balances["requester"] == allocation - fee
     assert sum(v for name, v in balances.items() if name.startswith("miner-")) == fee + reward
     assert "chainlab_blocks_accepted_total" in scraped["validator"]
     assert "chainlab_gossip_messages_total" in scraped["validator"]
@@ -188,3 +191,49 @@ def test_the_topology_follows_the_experiment_or_a_named_file(tmp_path: Path) -> 
         build_topology("config", exp.with_value("network", {"bandwith": 1}), entries, order)
     with pytest.raises(ValueError, match="exactly once"):
         build_topology("config", exp, entries, order[1:])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_monitored_run_takes_a_task_at_run_time_and_prometheus_sees_it_through(tmp_path: Path) -> None:
+    """`up --monitor` with a task submitted mid-run: the chain finishes it like a planned one, the requester
+    predicts with it, Prometheus scraped every service (with the run's labels), and the PNGs are drawn from it."""
+    from chainlab.live import task_client
+    from chainlab.live.launcher import LiveNetwork
+    from chainlab.monitoring.prometheus import PrometheusClient
+
+    exp = Experiment.from_mapping(SMALL)
+    submitted: list[bytes] = []
+    seen: dict[str, Any] = {}
+
+    async def submit(network: LiveNetwork) -> None:
+        assert network.plan is not None
+        submission = task_client.Submission(dataset_name="digits", metric_min=0.3, fee=40)
+        submitted.append(bytes((await task_client.submit_task(network.plan, submission)).task_id))
+
+    async def read_prometheus(network: LiveNetwork) -> None:
+        assert network.prometheus_url is not None
+        client = PrometheusClient(network.prometheus_url)
+        seen["up"] = client.query('up{job="chainlab"}')
+        seen["accuracy"] = client.query("chainlab_bagchain_task_accuracy")
+        seen["completed"] = client.query("chainlab_bagchain_tasks_completed_total")
+
+    options = UpOptions(exp, tmp_path, 0.1, timeout_seconds=300, monitor=True)
+    raw = asyncio.run(up(options, Console(), lambda h, r: None, during=submit, after=read_prometheus))
+    results = figures(raw)
+    (task_id,) = submitted
+    assert [h["task_id"] for h in results["heights"]][-1] == task_id.hex()
+    assert len(results["heights"]) == 2 and results["tips_agree"]
+    last = results["heights"][-1]
+    assert last["ensemble_accuracy"] > 0.5 and last["predict_accuracy"] > 0.5
+    # Every service was a target and up, labelled with the run's protocol and its node.
+    assert len(seen["up"]) == 1 + 2 * 5 and all(s.value == 1.0 for s in seen["up"])
+    assert {s.labels["protocol"] for s in seen["up"]} == {"bagchain"}
+    assert {s.labels["node"] for s in seen["up"]} >= {"requester", "validator-0", "miner-0", "storage"}
+    # The requester scored both tasks on D_E and counted them done.
+    scored = {(s.labels["task"], s.labels["measure"]) for s in seen["accuracy"]}
+    assert (task_id.hex(), "ensemble") in scored and (task_id.hex(), "public") in scored
+    assert sum(s.value for s in seen["completed"]) == 2
+    assert raw["monitor"]["plots"] == ["throughput.png", "accuracy.png", "chain.png"]
+    assert all((tmp_path / name).read_bytes().startswith(b"\x89PNG") for name in raw["monitor"]["plots"])
+    assert _our_processes(tmp_path) == []  # Prometheus too

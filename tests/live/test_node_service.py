@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from chainlab.learning.datasets import Dataset
 from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
+from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
 from chainlab.live.driver import FETCH_REQUEST, LiveNode, RoundClock
 from chainlab.live.node_service import MAX_GOSSIP_BYTES, register_servicers
@@ -24,7 +25,7 @@ from chainlab.live.server import MAX_MESSAGE_BYTES, insecure_channel, running_se
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc, queries_pb2, queries_pb2_grpc
 from chainlab.protocols.bagchain import FullNode, Miner
-from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, ModelRequest, to_wire
+from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, ModelRequest, Task, to_wire
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.scenarios import registry
 from chainlab.scenarios.bagchain.spec import identity_of
@@ -145,6 +146,28 @@ def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(hones
     assert last.rejections["message:malformed"] == 1 and last.rejections["KeyBlock:bad_pow"] == 1
 
 
+def test_rogue_gossiped_tasks_get_their_named_reason_are_counted_and_never_scheduled(honest: Honest) -> None:
+    """The issue's case, a fresh key with fee 2^64-1 and Metric_min NaN, and an honest-looking task from an
+    account with no funds: each refused over gRPC with its reason and counted; an honest task is still taken."""
+    rogue = Identity.from_seed(b"a fresh key")
+    planned = honest.net.tasks[0]
+
+    def task(**terms: Any) -> Task:
+        fields = {"requester_key": rogue.public_key, "signature": b"", "sequence": 9, **terms}
+        return dataclasses.replace(planned, **fields).signed_by(rogue)
+
+    absurd = task(fee=2**64 - 1, metric_min=float("nan"))
+    unfunded = task()
+    cases = [("bad_metric_min", absurd), ("insufficient_funds", unfunded), ("bad_fee", task(fee=2**64 - 1))]
+    before = {reason: _rejections("Task", reason) for reason, _ in cases}
+    answers = _serve(honest, "validator", [*[_deliver(to_wire(t)) for _, t in cases], _deliver(to_wire(planned))])
+    *refused, taken = answers
+    for (reason, _), answer in zip(cases, refused, strict=True):
+        assert answer[0] == grpc.StatusCode.INVALID_ARGUMENT and answer[1].startswith(reason), answer
+        assert _rejections("Task", reason) == before[reason] + 1
+    assert isinstance(taken, node_pb2.DeliverReply)
+
+
 def test_chain_queries_refuse_unknown_and_malformed_keys(honest: Honest) -> None:
     chain = queries_pb2_grpc.ChainStub
 
@@ -254,7 +277,7 @@ def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
     from chainlab.live.node_service import describe_node
     from chainlab.scenarios import registry
 
-    live = SimpleNamespace(protocol_seconds=1.5, codec_seconds=0.5, process_seconds=10.0)
+    live = SimpleNamespace(protocol_seconds=1.5, codec_seconds=0.5, process_seconds=10.0, ml_seconds=7.0)
     entry = SimpleNamespace(role="miner", name="miner-7")
     describe_node(registry.get("dfl"), entry, live)  # type: ignore[arg-type]
     labels = {"protocol": "dfl", "role": "miner", "node": "miner-7"}
@@ -262,3 +285,41 @@ def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
     assert REGISTRY.get_sample_value("chainlab_protocol_cpu_seconds") == 1.5
     assert REGISTRY.get_sample_value("chainlab_codec_cpu_seconds") == 0.5
     assert REGISTRY.get_sample_value("chainlab_node_process_cpu_seconds") == 10.0
+    assert REGISTRY.get_sample_value("chainlab_ml_seconds") == 7.0
+
+
+def test_status_gauges_follow_the_node_and_only_a_voting_node_exports_its_tip() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from prometheus_client import REGISTRY
+
+    from chainlab.live.node_service import publish_status
+    from chainlab.protocols.base import NodeStatus
+
+    def tips() -> dict[str, float]:
+        return {
+            s.labels["tip"]: s.value for m in REGISTRY.collect() if m.name == "chainlab_chain_tip" for s in m.samples
+        }
+
+    async def scenario() -> list[dict[str, float]]:
+        node = SimpleNamespace(status=lambda: NodeStatus("miner", 2, b"\xaa" * 32, forks=1))
+        live = SimpleNamespace(node=node, clock=SimpleNamespace(now=lambda: 40))
+        seen = []
+        task = asyncio.create_task(publish_status(live, every_seconds=0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        seen.append(tips())
+        node.status = lambda: NodeStatus("miner", 3, b"\xbb" * 32)
+        await asyncio.sleep(0.05)
+        seen.append(tips())
+        node.status = lambda: NodeStatus("requester", 3, b"\xcc" * 32, votes=False)
+        await asyncio.sleep(0.05)
+        seen.append(tips())
+        task.cancel()
+        return seen
+
+    first, moved, light = asyncio.run(scenario())
+    assert first == {"aa" * 8: 1.0} and moved == {"bb" * 8: 1.0} and light == {}
+    assert REGISTRY.get_sample_value("chainlab_chain_height") == 3
+    assert REGISTRY.get_sample_value("chainlab_chain_forks") == 0
+    assert REGISTRY.get_sample_value("chainlab_round") == 40

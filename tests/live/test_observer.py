@@ -32,10 +32,27 @@ def test_records_become_metrics() -> None:
     for event, data in records:
         observer(Observation(0, 0, event, data))
     assert _value("chainlab_blocks_accepted_total", {"kind": "KeyBlock"}) == accepted + 2
-    assert _value("chainlab_chain_height") == 1
     assert _value("chainlab_bagchain_ensemble_accuracy", {"task": "t9"}) == 0.8125
     assert _value("chainlab_bagchain_miniblock_wastage", {"task": "t9"}) == 2
     assert _value("chainlab_bagchain_miniblocks_total", {"task": "t9"}) == mined + 1
     assert _value("chainlab_job_seconds_count", {"job": "TrainModel"}) == trained + 1
     assert _value("chainlab_internal_errors_total", {"job": "EvaluateEnsemble"}) == internal + 1
     assert observer.rejections == {"MiniBlock:bad_signature": 1}
+
+
+def test_a_requester_s_task_events_become_bagchain_metrics() -> None:
+    observer = MetricsObserver(registry.get("bagchain"))
+    completed = _value("chainlab_bagchain_tasks_completed_total")
+    observer(Observation(0, 0, "task_done", {"task": "t7", "height": 3, "metric_best": 0.9}))
+    scored: dict[str, RecordValue] = {
+        "task": "t7",
+        "miniblocks": 5,
+        "accuracy_ensemble": 0.9,
+        "accuracy_base_min": 0.6,
+        "accuracy_public": 0.7,
+    }
+    observer(Observation(0, 0, "task_scored", scored))
+    assert _value("chainlab_bagchain_tasks_completed_total") == completed + 1
+    for measure, value in (("ensemble", 0.9), ("base_min", 0.6), ("public", 0.7)):
+        assert _value("chainlab_bagchain_task_accuracy", {"task": "t7", "measure": measure}) == value
+    assert _value("chainlab_bagchain_task_miniblocks", {"task": "t7"}) == 5

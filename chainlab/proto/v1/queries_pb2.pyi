@@ -436,3 +436,81 @@ class PredictReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PredictReply: _TypeAlias = PredictReply  # noqa: Y015
+
+@_typing.final
+class SubmitTaskRequest(_message.Message):
+    """A task taken at run time. The requester splits the dataset into D_T, D_V and D_E, puts them into storage,
+    signs the task and publishes it; the chain then runs it like a planned task.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_CID_FIELD_NUMBER: _builtins.int
+    DATASET_NAME_FIELD_NUMBER: _builtins.int
+    TRAIN_FIELD_NUMBER: _builtins.int
+    AGGREGATE_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    METRIC_MIN_FIELD_NUMBER: _builtins.int
+    FEE_FIELD_NUMBER: _builtins.int
+    dataset_cid: _builtins.str
+    """an encoded dataset (chainlab's dataset codec) already in storage"""
+    dataset_name: _builtins.str
+    """a dataset chainlab ships, e.g. "mnist5k", "digits" """
+    aggregate: _builtins.str
+    """empty: the network's aggregation"""
+    metric: _builtins.str
+    """empty: the network's metric"""
+    metric_min: _builtins.float
+    """Metric_min, in [0, 1)"""
+    fee: _builtins.int
+    """paid from the requester's balance when the task finishes with a winner"""
+    @_builtins.property
+    def train(self) -> _bagchain_pb2.ModelSpec:
+        """empty: the network's model"""
+
+    def __init__(
+        self,
+        *,
+        dataset_cid: _builtins.str = ...,
+        dataset_name: _builtins.str = ...,
+        train: _bagchain_pb2.ModelSpec | None = ...,
+        aggregate: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        metric_min: _builtins.float = ...,
+        fee: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "dataset_cid", b"dataset_cid", "dataset_name", b"dataset_name", "train", b"train"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "dataset", b"dataset", "dataset_cid", b"dataset_cid", "dataset_name", b"dataset_name", "fee", b"fee", "metric", b"metric", "metric_min", b"metric_min", "train", b"train"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_dataset: _TypeAlias = _typing.Literal["dataset_cid", "dataset_name"]  # noqa: Y015
+    _WhichOneofArgType_dataset: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_dataset) -> _WhichOneofReturnType_dataset | None: ...
+
+Global___SubmitTaskRequest: _TypeAlias = SubmitTaskRequest  # noqa: Y015
+
+@_typing.final
+class SubmitTaskReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TRAIN_CID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.bytes
+    sequence: _builtins.int
+    train_cid: _builtins.str
+    """D_T in storage (D_V and D_E stay with the requester until released)"""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.bytes = ...,
+        sequence: _builtins.int = ...,
+        train_cid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "task_id", b"task_id", "train_cid", b"train_cid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTaskReply: _TypeAlias = SubmitTaskReply  # noqa: Y015

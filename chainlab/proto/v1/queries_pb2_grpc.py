@@ -370,6 +370,11 @@ class RequesterStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SubmitTask = channel.unary_unary(
+                '/chainlab.v1.Requester/SubmitTask',
+                request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.SubmitTaskRequest.SerializeToString,
+                response_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.SubmitTaskReply.FromString,
+                _registered_method=True)
         self.TaskStatus = channel.unary_unary(
                 '/chainlab.v1.Requester/TaskStatus',
                 request_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.TaskStatusRequest.SerializeToString,
@@ -386,6 +391,12 @@ class RequesterServicer:
     """The requester: publishes its tasks and their datasets on schedule, and predicts with a finished task's winner.
     """
 
+    def SubmitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TaskStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -401,6 +412,11 @@ class RequesterServicer:
 
 def add_RequesterServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SubmitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTask,
+                    request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.SubmitTaskRequest.FromString,
+                    response_serializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.SubmitTaskReply.SerializeToString,
+            ),
             'TaskStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.TaskStatus,
                     request_deserializer=chainlab_dot_proto_dot_v1_dot_queries__pb2.TaskStatusRequest.FromString,
@@ -422,6 +438,33 @@ def add_RequesterServicer_to_server(servicer, server):
 class Requester:
     """The requester: publishes its tasks and their datasets on schedule, and predicts with a finished task's winner.
     """
+
+    @staticmethod
+    def SubmitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainlab.v1.Requester/SubmitTask',
+            chainlab_dot_proto_dot_v1_dot_queries__pb2.SubmitTaskRequest.SerializeToString,
+            chainlab_dot_proto_dot_v1_dot_queries__pb2.SubmitTaskReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def TaskStatus(request,

@@ -119,6 +119,7 @@ class RequesterStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RequesterAsyncStub: ...
+    SubmitTask: _grpc.UnaryUnaryMultiCallable[_queries_pb2.SubmitTaskRequest, _queries_pb2.SubmitTaskReply]
     TaskStatus: _grpc.UnaryUnaryMultiCallable[_queries_pb2.TaskStatusRequest, _queries_pb2.TaskStatusReply]
     Predict: _grpc.UnaryUnaryMultiCallable[_queries_pb2.PredictRequest, _queries_pb2.PredictReply]
 
@@ -127,11 +128,19 @@ class RequesterAsyncStub(RequesterStub):
     """The requester: publishes its tasks and their datasets on schedule, and predicts with a finished task's winner."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    SubmitTask: _aio.UnaryUnaryMultiCallable[_queries_pb2.SubmitTaskRequest, _queries_pb2.SubmitTaskReply]  # type: ignore[assignment]
     TaskStatus: _aio.UnaryUnaryMultiCallable[_queries_pb2.TaskStatusRequest, _queries_pb2.TaskStatusReply]  # type: ignore[assignment]
     Predict: _aio.UnaryUnaryMultiCallable[_queries_pb2.PredictRequest, _queries_pb2.PredictReply]  # type: ignore[assignment]
 
 class RequesterServicer(metaclass=_abc_1.ABCMeta):
     """The requester: publishes its tasks and their datasets on schedule, and predicts with a finished task's winner."""
+
+    @_abc_1.abstractmethod
+    def SubmitTask(
+        self,
+        request: _queries_pb2.SubmitTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.SubmitTaskReply, _abc.Awaitable[_queries_pb2.SubmitTaskReply]]: ...
 
     @_abc_1.abstractmethod
     def TaskStatus(

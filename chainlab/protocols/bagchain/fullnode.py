@@ -53,6 +53,8 @@ class Waiting(Exception):
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
 _RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
 _UNAUTHENTICATED = frozenset({Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE})
+# A verdict that depends on this node's view of the chain may change as the chain grows: not held against a hash.
+_VIEW_DEPENDENT = frozenset({Reason.INSUFFICIENT_FUNDS})
 
 
 class FullNode:
@@ -60,7 +62,16 @@ class FullNode:
 
     role: ClassVar[str] = "validator"
 
-    def __init__(self, identity: Identity, params: BagChainParams, genesis: KeyBlock, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        params: BagChainParams,
+        genesis: KeyBlock,
+        *,
+        seed: int = 0,
+        held: frozenset[bytes] = frozenset(),
+    ) -> None:
+        """held: commitments of the datasets the node's driver holds from the start (a miner's D_T of planned tasks)."""
         self.identity = identity
         self.params = params
         self.seed = seed
@@ -69,7 +80,7 @@ class FullNode:
         self.key_blocks: dict[bytes, KeyBlock] = {genesis.hash: genesis}
         self.tasks: dict[bytes, Task] = {}
         self.releases: dict[tuple[int, bytes, DatasetKind], DatasetRelease] = {}
-        self.datasets: set[bytes] = set()
+        self.datasets: set[bytes] = set(held)
         self.miniblocks: dict[bytes, MiniBlock] = {}
         self.ensembles: dict[bytes, EnsembleBlock] = {}
         # Verdicts: absent = pending, None = valid, a Reason = rejected.
@@ -125,7 +136,7 @@ class FullNode:
         except Rejected as exc:
             # A hash leaves the signature out, so a copy with a garbled signature shares the genuine block's
             # hash: failed authentication is counted but never held against the hash.
-            remember = exc.reason not in _UNAUTHENTICATED
+            remember = exc.reason not in _UNAUTHENTICATED | _VIEW_DEPENDENT
             self._reject(kind, message.hash, exc.reason, exc.detail, sender, remember=remember)
         self._progress()
         return self._flush()
@@ -220,9 +231,13 @@ class FullNode:
             self._admit_key_block(message)
 
     def _admit_task(self, task: Task) -> None:
+        if task.task_id in self.tasks:
+            return
         if not task.signature_valid(task.requester_key):
             raise Rejected(Reason.BAD_SIGNATURE, "task")
-        self.tasks.setdefault(task.task_id, task)
+        rules.check_task_terms(task, self.params)
+        rules.check_funds(task, self.best_chain(), self.tasks)
+        self.tasks[task.task_id] = task
 
     def _admit_release(self, release: DatasetRelease) -> None:
         task = self._task(release.task_id)
@@ -555,17 +570,13 @@ class FullNode:
                 miniblocks_used=len(winner.miniblocks) if winner else 0,
             )
 
+    def best_chain(self) -> list[KeyBlock]:
+        """The Key Blocks of the best chain, genesis first."""
+        return [self.key_blocks[e.block_hash] for e in self.chain.main_chain()]
+
     def balances(self) -> dict[bytes, int]:
-        """Account balances along the main chain: rewards earned minus the fees requesters paid."""
-        totals: defaultdict[bytes, int] = defaultdict(int)
-        for entry in self.chain.main_chain()[1:]:
-            kb = self.key_blocks[entry.block_hash]
-            for reward in kb.rewards:
-                totals[reward.recipient] += reward.amount
-            if kb.ranking:
-                task = self.tasks[kb.task_id]
-                totals[task.requester_id] -= task.fee
-        return dict(totals)
+        """Account balances along the best chain: genesis allocations and rewards, minus the fees paid."""
+        return rules.balances(self.best_chain(), self.tasks)
 
     # ----- effects ---------------------------------------------------------------------------------------------
 

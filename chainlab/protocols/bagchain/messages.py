@@ -177,8 +177,9 @@ Message = Task | DatasetRelease | MiniBlock | EnsembleBlock | KeyBlock
 MESSAGE_TYPES: tuple[type[Message], ...] = (Task, DatasetRelease, MiniBlock, EnsembleBlock, KeyBlock)
 
 
-def genesis(task_queue: tuple[bytes, ...]) -> KeyBlock:
-    """KB_0: no producer, no proof of work; its queue holds the first Q tasks."""
+def genesis(task_queue: tuple[bytes, ...], allocations: tuple[Reward, ...] = ()) -> KeyBlock:
+    """KB_0: no producer, no proof of work; its queue holds the first Q tasks and its rewards are the genesis
+    allocations, the funds requesters pay their fees from (the paper leaves where fees come from open)."""
     return KeyBlock(
         merkle_root=sha256(b""),
         timestamp=0,
@@ -189,7 +190,7 @@ def genesis(task_queue: tuple[bytes, ...]) -> KeyBlock:
         task_queue=task_queue,
         prehash=b"",
         height=0,
-        rewards=(),
+        rewards=tuple(sorted(allocations, key=lambda r: r.recipient)),
     )
 
 

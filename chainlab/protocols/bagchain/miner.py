@@ -82,8 +82,8 @@ class Miner(FullNode):
         if task is None:
             return
         height = tip.height + 1
-        self._train_if_due(height, task)
         try:
+            self._train_if_due(height, task)
             self._ensemble_if_due(height, task, tip)
             self._mine_if_due(height, task, tip)
         except Waiting:
@@ -97,6 +97,8 @@ class Miner(FullNode):
         key = (height, task.task_id)
         if key in self._trained or (height, task.task_id, DatasetKind.VALIDATION) in self.releases:
             return
+        # D_T of a task taken at run time is fetched from its requester first (planned ones are held from the start).
+        self._dataset(task.train_commitment, task.requester_id)
         self._trained.add(key)
         job = self._new_job("train", key)
         seed = self._seed_for(task.task_id, height.to_bytes(8, "big"))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 DEFAULT_TARGET = 2**244 - 1
+# A fee above this is refused as absurd whatever the balance: balances are signed 64-bit on the wire.
+MAX_FEE = 2**62
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,11 @@ class BagChainParams:
     key_block_size_mb: float = 6.0
     small_message_size_mb: float = 0.01
     metric_decimals: int = 6  # metrics are rounded so that every node computes the same value
+    # What a Task may ask for: a node refuses a task its miners could not train, aggregate or score. These are
+    # the names chainlab.learning implements (a test keeps them equal; the core may not import it).
+    task_families: tuple[str, ...] = ("decision_tree", "lenet5")
+    task_aggregates: tuple[str, ...] = ("majority", "soft")
+    task_metrics: tuple[str, ...] = ("accuracy", "f1")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> BagChainParams:

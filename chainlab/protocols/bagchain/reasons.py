@@ -10,6 +10,14 @@ class Reason(enum.StrEnum):
 
     MALFORMED = "malformed"
     BAD_SIGNATURE = "bad_signature"
+    # A Task's terms (checked by every node on arrival, and by the requester before it signs).
+    BAD_METRIC_MIN = "bad_metric_min"
+    BAD_FEE = "bad_fee"
+    UNKNOWN_MODEL = "unknown_model"
+    BAD_MODEL_SPEC = "bad_model_spec"
+    UNKNOWN_AGGREGATE = "unknown_aggregate"
+    UNKNOWN_METRIC = "unknown_metric"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
     UNKNOWN_TASK = "unknown_task"
     UNAUTHORIZED_RELEASE = "unauthorized_release"
     WRONG_DATASET = "wrong_dataset"

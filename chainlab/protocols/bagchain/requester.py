@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from chainlab.ledger.chain import ChainEntry, ChainIndex
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
+from chainlab.protocols.bagchain import rules
 from chainlab.protocols.bagchain.messages import (
     DatasetKind,
     DatasetRelease,
@@ -18,10 +19,11 @@ from chainlab.protocols.bagchain.messages import (
     Task,
 )
 from chainlab.protocols.bagchain.params import BagChainParams
-from chainlab.protocols.bagchain.reasons import Reason
+from chainlab.protocols.bagchain.reasons import Reason, Rejected
 from chainlab.protocols.bagchain.timers import ReleaseDataset
-from chainlab.protocols.base import Answer, DataGrant, DataRequest, NodeStatus, Timer
+from chainlab.protocols.base import Answer, DataGrant, DataRequest, NodeStatus, RecordValue, Timer
 from chainlab.protocols.effects import Broadcast, Effect, JobResult, Record, StartTimer
+from chainlab.protocols.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Requester:
         self.ensembles: dict[bytes, EnsembleBlock] = {}
         self.miniblocks: dict[bytes, MiniBlock] = {}
         self._scheduled: set[int] = set()
+        self._finished: set[bytes] = set()  # tasks already reported done
         self._orphans: dict[bytes, list[KeyBlock]] = {}
         self._out: list[Effect] = []
 
@@ -79,6 +82,60 @@ class Requester:
             store.setdefault(message.hash, message)
         return self._flush()
 
+    def new_task(
+        self,
+        commitments: tuple[bytes, bytes, bytes],
+        train: ModelSpec,
+        aggregate: str,
+        metric: str,
+        metric_min: float,
+        fee: int,
+    ) -> Task:
+        """A task over (D_T, D_V, D_E) commitments, signed by this requester with its next sequence number."""
+        train_c, validation_c, test_c = commitments
+        sequence = max((t.sequence for t in self.tasks.values()), default=-1) + 1
+        return Task(
+            train_commitment=train_c,
+            validation_commitment=validation_c,
+            test_commitment=test_c,
+            train=train,
+            aggregate=aggregate,
+            metric=metric,
+            metric_min=metric_min,
+            fee=fee,
+            requester_key=self.identity.public_key,
+            sequence=sequence,
+        ).signed_by(self.identity)
+
+    def submit(self, task: Task, now: int) -> list[Effect]:
+        """Take a task at run time and publish it, as every node will check it; Rejected names what is wrong.
+
+        Its terms must be valid and the balance this requester's chain shows, less the fees still owed for its
+        unfinished tasks, must cover the fee. Submitting a task already taken is a no-op.
+        """
+        if task.task_id in self.tasks:
+            return []
+        if task.requester_key != self.identity.public_key or not task.signature_valid(task.requester_key):
+            raise Rejected(Reason.BAD_SIGNATURE, "a requester submits only tasks it signed")
+        rules.check_task_terms(task, self.params)
+        rules.check_funds(task, self._best_chain(), self.tasks)
+        self.tasks[task.task_id] = task
+        self._out.append(Broadcast(task, self.params.small_message_size_mb))
+        self._out.append(Record("task_submitted", {"task": task.task_id.hex(), "fee": task.fee}))
+        # The queue may already name it (a Key Block that arrived first): schedule its releases then.
+        self._schedule(self.key_blocks[self.chain.tip.block_hash])
+        return self._flush()
+
+    def balance(self) -> int:
+        """This requester's balance along its chain, less the fees its unfinished tasks still owe."""
+        chain = self._best_chain()
+        finished = {kb.task_id for kb in chain}
+        owed = sum(t.fee for t in self.tasks.values() if t.task_id not in finished)
+        return rules.balances(chain, self.tasks).get(self.node_id, 0) - owed
+
+    def _best_chain(self) -> list[KeyBlock]:
+        return [self.key_blocks[e.block_hash] for e in self.chain.main_chain()]
+
     def on_result(self, job: int, result: JobResult, now: int) -> list[Effect]:
         """The requester starts no jobs."""
         return []
@@ -90,9 +147,11 @@ class Requester:
         return None
 
     def status(self) -> NodeStatus:
-        """Height and tip of the chain it follows as a light client; its tip does not vote on agreement."""
+        """Height and tip of the chain it follows as a light client (its tip does not vote on agreement); done
+        once every task it has taken is finished on that chain."""
         tip = self.chain.tip
-        return NodeStatus(self.role, tip.height, tip.block_hash, votes=False)
+        done = {r.task_id for r in self.results()} >= set(self.tasks)
+        return NodeStatus(self.role, tip.height, tip.block_hash, votes=False, done=done)
 
     def _on_key_block(self, kb: KeyBlock) -> None:
         if kb.hash in self.key_blocks or not kb.miner_key:
@@ -116,6 +175,12 @@ class Requester:
         self.key_blocks[kb.hash] = kb
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
         self._schedule(kb)
+        for result in self.results():
+            if result.task_id not in self._finished:
+                self._finished.add(result.task_id)
+                done: dict[str, RecordValue] = {"task": result.task_id.hex(), "height": result.height}
+                done["metric_best"] = result.metric_best
+                self._out.append(Record("task_done", done))
         for child in self._orphans.pop(kb.hash, []):
             self._on_key_block(child)
 

@@ -2,11 +2,68 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from chainlab.ledger.merkle import merkle_root
-from chainlab.protocols.bagchain.messages import MiniBlock, RankedEnsemble, Reward
+from chainlab.protocols.bagchain.messages import KeyBlock, MiniBlock, RankedEnsemble, Reward, Task
+from chainlab.protocols.bagchain.params import MAX_FEE, BagChainParams
+from chainlab.protocols.bagchain.reasons import Reason, Rejected
+
+
+def check_task_terms(task: Task, params: BagChainParams) -> None:
+    """A Task's terms must be ones miners can meet and validators can check; Rejected names the first that is not.
+
+    Metric_min is a score in [0, 1) (a NaN would make every comparison false, so no ensemble could ever
+    qualify); the fee is positive and not absurd; family, aggregation and metric are ones the network knows.
+    """
+    if not math.isfinite(task.metric_min) or not 0.0 <= task.metric_min < 1.0:
+        raise Rejected(Reason.BAD_METRIC_MIN, f"{task.metric_min!r} is not in [0, 1)")
+    if not 0 < task.fee <= MAX_FEE:
+        raise Rejected(Reason.BAD_FEE, f"{task.fee} is not in 1..{MAX_FEE}")
+    if task.train.family not in params.task_families:
+        raise Rejected(Reason.UNKNOWN_MODEL, f"{task.train.family!r} (known: {', '.join(params.task_families)})")
+    try:
+        hyper = json.loads(task.train.params_json)
+    except ValueError as exc:
+        raise Rejected(Reason.BAD_MODEL_SPEC, f"params are not JSON: {exc}") from None
+    if not isinstance(hyper, dict):
+        raise Rejected(Reason.BAD_MODEL_SPEC, "params must be a JSON object")
+    if task.aggregate not in params.task_aggregates:
+        raise Rejected(Reason.UNKNOWN_AGGREGATE, f"{task.aggregate!r} (known: {', '.join(params.task_aggregates)})")
+    if task.metric not in params.task_metrics:
+        raise Rejected(Reason.UNKNOWN_METRIC, f"{task.metric!r} (known: {', '.join(params.task_metrics)})")
+
+
+def balances(chain: Sequence[KeyBlock], tasks: Mapping[bytes, Task]) -> dict[bytes, int]:
+    """Balances along a chain from genesis: allocations and rewards earned, minus the fees requesters paid.
+
+    A requester pays a task's fee when its Key Block ranks a winner; a task that no ensemble qualified for
+    costs nothing.
+    """
+    totals: Counter[bytes] = Counter()
+    for kb in chain:
+        for reward in kb.rewards:
+            totals[reward.recipient] += reward.amount
+        task = tasks.get(kb.task_id)
+        if kb.ranking and task is not None:
+            totals[task.requester_id] -= task.fee
+    return dict(totals)
+
+
+def check_funds(task: Task, chain: Sequence[KeyBlock], tasks: Mapping[bytes, Task]) -> None:
+    """The requester's balance, less the fees of its tasks not yet finished on the chain, must cover the fee."""
+    finished = {kb.task_id for kb in chain}
+    owed = sum(
+        t.fee
+        for t in tasks.values()
+        if t.requester_id == task.requester_id and t.task_id not in finished and t.task_id != task.task_id
+    )
+    available = balances(chain, tasks).get(task.requester_id, 0) - owed
+    if available < task.fee:
+        raise Rejected(Reason.INSUFFICIENT_FUNDS, f"fee {task.fee} > {available} available to the requester")
 
 
 def allocate_rewards(

@@ -51,7 +51,8 @@ def plan_update(
     # Eq. (3): the weights use the reputations as they stood before this update's penalty [C].
     weights = [reps.get(e.generator, INITIAL_REPUTATION) * e.accuracy for e in entries]
     total = sum(weights)
-    coefficients = (0.5, *(0.5 * w / total for w in weights)) if total > 0 else half_fedavg(n)
+    # w / total first: 0.5 * w underflows to 0 for subnormal weights, and the shares would not sum to one.
+    coefficients = (0.5, *(0.5 * (w / total) for w in weights)) if total > 0 else half_fedavg(n)
     # Eq. (4): every entry at the buffer's minimum accuracy costs its generator; ties all pay, twice if sent twice.
     worst = min(e.accuracy for e in entries)
     penalised = 0

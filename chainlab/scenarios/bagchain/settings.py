@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from chainlab.learning.bagging import RULES
@@ -10,7 +11,11 @@ from chainlab.protocols.bagchain import BagChainParams
 from chainlab.protocols.spec import ModelSpec
 from chainlab.scenarios.experiment import Experiment
 
-CONFIG_KEYS = frozenset({"model", "aggregate", "metric", "metric_min", "tasks", "miners", "validators", "fee"})
+CONFIG_KEYS = frozenset(
+    {"model", "aggregate", "metric", "metric_min", "tasks", "miners", "validators", "fee", "requester_balance"}
+)
+# The requester's genesis allocation when the config names none: its planned tasks and this many more at run time.
+SPARE_TASKS = 100
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class BagChainSettings:
     metric: str
     metric_min: float
     fee: int
+    requester_balance: int  # the requester's genesis allocation, which its fees are paid from
     params: BagChainParams
 
     @classmethod
@@ -41,9 +47,13 @@ class BagChainSettings:
             aggregate=str(exp.get("aggregate", "majority")),
             metric=str(exp.get("metric", "accuracy")),
             metric_min=float(exp.get("metric_min", 0.5)),
-            fee=_count(exp, "fee", 100, least=0),
+            fee=_count(exp, "fee", 100, least=1),
+            requester_balance=0,
             params=BagChainParams.from_mapping(exp.protocol_params),
         )
+        default_balance = settings.fee * (settings.tasks + SPARE_TASKS)
+        balance = _count(exp, "requester_balance", default_balance, least=settings.fee * settings.tasks)
+        settings = dataclasses.replace(settings, requester_balance=balance)
         if settings.aggregate not in RULES:
             raise ValueError(f"aggregate must be one of {RULES}, got {settings.aggregate!r}")
         if settings.metric not in METRICS:

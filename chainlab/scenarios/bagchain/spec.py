@@ -9,7 +9,7 @@ from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain import FullNode, Miner, Requester
-from chainlab.protocols.bagchain.messages import KeyBlock, Task, genesis
+from chainlab.protocols.bagchain.messages import KeyBlock, Reward, Task, genesis
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, tips_agree
 from chainlab.scenarios.bagchain.settings import CONFIG_KEYS, BagChainSettings
@@ -32,6 +32,9 @@ PUBLIC, VALIDATION, TEST = "public", "validation", "test"
 ENSEMBLE_ACCURACY = "chainlab_bagchain_ensemble_accuracy"
 MINIBLOCKS = "chainlab_bagchain_miniblocks_total"
 MINIBLOCK_WASTAGE = "chainlab_bagchain_miniblock_wastage"
+TASKS_COMPLETED = "chainlab_bagchain_tasks_completed_total"
+TASK_ACCURACY = "chainlab_bagchain_task_accuracy"
+TASK_MINIBLOCKS = "chainlab_bagchain_task_miniblocks"
 
 
 def identity_of(seed: int, role: str, index: int) -> Identity:
@@ -66,6 +69,15 @@ class BagChainSpec(ProtocolSpec):
         MetricFamily(
             MINIBLOCK_WASTAGE, "gauge", "MiniBlocks of a finished task its winning ensemble left out", ("task",)
         ),
+        MetricFamily(TASKS_COMPLETED, "counter", "The requester's tasks finished on its chain"),
+        MetricFamily(
+            TASK_ACCURACY,
+            "gauge",
+            "A finished task scored on D_E by its requester, by measure: ensemble, predict, base_min, base_mean,"
+            " base_max, best_possible, public",
+            ("task", "measure"),
+        ),
+        MetricFamily(TASK_MINIBLOCKS, "gauge", "MiniBlocks generated for a finished task", ("task",)),
     )
 
     summary_data = (PUBLIC, TEST)
@@ -124,7 +136,9 @@ class BagChainSpec(ProtocolSpec):
         settings = BagChainSettings.of(exp)
         split = load_split(exp, settings.miners)
         tasks = self.tasks(exp, split.public, split.validation, split.test)
-        gen = genesis(tuple(t.task_id for t in tasks[: settings.params.queue_length]))
+        queue = tuple(t.task_id for t in tasks[: settings.params.queue_length])
+        requester_id = identity_of(exp.seed, "requester", 0).node_id
+        gen = genesis(queue, (Reward(requester_id, settings.requester_balance),))
         payload = {"genesis": encoding.encode(gen).hex(), "tasks": ",".join(t.encode().hex() for t in tasks)}
         roles = [("miner", i) for i in range(settings.miners)] + [("requester", 0)]
         roles += [("validator", i) for i in range(settings.validators)]
@@ -158,9 +172,12 @@ class BagChainSpec(ProtocolSpec):
         return BagChainSettings.of(exp).tasks
 
     def finished(self, exp: Experiment, statuses: Sequence[NodeStatus]) -> bool:
-        """Every task has its Key Block on the best chain and the full nodes agree on the tip."""
+        """Every task, planned or taken at run time, has its Key Block on the best chain (the requester is done)
+        and the full nodes agree on the tip."""
         voting = [s for s in statuses if s.votes]
-        return bool(voting) and max(s.height for s in voting) >= self.progress_total(exp) and tips_agree(voting)
+        requesters_done = all(s.done for s in statuses if s.role == "requester")
+        reached = bool(voting) and max(s.height for s in voting) >= self.progress_total(exp)
+        return reached and requesters_done and tips_agree(voting)
 
     def observer(self, slots: Sequence[NodeSlot]) -> NodeSlot:
         """The first validator, else the first miner: a full node that checked every block."""
@@ -195,6 +212,12 @@ class BagChainSpec(ProtocolSpec):
             )
         if obs.event == "miniblock_created":
             return (MetricUpdate(MINIBLOCKS, 1.0, (task,)),)
+        if obs.event == "task_done":
+            return (MetricUpdate(TASKS_COMPLETED, 1.0),)
+        if obs.event == "task_scored":
+            scores = [(k.removeprefix("accuracy_"), v) for k, v in obs.data.items() if k.startswith("accuracy_")]
+            updates = [MetricUpdate(TASK_ACCURACY, _number(v), (task, measure)) for measure, v in scores]
+            return (*updates, MetricUpdate(TASK_MINIBLOCKS, _number(obs.data.get("miniblocks")), (task,)))
         return ()
 
 
@@ -203,7 +226,7 @@ def _node(
 ) -> ProtocolNode:
     """The node of a slot's role."""
     if slot.role == "miner":
-        return Miner(identity, settings.params, gen, seed=seed)
+        return Miner(identity, settings.params, gen, seed=seed, held=frozenset(t.train_commitment for t in tasks))
     if slot.role == "validator":
         return FullNode(identity, settings.params, gen, seed=seed)
     if slot.role == "requester":

@@ -56,7 +56,7 @@ def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], wor
     for hv in view.heights:
         kb = hv.key_block
         held = {mb.model_hash: view.models[mb.model_hash] for mb in hv.miniblocks if mb.model_hash in view.models}
-        base = [worker.base_metric(h, m, spec, test, metric) for h, m in sorted(held.items())]
+        base, best_possible = base_and_best(worker, spec, test, settings.aggregate, metric, held)
         ensembles = {eb.hash: eb for eb in hv.ensembles}
         winner = ensembles.get(kb.ranking[0].ensemble_block) if kb.ranking else None
         members = [(mb.model_hash, held[mb.model_hash]) for mb in _members(winner, hv) if mb.model_hash in held]
@@ -73,11 +73,7 @@ def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], wor
                 "base_accuracies": base,
                 "miniblocks_generated": len(hv.miniblocks),
                 "miniblocks_used": len(winner.miniblocks) if winner else 0,
-                "best_possible_accuracy": (
-                    worker.ensemble_metric(sorted(held.items()), spec, test, settings.aggregate, metric)
-                    if held
-                    else 0.0
-                ),
+                "best_possible_accuracy": best_possible,
             }
         )
         previous = kb.timestamp
@@ -97,6 +93,15 @@ def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], wor
         "key_block_interval_rounds": _mean([_float(h["interval_rounds"]) for h in heights]),
         "balances": {account.hex(): amount for account, amount in sorted(view.balances.items())},
     }
+
+
+def base_and_best(
+    worker: Worker, spec: LearningSpec, test: Dataset, aggregate: str, metric: str, held: Mapping[bytes, bytes]
+) -> tuple[list[float], float]:
+    """Each base model's metric on D_E, and the best possible: all of them ensembled (0 when none is held)."""
+    ordered = sorted(held.items())
+    base = [worker.base_metric(h, m, spec, test, metric) for h, m in ordered]
+    return base, (worker.ensemble_metric(ordered, spec, test, aggregate, metric) if held else 0.0)
 
 
 def _members(winner: EnsembleBlock | None, hv: HeightView) -> list[MiniBlock]:

@@ -65,3 +65,14 @@ def test_rewards_root_commits_to_every_entry() -> None:
     root = rules.rewards_root(allocation)
     assert rules.rewards_root(allocation[::-1]) != root
     assert rules.rewards_root(allocation[:-1]) != root
+
+
+def test_the_task_vocabulary_is_what_the_learning_layer_implements() -> None:
+    """The core may not import chainlab.learning, so its defaults restate the names: this keeps them equal."""
+    from chainlab.learning.bagging import RULES
+    from chainlab.learning.metrics import METRICS
+    from chainlab.learning.models import FAMILIES
+    from chainlab.protocols.bagchain.params import BagChainParams
+
+    params = BagChainParams()
+    assert (params.task_families, params.task_aggregates, params.task_metrics) == (FAMILIES, RULES, METRICS)

@@ -21,12 +21,14 @@ from chainlab.protocols.bagchain.messages import (
     MiniBlock,
     RankedEnsemble,
     Reward,
+    Task,
     model_hash,
     to_wire,
 )
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import DecodeError
+from chainlab.protocols.spec import ModelSpec
 from tests.protocols.bagchain.conftest import (
     REJECTED,
     FakeServer,
@@ -375,6 +377,99 @@ def test_wrong_parent_against_the_cfs_majority(honest: Honest) -> None:
         h.send(honest.key_block(1))
         assert h.reason_for(fork) is None  # the sibling itself is a valid block
         assert h.reason_for(moved) == expected, cfs
+
+
+# ----- Tasks: terms every node checks on arrival, and the requester's funds -----------------------------------
+
+U64_MAX = 2**64 - 1
+
+
+def _requester_task(honest: Honest, **terms: Any) -> Task:
+    """The honest requester's first task with other terms, signed by it (so only the terms can be wrong)."""
+    requester = honest.net.requester
+    return dataclasses.replace(honest.net.tasks[0], signature=b"", **terms).signed_by(requester.identity)
+
+
+@pytest.mark.parametrize(
+    ("terms", "reason"),
+    [
+        ({"metric_min": float("nan")}, Reason.BAD_METRIC_MIN),
+        ({"metric_min": -0.1}, Reason.BAD_METRIC_MIN),
+        ({"metric_min": 1.0}, Reason.BAD_METRIC_MIN),
+        ({"metric_min": float("inf")}, Reason.BAD_METRIC_MIN),
+        ({"fee": 0}, Reason.BAD_FEE),
+        ({"fee": U64_MAX}, Reason.BAD_FEE),
+        ({"train": ModelSpec("resnet152", "{}")}, Reason.UNKNOWN_MODEL),
+        ({"train": ModelSpec("decision_tree", "[1, 2]")}, Reason.BAD_MODEL_SPEC),
+        ({"train": ModelSpec("decision_tree", "{not json")}, Reason.BAD_MODEL_SPEC),
+        ({"aggregate": "median"}, Reason.UNKNOWN_AGGREGATE),
+        ({"metric": "auc"}, Reason.UNKNOWN_METRIC),
+    ],
+)
+def test_a_task_with_terms_no_miner_can_meet_is_refused_by_name(
+    honest: Honest, harness: Harness, terms: dict[str, Any], reason: Reason
+) -> None:
+    task = _requester_task(honest, sequence=99, **terms)
+    harness.send(task)
+    assert harness.rejections() == [("Task", reason)]
+    assert task.task_id not in harness.node.tasks
+
+
+@proves(
+    Reason.BAD_METRIC_MIN,
+    Reason.BAD_FEE,
+    Reason.UNKNOWN_MODEL,
+    Reason.BAD_MODEL_SPEC,
+    Reason.UNKNOWN_AGGREGATE,
+    Reason.UNKNOWN_METRIC,
+)
+def test_each_bad_term_is_named(honest: Honest) -> None:
+    """One node, one bad term each (the parametrized test above covers the variants)."""
+    for terms in (
+        {"metric_min": float("nan")},
+        {"fee": U64_MAX},
+        {"train": ModelSpec("resnet152", "{}")},
+        {"train": ModelSpec("decision_tree", "[]")},
+        {"aggregate": "median"},
+        {"metric": "auc"},
+    ):
+        h = Harness(validator(honest), honest)
+        h.send(_requester_task(honest, sequence=7, **terms))
+
+
+@proves(Reason.INSUFFICIENT_FUNDS)
+def test_a_task_from_an_account_that_cannot_pay_its_fee_is_refused(honest: Honest, harness: Harness) -> None:
+    rogue = Identity.from_seed(b"fresh key, no funds")
+    task = dataclasses.replace(honest.net.tasks[0], requester_key=rogue.public_key, signature=b"").signed_by(rogue)
+    harness.send(task)
+    assert harness.rejections() == [("Task", Reason.INSUFFICIENT_FUNDS)]
+    assert task.task_id not in harness.node.tasks
+
+
+def test_the_issue_s_rogue_task_is_refused_not_scheduled(honest: Honest, harness: Harness) -> None:
+    """A fresh key, fee 2^64-1 and Metric_min NaN: refused (on its first bad term), never queued."""
+    rogue = Identity.from_seed(b"rogue")
+    task = dataclasses.replace(
+        honest.net.tasks[0], requester_key=rogue.public_key, fee=U64_MAX, metric_min=float("nan"), signature=b""
+    ).signed_by(rogue)
+    harness.send(task)
+    assert harness.rejections() == [("Task", Reason.BAD_METRIC_MIN)]
+    assert task.task_id not in harness.node.tasks
+
+
+def test_fees_owed_by_unfinished_tasks_count_against_the_balance(honest: Honest) -> None:
+    requester = honest.net.requester
+    allocation = rules.balances([honest.key_block(0)], {})[requester.node_id]
+    h = Harness(validator(honest), honest)
+    h.send(*honest.net.tasks)  # planned tasks: their fees are owed until they finish
+    owed = sum(t.fee for t in honest.net.tasks)
+    affordable = _requester_task(honest, sequence=50, fee=allocation - owed)
+    too_much = _requester_task(honest, sequence=51, fee=1)
+    h.send(affordable, too_much)
+    assert affordable.task_id in h.node.tasks
+    assert h.rejections() == [("Task", Reason.INSUFFICIENT_FUNDS)]
+    # A refusal for funds depends on the chain seen so far: it is not held against the task for ever.
+    assert too_much.task_id not in h.node.rejected
 
 
 # ----- wire bytes (the driver decodes them with the codec before the node sees anything) -----------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chainlab.protocols.dfl.aggregation import Buffered, half_fedavg, plan_update
@@ -59,6 +59,7 @@ def test_baselines() -> None:
     st.lists(st.tuples(st.sampled_from([A, B, C]), st.floats(0, 1)), min_size=1, max_size=8),
     st.sampled_from(["halffedavg", "reputation", "fedavg"]),
 )
+@example(pairs=[(B, 5e-324)], rule="reputation")  # a subnormal weight: 0.5 * w underflowed to 0
 def test_weighted_coefficients_sum_to_one(pairs: list[tuple[bytes, float]], rule: str) -> None:
     update = plan_update(rule, entries(*pairs), {A: 0.3}, 0.05)
     assert sum(update.coefficients) == pytest.approx(1.0)

@@ -1,0 +1,1 @@
+"""Tests of chainlab.monitoring and deploy/prometheus."""
