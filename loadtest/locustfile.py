@@ -334,7 +334,7 @@ class ChainReaderUser(GrpcUser):
 
     @task(1)
     def get_balance(self) -> None:
-        """The requester's balance (fees paid: negative once a task has finished)."""
+        """The requester's balance: its genesis allocation less the fees of its finished tasks."""
         self.call(self.stub.GetBalance, queries_pb2.BalanceRequest(account=self.net.requester_account))
 
 

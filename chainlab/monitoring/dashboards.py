@@ -342,7 +342,7 @@ def overview() -> str:
         ),
         timeseries(
             "Public and best possible accuracy",
-            "A model on the public split alone, and the best any subset of the task's MiniBlocks reaches",
+            "A model trained on D_T alone (public), and every base model of the task ensembled (best possible)",
             [Query(f"max by (task, measure) ({_task_accuracy('public|best_possible')})", "{{measure}} {{task}}")],
             unit="percentunit",
         ),
@@ -356,7 +356,7 @@ def overview() -> str:
             "MiniBlock wastage",
             "MiniBlocks of a finished task its winning ensemble left out",
             [Query(f"max by (task) (chainlab_bagchain_miniblock_wastage{s})", "{{task}}")],
-            unit="percentunit",
+            unit="none",
             width=16,
         ),
     ]
