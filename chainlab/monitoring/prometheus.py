@@ -118,7 +118,7 @@ class PrometheusServer:
         scrape_interval_seconds: float = 1.0,
         binary: str = "prometheus",
     ) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # the server runs in it: relative paths would resolve twice
         self.port = port
         self.scrape_interval_seconds = scrape_interval_seconds
         self.binary = binary

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
-from chainlab.live.processes import ProcessGroup, down, free_ports
+from chainlab.live.processes import ProcessGroup, down, free_ports, remember
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:
@@ -40,3 +41,21 @@ def test_down_stops_what_a_crashed_up_left_and_ignores_recycled_pids(tmp_path: P
     assert psutil.Process().is_running()
     assert not (tmp_path / "state.json").exists()
     assert down(tmp_path / "state.json") == []
+
+
+@pytest.mark.slow
+def test_a_prometheus_kept_after_a_run_is_stopped_by_down(tmp_path: Path) -> None:
+    """`up --keep-monitor` leaves Prometheus running and remembers it; `chainlab down` stops it."""
+    from chainlab.cli import main
+    from chainlab.live.launcher import MONITOR_STATE_FILE
+    from chainlab.monitoring.prometheus import PrometheusServer
+
+    server = PrometheusServer(tmp_path / "prometheus")
+    server.start()
+    pid = server.pid
+    assert pid is not None
+    remember(tmp_path / MONITOR_STATE_FILE, {"prometheus": pid})
+    assert main(["down", "--out", str(tmp_path)]) == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not (tmp_path / MONITOR_STATE_FILE).exists()
+    server.stop()  # reaps it

@@ -134,3 +134,11 @@ def test_server_scrapes_queries_records_and_plots(tmp_path: Path, exporter: str)
         # With no extra matchers every query must still parse (e.g. `{method="Predict",}`).
         assert len(write_run_plots(client, started, end, tmp_path / "all")) == 3
     assert not server.log_path.read_text().count("level=error")
+
+
+@pytest.mark.slow
+def test_a_relative_run_folder_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`chainlab up --out runs/x` passes a relative folder; the server runs inside it and must still find it."""
+    monkeypatch.chdir(tmp_path)
+    with PrometheusServer(Path("runs") / "prometheus") as server:
+        assert PrometheusClient(server.url).query("vector(1)")[0].value == 1.0
