@@ -165,3 +165,10 @@ def test_funds_run_out_as_fees_are_committed(honest: Honest) -> None:
     first, second = out["answers"]
     assert isinstance(first, queries_pb2.SubmitTaskReply)
     assert second[0] == PRECONDITION and second[1].startswith("insufficient_funds")
+
+
+def test_a_dataset_too_small_to_split_is_refused(honest: Honest) -> None:
+    tiny = honest.net.test.subset(np.arange(10))
+    out = _submit(honest, [_request(dataset_cid="<stored>")], stored=encode_dataset(tiny))
+    ((code, details),) = out["answers"]
+    assert code == INVALID and details.startswith("dataset_too_small")

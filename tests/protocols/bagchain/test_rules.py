@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,3 +79,25 @@ def test_the_task_vocabulary_is_what_the_learning_layer_implements() -> None:
 
     params = BagChainParams()
     assert (params.task_families, params.task_aggregates, params.task_metrics) == (FAMILIES, RULES, METRICS)
+
+
+@given(
+    metric_min=st.floats(allow_nan=True, allow_infinity=True),
+    fee=st.integers(min_value=0, max_value=2**64 - 1),
+)
+def test_task_terms_accept_exactly_finite_metric_min_in_range_and_a_sane_fee(metric_min: float, fee: int) -> None:
+    from chainlab.protocols.bagchain.messages import Task
+    from chainlab.protocols.bagchain.params import MAX_FEE, BagChainParams
+    from chainlab.protocols.bagchain.reasons import Reason, Rejected
+    from chainlab.protocols.spec import ModelSpec
+
+    key = Identity.from_seed(b"terms")
+    task = Task(b"t", b"v", b"e", ModelSpec("decision_tree"), "majority", "accuracy", metric_min, fee, key.public_key)
+    good_min = math.isfinite(metric_min) and 0.0 <= metric_min < 1.0
+    good_fee = 0 < fee <= MAX_FEE
+    if good_min and good_fee:
+        rules.check_task_terms(task, BagChainParams())
+        return
+    with pytest.raises(Rejected) as refused:
+        rules.check_task_terms(task, BagChainParams())
+    assert refused.value.reason == (Reason.BAD_FEE if good_min else Reason.BAD_METRIC_MIN)
