@@ -111,6 +111,7 @@ class LiveNode:
         self.started = asyncio.Event()
         self.protocol_seconds = 0.0  # CPU time in the protocol core (the "blockchain share" of seed 001)
         self.codec_seconds = 0.0  # CPU time encoding and decoding wire messages
+        self.pow_seconds = 0.0  # CPU time of proof-of-work trials (the Mine job's wall time is mostly waiting)
         self.cpu_at_start = 0.0  # the process's CPU time when the node started (imports and set-up come before)
 
     @property
@@ -334,7 +335,9 @@ class LiveNode:
         start, q = 0, self.hash_trials_per_round
         suffix = fixed64_suffix(effect.nonce_tag)
         while True:
+            began = time.thread_time()
             nonce, _ = search_nonce(effect.prefix, suffix, effect.target, start, q)
+            self.pow_seconds += time.thread_time() - began
             if nonce is not None:
                 return nonce
             start += q

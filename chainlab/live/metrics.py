@@ -41,6 +41,7 @@ INTERNAL_ERRORS = Counter(
 NODE_INFO = Info("chainlab_node", "What this service process runs: protocol, role and node name")
 PROTOCOL_CPU = Gauge("chainlab_protocol_cpu_seconds", "CPU time in the protocol core since the node started")
 CODEC_CPU = Gauge("chainlab_codec_cpu_seconds", "CPU time encoding and decoding wire messages since the node started")
+POW_CPU = Gauge("chainlab_pow_cpu_seconds", "CPU time of proof-of-work trials since the node started")
 PROCESS_CPU = Gauge("chainlab_node_process_cpu_seconds", "CPU time of the whole process since the node started")
 ML_SECONDS = Gauge("chainlab_ml_seconds", "Wall time of this node's ML jobs (training, evaluation) since it started")
 PREDICTED_SAMPLES = Counter("chainlab_predicted_samples_total", "Samples labelled by the requester's Predict")

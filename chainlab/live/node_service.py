@@ -159,6 +159,7 @@ def describe_node(spec: ProtocolSpec, entry: NodeEntry, live: LiveNode) -> None:
     metrics.NODE_INFO.info({"protocol": spec.name, "role": entry.role, "node": entry.name})
     metrics.PROTOCOL_CPU.set_function(lambda: live.protocol_seconds)
     metrics.CODEC_CPU.set_function(lambda: live.codec_seconds)
+    metrics.POW_CPU.set_function(lambda: live.pow_seconds)
     metrics.PROCESS_CPU.set_function(lambda: live.process_seconds)
     metrics.ML_SECONDS.set_function(lambda: live.ml_seconds)
 

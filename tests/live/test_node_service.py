@@ -277,7 +277,9 @@ def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
     from chainlab.live.node_service import describe_node
     from chainlab.scenarios import registry
 
-    live = SimpleNamespace(protocol_seconds=1.5, codec_seconds=0.5, process_seconds=10.0, ml_seconds=7.0)
+    live = SimpleNamespace(
+        protocol_seconds=1.5, codec_seconds=0.5, process_seconds=10.0, ml_seconds=7.0, pow_seconds=0.25
+    )
     entry = SimpleNamespace(role="miner", name="miner-7")
     describe_node(registry.get("dfl"), entry, live)  # type: ignore[arg-type]
     labels = {"protocol": "dfl", "role": "miner", "node": "miner-7"}
@@ -286,6 +288,7 @@ def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
     assert REGISTRY.get_sample_value("chainlab_codec_cpu_seconds") == 0.5
     assert REGISTRY.get_sample_value("chainlab_node_process_cpu_seconds") == 10.0
     assert REGISTRY.get_sample_value("chainlab_ml_seconds") == 7.0
+    assert REGISTRY.get_sample_value("chainlab_pow_cpu_seconds") == 0.25
 
 
 def test_status_gauges_follow_the_node_and_only_a_voting_node_exports_its_tip() -> None:
