@@ -44,7 +44,9 @@ class BenchLoadOptions:
     experiment: Experiment
     out: Path
     round_seconds: float
-    predict: LocustRun = field(default_factory=lambda: LocustRun(users=10, spawn_rate=10.0, run_time="15s"))
+    # Closed loop (users never wait): the servers' capacity, so the ratio compares what each can serve. At the
+    # locustfile's paced default both serve every call offered and the ratio says nothing (`make load` shows it).
+    predict: LocustRun = field(default_factory=lambda: LocustRun(users=10, spawn_rate=10.0, run_time="15s", wait="0,0"))
     repeats: int = 3
     load: LocustRun = field(default_factory=lambda: LocustRun(users=10, spawn_rate=5.0, run_time="60s"))
     timeout_seconds: float = 600.0
@@ -287,7 +289,10 @@ def markdown(bench: Mapping[str, object]) -> str:
     predict = bench.get("predict", {})
     assert isinstance(predict, dict)
     repeats = len(predict.get("repeats", {}).get("noop", []))
-    head = f"locust RequesterUser x{predict.get('users')}, {predict.get('run_time')} per run, medians of {repeats} runs"
+    head = (
+        f"locust RequesterUser x{predict.get('users')}, waits {predict.get('wait')} s, {predict.get('run_time')}"
+        f" per run, medians of {repeats} runs"
+    )
     lines = [f"# bench-load: {bench.get('experiment')}", "", f"## Predict ({head})", ""]
     lines += _markdown_table(PREDICT_COLUMNS, _predict_rows(bench))
     lines += ["", "## Key Block throughput and accuracy", ""]
