@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -252,10 +253,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     run = LocustRun(users=args.users, spawn_rate=args.spawn_rate, run_time=args.run_time, shape=args.shape)
     try:
         if args.command == "bench-load":
-            from chainlab.live.bench_load import BenchLoadOptions, run_bench
+            from chainlab.live.bench_load import CLOSED_LOOP, BenchLoadOptions, run_bench
 
             loaded = LocustRun(args.users, args.spawn_rate, args.load_time, args.shape)
-            bench = BenchLoadOptions(exp, args.out, round_seconds, run, args.repeats, loaded, args.timeout)
+            capacity = dataclasses.replace(run, wait=CLOSED_LOOP)  # Predict vs the no-op: what each can serve
+            bench = BenchLoadOptions(exp, args.out, round_seconds, capacity, args.repeats, loaded, args.timeout)
             asyncio.run(run_bench(bench, console))
             console.print(f"written: {args.out / 'bench_load.json'}, {args.out / 'bench_load.md'}")
             return 0

@@ -29,6 +29,7 @@ from chainlab.scenarios.experiment import Experiment
 if TYPE_CHECKING:
     from chainlab.live.launcher import LiveNetwork
 
+CLOSED_LOOP = "0,0"  # locust users' wait between calls, min,max seconds: none
 RATIO_GOAL = 0.7  # real Predict RPS / no-op Predict RPS, same offered load
 P99_GOAL_MS = 50.0
 BENCH_FILE = "bench_load.json"
@@ -46,7 +47,9 @@ class BenchLoadOptions:
     round_seconds: float
     # Closed loop (users never wait): the servers' capacity, so the ratio compares what each can serve. At the
     # locustfile's paced default both serve every call offered and the ratio says nothing (`make load` shows it).
-    predict: LocustRun = field(default_factory=lambda: LocustRun(users=10, spawn_rate=10.0, run_time="15s", wait="0,0"))
+    predict: LocustRun = field(
+        default_factory=lambda: LocustRun(users=10, spawn_rate=10.0, run_time="15s", wait=CLOSED_LOOP)
+    )
     repeats: int = 3
     load: LocustRun = field(default_factory=lambda: LocustRun(users=10, spawn_rate=5.0, run_time="60s"))
     timeout_seconds: float = 600.0
