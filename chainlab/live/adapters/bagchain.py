@@ -20,6 +20,7 @@ from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset, 
 from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
 from chainlab.live import metrics
+from chainlab.live.batching import Batcher
 from chainlab.live.driver import FETCH_REQUEST, LiveNode
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.server import insecure_channel
@@ -109,6 +110,7 @@ class Predictor:
         # The winner's base models by Ensemble Block hash, fetched once however many Predicts arrive together.
         self._ensembles: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._fetching: defaultdict[bytes, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.batcher = Batcher(MAX_PREDICT_ROWS)  # concurrent Predicts on one winner: one ensemble call
 
     def samples(self, rows: int, features: int, samples: bytes) -> npt.NDArray[np.float32]:
         """rows x features little-endian float32 samples, checked."""
@@ -129,9 +131,12 @@ class Predictor:
                 self._ensembles[winner] = await self._collect(result.height, members)
         models = self._ensembles[winner]
         task = self.node.tasks[task_id]
-        labels = await asyncio.to_thread(
-            lambda: self.live.worker().ensemble_predict(models, learning_spec(task.train), X, task.aggregate)
-        )
+        spec = learning_spec(task.train)
+
+        def compute(rows: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return self.live.worker().ensemble_predict(models, spec, rows, task.aggregate)
+
+        labels = await self.batcher.run(winner, X, compute)
         return [int(v) for v in labels], result.winning_ensemble or b""
 
     async def _collect(self, height: int, members: list[MiniBlock]) -> list[tuple[bytes, bytes]]:
