@@ -127,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if name == "bench-load":
             load.add_argument("--repeats", type=int, default=3, help="Predict runs per server")
+            load.add_argument("--network-repeats", type=int, default=3, help="network runs without and with load")
             load.add_argument("--load-time", default="60s", help="locust run time of the loaded network run")
     args = parser.parse_args(argv)
     try:
@@ -257,7 +258,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
             loaded = LocustRun(args.users, args.spawn_rate, args.load_time, args.shape)
             capacity = dataclasses.replace(run, wait=CLOSED_LOOP)  # Predict vs the no-op: what each can serve
-            bench = BenchLoadOptions(exp, args.out, round_seconds, capacity, args.repeats, loaded, args.timeout)
+            bench = BenchLoadOptions(
+                exp, args.out, round_seconds, capacity, args.repeats, loaded, args.timeout, args.network_repeats
+            )
             asyncio.run(run_bench(bench, console))
             console.print(f"written: {args.out / 'bench_load.json'}, {args.out / 'bench_load.md'}")
             return 0

@@ -53,41 +53,56 @@ class BenchLoadOptions:
     repeats: int = 3
     load: LocustRun = field(default_factory=lambda: LocustRun(users=10, spawn_rate=5.0, run_time="60s"))
     timeout_seconds: float = 600.0
+    network_repeats: int = 3  # runs without and with load, alternated: live runs' pace varies by ~15 %
 
 
 async def run_bench(options: BenchLoadOptions, console: Console) -> dict[str, object]:
     """Both parts of the benchmark, written to <out>/bench_load.json and <out>/bench_load.md."""
     from chainlab.live.launcher import UpOptions, up
 
-    if options.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {options.repeats}")
+    if options.repeats < 1 or options.network_repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {options.repeats} and {options.network_repeats}")
     predict: dict[str, object] = {}
 
     async def compare(network: LiveNetwork) -> None:
         predict.update(await compare_predict(network, options, console))
 
-    console.log("bench-load 1/2: the network without load, then Predict against it and against a no-op requester")
-    # Monitored like the loaded run (`chainlab load` always is), so that Prometheus' share of the CPU is the same.
-    up_options = UpOptions(
-        options.experiment,
-        options.out / "quiet",
-        options.round_seconds,
-        timeout_seconds=options.timeout_seconds,
-        monitor=True,
-    )
-    quiet = await up(up_options, console, lambda done, round_: None, after=compare)
-    console.log("bench-load 2/2: the same network under locust load")
-    # No SubmitTask: both runs do the same tasks, so their pace compares.
+    # No SubmitTask: both kinds of run do the same tasks, so their pace compares.
     load = replace(options.load, submit_seconds=0.0)
-    load_options = LoadOptions(
-        options.experiment, options.out / "loaded", options.round_seconds, load, options.timeout_seconds
-    )
-    loaded = await run_load(load_options, console)
+    quiet_runs: list[dict[str, object]] = []
+    loaded_runs: list[dict[str, object]] = []
+    last_load: Mapping[str, object] = {}
+    for k in range(options.network_repeats):
+        first = k == 0
+        what = ", then Predict against it and against a no-op requester" if first else ""
+        console.log(f"bench-load run {k + 1}/{options.network_repeats}: the network without load{what}")
+        # Monitored like the loaded run (`chainlab load` always is), so that Prometheus' share of the CPU is the same.
+        up_options = UpOptions(
+            options.experiment,
+            options.out / f"quiet-{k}",
+            options.round_seconds,
+            timeout_seconds=options.timeout_seconds,
+            monitor=True,
+        )
+        quiet = await up(up_options, console, lambda done, round_: None, after=compare if first else None)
+        quiet_runs.append(network_figures(quiet))
+        console.log(f"bench-load run {k + 1}/{options.network_repeats}: the same network under locust load")
+        load_options = LoadOptions(
+            options.experiment, options.out / f"loaded-{k}", options.round_seconds, load, options.timeout_seconds
+        )
+        loaded = await run_load(load_options, console)
+        loaded_runs.append(network_figures(loaded))
+        section = loaded.get("load")
+        last_load = section if isinstance(section, dict) else {}
     bench: dict[str, object] = {
         "experiment": options.experiment.get("name", ""),
         "predict": predict,
-        "network": {"without_load": network_figures(quiet), "with_load": network_figures(loaded)},
-        "load": loaded.get("load", {}),
+        "network": {
+            "without_load": median_figures(quiet_runs),
+            "with_load": median_figures(loaded_runs),
+            "runs": {"without_load": quiet_runs, "with_load": loaded_runs},
+        },
+        "load": last_load,
     }
     options.out.mkdir(parents=True, exist_ok=True)
     (options.out / BENCH_FILE).write_text(json.dumps(bench, indent=2, sort_keys=True))
@@ -236,6 +251,23 @@ def network_figures(results: Mapping[str, object]) -> dict[str, object]:
     }
 
 
+def median_figures(runs: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    """Medians of the numeric figures of several runs; tips agree only if they did in every run."""
+    out: dict[str, object] = {"runs": len(runs)}
+    for key in (
+        "key_blocks",
+        "key_blocks_per_round",
+        "key_blocks_per_wall_second",
+        "ensemble_accuracy",
+        "wall_seconds",
+    ):
+        values = [v for r in runs if isinstance(v := r.get(key), int | float) and not isinstance(v, bool)]
+        out[key] = _median(values)
+    out["tips_agree"] = all(r.get("tips_agree") is True for r in runs)
+    out["truncated"] = any(r.get("truncated") is True for r in runs)
+    return out
+
+
 def _fmt(value: object, digits: int = 2) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
@@ -298,7 +330,9 @@ def markdown(bench: Mapping[str, object]) -> str:
     )
     lines = [f"# bench-load: {bench.get('experiment')}", "", f"## Predict ({head})", ""]
     lines += _markdown_table(PREDICT_COLUMNS, _predict_rows(bench))
-    lines += ["", "## Key Block throughput and accuracy", ""]
+    network = bench.get("network", {})
+    runs = network.get("without_load", {}).get("runs", 1) if isinstance(network, dict) else 1
+    lines += ["", f"## Key Block throughput and accuracy (medians of {runs} runs each, alternated)", ""]
     lines += _markdown_table(NETWORK_COLUMNS, _network_rows(bench))
     return "\n".join(lines) + "\n"
 

@@ -193,3 +193,17 @@ async def _run_and_scrape(run: LocustRun, plan: Path, prefix: Path, port: int) -
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=2) as reply:
         return str(reply.read().decode())
+
+
+def test_median_figures_of_several_runs() -> None:
+    from chainlab.live.bench_load import median_figures
+
+    runs = [
+        {"key_blocks": 3, "key_blocks_per_wall_second": 0.04, "ensemble_accuracy": 0.77, "tips_agree": True},
+        {"key_blocks": 3, "key_blocks_per_wall_second": 0.03, "ensemble_accuracy": 0.76, "tips_agree": True},
+        {"key_blocks": 3, "key_blocks_per_wall_second": 0.05, "ensemble_accuracy": 0.78, "tips_agree": False},
+    ]
+    medians = median_figures(runs)
+    assert medians["runs"] == 3 and medians["key_blocks_per_wall_second"] == 0.04
+    assert medians["ensemble_accuracy"] == 0.77 and medians["key_blocks_per_round"] is None
+    assert medians["tips_agree"] is False and medians["truncated"] is False
