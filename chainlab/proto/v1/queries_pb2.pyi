@@ -209,7 +209,7 @@ class Balance(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     account: _builtins.bytes
     amount: _builtins.int
-    """rewards earned minus fees paid: negative for a requester"""
+    """genesis allocation and rewards earned, minus the fees of finished tasks"""
     def __init__(
         self,
         *,
