@@ -305,7 +305,7 @@ def _network_rows(bench: Mapping[str, object]) -> list[list[str]]:
         rows.append(
             [
                 label,
-                _fmt(f.get("key_blocks")),
+                _fmt(f.get("key_blocks"), 0),
                 _fmt(f.get("key_blocks_per_wall_second"), 4),
                 _fmt(f.get("key_blocks_per_round"), 5),
                 _fmt(f.get("ensemble_accuracy"), 3),
