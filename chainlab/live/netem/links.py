@@ -51,6 +51,10 @@ class DedupCache:
             self._seen.popitem(last=False)
         return True
 
+    def forget(self, message_id: bytes) -> None:
+        """Unsee message_id, so that a copy of it is taken as new (idempotent)."""
+        self._seen.pop(message_id, None)
+
     def __contains__(self, message_id: object) -> bool:
         return message_id in self._seen
 

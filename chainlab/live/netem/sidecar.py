@@ -254,6 +254,9 @@ class Sidecar:
         metrics.NETEM_MESSAGES.labels(peer, "delivered").inc()
 
     def _undelivered(self, envelope: netem_pb2.Envelope, peer: str, why: str) -> None:
+        # The node never had it (not serving yet, or restarting): a resent copy must reach it, not be dropped as
+        # a duplicate of a message it never saw.
+        self.dedup.forget(envelope.message_id)
         metrics.NETEM_MESSAGES.labels(peer, "undelivered").inc()
         log.warning("delivery to the node failed", extra={"message_id": short(envelope.message_id), "error": why})
 

@@ -102,6 +102,9 @@ def test_dedup_cache_is_bounded_and_forgets_the_oldest() -> None:
     assert cache.add(bytes([0]))
     with pytest.raises(ValueError):
         DedupCache(0)
+    cache.forget(bytes([0]))
+    cache.forget(bytes([0]))  # idempotent
+    assert bytes([0]) not in cache and cache.add(bytes([0]))
 
 
 def test_send_plan_skips_excluded_counts_drops_and_records_hop_delays() -> None:

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from chainlab.ledger.hashing import sha256
-from chainlab.live.errors import invalid
+from chainlab.live.errors import invalid, unavailable
 from chainlab.live.netem import control
 from chainlab.live.netem.sidecar import Sidecar
 from chainlab.live.netem.topology import LinkSpec, from_edges
@@ -25,13 +25,18 @@ def _id(i: int) -> bytes:
 
 
 class FakeNode(node_pb2_grpc.PeerServicer):
-    """Records deliveries with their arrival time; answers fetches; may refuse everything."""
+    """Records deliveries with their arrival time; answers fetches; may refuse everything, or be not started yet
+    for its first `unavailable` deliveries (as a node whose server is up before its protocol loop)."""
 
-    def __init__(self, reject: bool = False) -> None:
+    def __init__(self, reject: bool = False, unavailable: int = 0) -> None:
         self.reject = reject
+        self.unavailable = unavailable
         self.got: list[tuple[float, netem_pb2.Envelope]] = []
 
     async def Deliver(self, request: netem_pb2.Envelope, context: grpc.aio.ServicerContext) -> node_pb2.DeliverReply:
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            raise unavailable("not_started", "test")
         if self.reject:
             raise invalid("bad_block", "test")
         self.got.append((asyncio.get_running_loop().time(), request))
@@ -64,11 +69,12 @@ async def _net(
     spec: LinkSpec | None = None,
     *,
     rejecting: tuple[int, ...] = (),
+    starting: tuple[int, ...] = (),
     dead_nodes: tuple[int, ...] = (),
     dead_sidecars: tuple[int, ...] = (),
 ) -> AsyncIterator[Net]:
     """n fake nodes and their sidecars on 127.0.0.1; a dead node or sidecar is an address nobody listens on."""
-    nodes = [FakeNode(reject=i in rejecting) for i in range(n)]
+    nodes = [FakeNode(reject=i in rejecting, unavailable=1 if i in starting else 0) for i in range(n)]
     async with contextlib.AsyncExitStack() as stack:
         node_addresses = []
         for i, node in enumerate(nodes):
@@ -355,6 +361,25 @@ def test_a_send_crosses_the_route_to_its_target_only() -> None:
             assert [len(node.got) for node in net.nodes] == [0, 0, 0, 1]
             envelope = net.nodes[3].got[0][1]
             assert (envelope.origin, envelope.target, envelope.hops) == (_id(0), _id(3), 2)
+
+    asyncio.run(run())
+
+
+def test_a_resent_copy_reaches_a_node_that_was_not_listening_the_first_time() -> None:
+    """A node not started yet misses a message; the same bytes sent again (a resend) are delivered, not dropped as
+    a duplicate of what it never had. A copy of a delivered message is still a duplicate."""
+
+    async def run() -> None:
+        async with _net(2, [(0, 1)], starting=(1,)) as net:
+            await _send(net, 0, _id(1), b"update-1")
+            await _until(lambda: net.nodes[1].unavailable == 0)
+            await asyncio.sleep(4 * ROUND)
+            assert net.nodes[1].got == []
+            await _send(net, 0, _id(1), b"update-1")
+            await _until(lambda: len(net.nodes[1].got) == 1)
+            await _send(net, 0, _id(1), b"update-1")
+            await asyncio.sleep(4 * ROUND)
+            assert len(net.nodes[1].got) == 1 and net.sidecars[1].duplicates == 1
 
     asyncio.run(run())
 
