@@ -28,8 +28,6 @@ from chainlab.network.links import whole_rounds
 from chainlab.proto.v1 import netem_pb2, netem_pb2_grpc, node_pb2_grpc
 
 log = logging.getLogger("chainlab.netem")
-# How long a message waits for its own node to serve (a node starting, or restarting, is not a lost message).
-NODE_START_SECONDS = 10.0
 
 DEFAULT_CALL_TIMEOUT = 5.0
 SERVICE_NAMES = ("chainlab.v1.NetemNode", "chainlab.v1.NetemPeer", "chainlab.v1.NetemControl")
@@ -57,14 +55,12 @@ class Sidecar:
         seed: int = 0,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         dedup_capacity: int = DEFAULT_DEDUP_CAPACITY,
-        node_start_seconds: float = NODE_START_SECONDS,
     ) -> None:
         self.me = me
         self.topology = topology
         self.node_address = node_address
         self.round_seconds = round_seconds
         self.call_timeout = call_timeout
-        self.node_start_seconds = node_start_seconds
         self.table = LinkTable(me, topology, seed=seed)
         self.dedup = DedupCache(dedup_capacity)
         self.delivered = 0
@@ -244,11 +240,10 @@ class Sidecar:
             await self._node().Deliver(envelope, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                self._rejected(envelope, exc)
-            elif exc.code() == grpc.StatusCode.UNAVAILABLE:
-                # Its own node is not serving yet (starting) or for a moment: keep the message for it, in the
-                # background so the neighbour that relayed it is not held up.
-                self._spawn(self._redeliver(envelope, peer))
+                reason = reason_of(exc, "invalid")
+                self.rejections[reason] += 1
+                metrics.NETEM_NODE_REJECTIONS.labels(reason).inc()
+                log.info("node rejected a message", extra={"message_id": short(envelope.message_id), "reason": reason})
             else:
                 self._undelivered(envelope, peer, exc.code().name)
             return
@@ -257,33 +252,6 @@ class Sidecar:
             return
         self.delivered += 1
         metrics.NETEM_MESSAGES.labels(peer, "delivered").inc()
-
-    async def _redeliver(self, envelope: netem_pb2.Envelope, peer: str) -> None:
-        """Offer a message to a node that was not serving, every round, for at most node_start_seconds."""
-        deadline = asyncio.get_running_loop().time() + self.node_start_seconds
-        why = grpc.StatusCode.UNAVAILABLE.name
-        while asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(self.round_seconds)
-            try:
-                await self._node().Deliver(envelope, timeout=self.call_timeout)
-            except grpc.aio.AioRpcError as exc:
-                why = exc.code().name
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    continue
-                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    self._rejected(envelope, exc)
-                    return
-                break
-            self.delivered += 1
-            metrics.NETEM_MESSAGES.labels(peer, "delivered").inc()
-            return
-        self._undelivered(envelope, peer, why)
-
-    def _rejected(self, envelope: netem_pb2.Envelope, exc: grpc.aio.AioRpcError) -> None:
-        reason = reason_of(exc, "invalid")
-        self.rejections[reason] += 1
-        metrics.NETEM_NODE_REJECTIONS.labels(reason).inc()
-        log.info("node rejected a message", extra={"message_id": short(envelope.message_id), "reason": reason})
 
     def _undelivered(self, envelope: netem_pb2.Envelope, peer: str, why: str) -> None:
         # The node never had it (not serving yet, or restarting): a resent copy must reach it, not be dropped as
