@@ -169,18 +169,3 @@ def test_lenet_rejects_bad_bytes() -> None:
             family.decode(data)
     with pytest.raises(ModelCodecError):
         DecisionTreeFamily().decode(good)
-
-
-def test_a_tree_predicts_as_sklearn_checked_does_and_refuses_data_of_another_width(
-    digits: tuple[Dataset, Dataset],
-) -> None:
-    """Its unchecked fast path gives scikit-learn's checked answer, and never reads past a row (memory safety)."""
-    train, test = digits
-    family = DecisionTreeFamily()
-    model = family.fit(train.X, train.y, 10, train.shape, seed=1)
-    checked = model.estimator.predict_proba(test.X.astype(np.float64))
-    np.testing.assert_array_equal(family.predict_proba(model, test.X)[:, model.estimator.classes_], checked)
-    with pytest.raises(ValueError, match="features"):
-        family.predict_proba(model, test.X[:, :10])
-    with pytest.raises(ValueError, match="features"):
-        family.predict_proba(model, test.X[0])

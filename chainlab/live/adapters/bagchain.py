@@ -120,10 +120,7 @@ class Predictor:
             raise invalid("bad_row_count", f"rows must be in 1..{MAX_PREDICT_ROWS}")
         if len(samples) != 4 * rows * features:
             raise invalid("bad_samples", "samples must be rows x features little-endian float32")
-        X = np.frombuffer(samples, dtype="<f4").reshape(rows, features)
-        if not np.isfinite(X).all():
-            raise invalid("bad_samples", "samples must be finite")
-        return X
+        return np.frombuffer(samples, dtype="<f4").reshape(rows, features)
 
     async def predict(self, task_id: bytes, X: npt.NDArray[np.float32]) -> tuple[list[int], bytes]:
         """Labels from the winning ensemble of a finished task, and that Ensemble Block's hash."""
