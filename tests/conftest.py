@@ -17,3 +17,14 @@ def honest() -> Honest:
     simulation.run()
     assert all(m.chain.tip.height == 2 for m in net.miners)
     return Honest(net, worker)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `images` need the images `make images` builds: they run only when -m names them
+    (`make test-images`), never as part of a plain or -m "not slow" run."""
+    if "images" in (config.getoption("markexpr") or ""):
+        return
+    selected = [item for item in items if item.get_closest_marker("images") is None]
+    if len(selected) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("images")])
+        items[:] = selected

@@ -1,41 +1,38 @@
-"""`chainlab up`: a whole protocol network as processes on 127.0.0.1 — storage, a sidecar per node, the nodes."""
+"""`chainlab up`: a whole protocol network on 127.0.0.1 — storage, a sidecar per node, the nodes — as processes or
+containers (runtimes.py), watched until done, its results read, then stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
-from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
-from chainlab.learning.worker import Worker
-from chainlab.live import adapters
 from chainlab.live.netem import control
-from chainlab.live.netem import topology as topo
-from chainlab.live.plan import NetworkPlan, NodeEntry
-from chainlab.live.processes import ProcessGroup, free_ports, remember
-from chainlab.live.rounds import ROUND_SECONDS_ENV
+from chainlab.live.plan import NetworkPlan
+from chainlab.live.planning import network_plan, node_entries, upload_datasets, write_plan
+from chainlab.live.processes import free_ports, remember
+from chainlab.live.readout import node_status, node_statuses, read_results
+from chainlab.live.runtimes import DEFAULT_IMAGE_TAG, DockerRuntime, ProcessRuntime, Runtime
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
 from chainlab.monitoring.panel_check import PanelReport, Window, check_panels, print_report
 from chainlab.monitoring.plots import write_run_plots
 from chainlab.monitoring.prometheus import PrometheusClient, PrometheusServer, ScrapeTarget
-from chainlab.proto.v1 import node_pb2, node_pb2_grpc
-from chainlab.protocols.base import NodeStatus
+from chainlab.proto.v1 import node_pb2
 from chainlab.scenarios import registry
-from chainlab.scenarios.base import NodeSlot
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.results import Results, assemble
+from chainlab.scenarios.results import Results
 
 STATE_FILE = "processes.json"
 NETEM_STATS_FILE = "netem_stats.json"
@@ -59,71 +56,8 @@ class UpOptions:
     kill_after_seconds: float = 0.0
     monitor: bool = False  # run Prometheus on loopback, scraping every service, and plot the run from it
     keep_monitor: bool = False  # leave that Prometheus running after the network stops
-
-
-def node_entries(slots: list[NodeSlot]) -> list[NodeEntry]:
-    """Fresh loopback ports for every node and its sidecar, in deployment (graph vertex) order."""
-    ports = free_ports(4 * len(slots))
-    entries = []
-    for k, slot in enumerate(slots):
-        listen, sidecar, metrics, sidecar_metrics = ports[4 * k : 4 * k + 4]
-        entries.append(
-            NodeEntry(
-                slot.name,
-                slot.role,
-                slot.index,
-                slot.node_id.hex(),
-                f"127.0.0.1:{listen}",
-                f"127.0.0.1:{sidecar}",
-                metrics,
-                sidecar_metrics,
-            )
-        )
-    return entries
-
-
-def build_topology(choice: str, exp: Experiment, entries: Sequence[NodeEntry], order: Sequence[bytes]) -> topo.Topology:
-    """The sidecars' topology: the experiment's network section, a generator, or a file that names nodes.
-
-    order is the node IDs in the simulator's vertex order (the scenario's `nodes`), so that vertex i is the
-    same node, with the same role, in both drivers whatever the entries' (start) order.
-    """
-    sidecars = {bytes.fromhex(e.node_id): e.sidecar for e in entries}
-    if sorted(order) != sorted(sidecars):
-        raise ValueError("the vertex order must list every node of the network exactly once")
-    nodes = [(node, sidecars[node]) for node in order]
-    config = exp.network
-    if choice == "config":
-        return topo.topology_for(config, nodes, exp.seed)
-    if choice == "full":
-        return topo.full(dict(nodes))
-    if choice.startswith("erdos_renyi:"):
-        return topo.erdos_renyi(dict(nodes), float(choice.split(":", 1)[1]), config.graph_seed(exp.seed))
-    return _topology_file(Path(choice), entries, nodes)
-
-
-def _topology_file(path: Path, entries: Sequence[NodeEntry], nodes: Sequence[tuple[bytes, str]]) -> topo.Topology:
-    """A topology file whose nodes are the network's names (miner-0, validator-0, requester), not IDs."""
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    ids = {e.name: e.node_id for e in entries}
-
-    def node(name: object) -> str:
-        if name not in ids:
-            raise ValueError(f"{path}: unknown node {name!r} (known: {', '.join(ids)})")
-        return ids[str(name)]
-
-    links: list[Any] = []
-    for link in data.get("links", []):
-        if isinstance(link, list):
-            links.append([node(x) for x in link])
-        else:
-            links.append({**link, "a": node(link.get("a")), "b": node(link.get("b"))})
-    mapping = {**data, "nodes": {node_id.hex(): address for node_id, address in nodes}}
-    if "links" in data:
-        mapping["links"] = links
-    return topo.Topology.from_mapping(mapping)
+    runtime: str = "process"  # "process" or "docker" (every service in its container, from `make images`)
+    image_tag: str = DEFAULT_IMAGE_TAG
 
 
 async def wait_healthy(
@@ -172,12 +106,21 @@ class LiveNetwork:
         self.console = console
         self.spec = registry.get(options.experiment.protocol_name)
         options.out.mkdir(parents=True, exist_ok=True)
-        self.processes = ProcessGroup(options.out / STATE_FILE, options.out / "logs")
+        self.runtime = self._runtime()
         self.plan: NetworkPlan | None = None
         self.plan_path = options.out / "plan.json"
         self.prometheus: PrometheusServer | None = None
         self._targets: dict[str, ScrapeTarget] = {}
         self.began = time.time()  # wall time: the start of the window plots and panel checks look at
+
+    def _runtime(self) -> Runtime:
+        """Processes, or containers of the chainlab images (as the chart's pods run them)."""
+        options = self.options
+        if options.runtime == "docker":
+            run_id = hashlib.sha256(str(options.out.resolve()).encode()).hexdigest()[:8]
+            return DockerRuntime(options.out, run_id, options.image_tag, options.ipfs_api)
+        seed = options.experiment.seed
+        return ProcessRuntime(options.out, options.round_seconds, seed, options.ipfs_api, STATE_FILE)
 
     @property
     def prometheus_url(self) -> str | None:
@@ -209,43 +152,29 @@ class LiveNetwork:
             deployment.slot(self.options.kill)  # a typo is named now, not mid-run
         storage_port, storage_metrics = free_ports(2)
         storage = f"127.0.0.1:{storage_port}"
-        args = ["--listen", storage, "--metrics-port", str(storage_metrics), "--repo", str(out / "ipfs")]
-        if self.options.ipfs_api:
-            args += ["--ipfs-api", self.options.ipfs_api]
-        # The one setting every service shares (the storage service ignores it).
-        env = {ROUND_SECONDS_ENV: str(self.options.round_seconds)}
-        self.processes.start("storage", "services.storage.main", args, env)
+        self.runtime.start_storage(storage_port, storage_metrics)
         await self._healthy("storage", storage)
-        data = await self._upload(deployment.data, storage)
+        client = StorageClient(storage)
+        try:
+            data = await upload_datasets(deployment.data, client)
+        finally:
+            await client.close()
         entries = node_entries(deployment.slots)
-        topology = build_topology(self.options.topology, exp, entries, [slot.node_id for slot in deployment.slots])
-        topo.dump_topology(topology, out / "topology.yaml")
-        plan = NetworkPlan(
-            experiment=dict(exp.raw),
-            round_seconds=self.options.round_seconds,
-            epoch=time.time(),
-            storage=storage,
-            nodes=entries,
-            payload=deployment.payload,
-            data=data,
-            holdings={name: list(held) for name, held in deployment.holdings.items()},
-            private=deployment.private,
+        plan, layout = network_plan(
+            exp, deployment, entries, storage, data, self.options.round_seconds, self.options.topology
         )
-        plan.dump(self.plan_path)
+        write_plan(plan, layout, out)
         self.plan = plan
         self._targets = scrape_targets(plan, storage_metrics, self.spec.name)
         if self.prometheus is not None:
             self.prometheus.set_targets(list(self._targets.values()))
         for e in entries:
-            args = ["--node-id", e.node_id, "--node", e.listen, "--topology", str(out / "topology.yaml")]
-            args += ["--listen", e.sidecar, "--metrics-port", str(e.sidecar_metrics_port), "--seed", str(exp.seed)]
-            self.processes.start(f"netem-{e.name}", "services.netem.main", args, env)
+            self.runtime.start_netem(e)
         await asyncio.gather(*(self._healthy(f"netem-{e.name}", e.sidecar) for e in entries))
         for role in self.spec.roles:
             group = [e for e in entries if e.role == role]
             for e in group:
-                args = ["--plan", str(out / "plan.json"), "--name", e.name]
-                self.processes.start(e.name, f"services.{e.role}.main", args, env)
+                self.runtime.start_node(e)
             await asyncio.gather(*(self._healthy(e.name, e.listen) for e in group))
         self.console.log(f"network up: {len(entries)} nodes, storage at {storage}; logs in {out / 'logs'}")
         self.console.print("metrics endpoints:")
@@ -254,23 +183,10 @@ class LiveNetwork:
         return plan
 
     async def _healthy(self, name: str, address: str) -> None:
-        child = self.processes.get(name)
         try:
-            await wait_healthy(address, alive=lambda: child.process.poll() is None)
+            await wait_healthy(address, alive=lambda: self.runtime.alive(name))
         except (RuntimeError, TimeoutError) as exc:
-            tail = child.log.read_text(errors="replace")[-2000:] if child.log.exists() else ""
-            raise RuntimeError(f"{name} did not start: {exc}\n{tail}") from exc
-
-    async def _upload(self, datasets: dict[str, Dataset], storage: str) -> dict[str, str]:
-        """Every named dataset into storage, pinned; their CIDs by name."""
-        client = StorageClient(storage)
-        try:
-            cids = {}
-            for name, dataset in datasets.items():
-                cids[name] = await client.put(await asyncio.to_thread(encode_dataset, dataset), pin=True)
-            return cids
-        finally:
-            await client.close()
+            raise RuntimeError(f"{name} did not start: {exc}\n{self.runtime.log_tail(name)}") from exc
 
     async def wait_until_finished(self, on_progress: Callable[[int, int], None]) -> None:
         """Until the spec says the network has done its work (or the timeout: TimeoutError)."""
@@ -281,7 +197,7 @@ class LiveNetwork:
         killed = False
         while time.monotonic() < deadline:
             if self.options.kill and not killed and time.monotonic() - started >= self.options.kill_after_seconds:
-                self.processes.get(self.options.kill).process.kill()
+                self.runtime.kill(self.options.kill)
                 self.console.log(f"chaos: SIGKILL {self.options.kill}")
                 killed = True
             replies = [r for r in (await self.statuses()).values() if r is not None]
@@ -296,57 +212,14 @@ class LiveNetwork:
     async def statuses(self) -> dict[str, node_pb2.NodeStatus | None]:
         """Each node's Status (None for a node that does not answer: killed or stopping)."""
         assert self.plan is not None
-
-        async def status(entry: NodeEntry) -> node_pb2.NodeStatus | None:
-            async with insecure_channel(entry.listen) as channel:
-                try:
-                    reply: node_pb2.NodeStatus = await node_pb2_grpc.NodeStub(channel).Status(
-                        node_pb2.StatusRequest(), timeout=2.0
-                    )
-                    return reply
-                except grpc.aio.AioRpcError:
-                    return None
-
-        replies = await asyncio.gather(*(status(e) for e in self.plan.nodes))
-        return {e.name: r for e, r in zip(self.plan.nodes, replies, strict=True)}
+        return await node_statuses(self.plan)
 
     async def results(self, truncated: bool, started: float) -> Results:
-        """results.json read from the network: statuses of every node, the observer's chain, data from storage."""
+        """results.json read from the network (readout.read_results), timed from `started` (perf_counter)."""
         assert self.plan is not None
-        plan, exp = self.plan, self.options.experiment
-        replies = await self.statuses()
-        statuses = {name: node_status(r) for name, r in replies.items() if r is not None}
-        observer = plan.node(self.spec.observer([e.slot for e in plan.nodes]).name)
-        worker = Worker()
-        protocol_results: dict[str, object] = {}
-        if observer.name in statuses:
-            storage = StorageClient(plan.storage)
-            try:
-                # Without an adapter, the observer's Status is the whole view (as a sim_view of observer.status()).
-                view: object = statuses[observer.name]
-                if self.spec.live_adapter is not None:
-                    view = await adapters.load(self.spec.live_adapter).read_view(plan, observer, storage)
-                data = {}
-                for name in self.spec.summary_data:
-                    data[name] = await asyncio.to_thread(decode_dataset, await storage.get(plan.data[name]))
-            finally:
-                await storage.close()
-            protocol_results = await asyncio.to_thread(self.spec.summarise, exp, view, data, worker)
-        return assemble(
-            exp,
-            driver="live",
-            statuses=statuses,
-            observer=observer.name,
-            rejections={name: dict(r.rejections) for name, r in replies.items() if r is not None},
-            internal_errors={name: r.internal_errors for name, r in replies.items() if r is not None},
-            protocol_results=protocol_results,
-            truncated=truncated,
-            rounds=max((r.round for r in replies.values() if r is not None), default=0),
-            wall_seconds=time.perf_counter() - started,
-            ml_seconds=worker.ml_seconds + sum(r.ml_seconds for r in replies.values() if r is not None),
-            round_seconds=self.options.round_seconds,
-            cpu={name: node_cpu(r) for name, r in replies.items() if r is not None},
-        )
+        wall = time.perf_counter() - started
+        seconds = self.options.round_seconds
+        return await read_results(self.plan, truncated=truncated, wall_seconds=wall, round_seconds=seconds)
 
     async def save_netem_stats(self) -> None:
         """Every sidecar's per-link stats (hop delays applied, per message) into <out>/netem_stats.json."""
@@ -361,22 +234,7 @@ class LiveNetwork:
 
     def stop(self) -> dict[str, int | None]:
         """Stop every process (SIGTERM, newest first); exit codes by name."""
-        return self.processes.stop()
-
-
-def node_status(reply: node_pb2.NodeStatus) -> NodeStatus:
-    """A Status answer as the protocol-neutral NodeStatus."""
-    return NodeStatus(reply.role, reply.height, bytes(reply.tip), forks=reply.forks, votes=reply.votes, done=reply.done)
-
-
-def node_cpu(reply: node_pb2.NodeStatus) -> dict[str, float]:
-    """A Status answer's CPU accounting: protocol core, wire codec, whole process, ML jobs."""
-    return {
-        "protocol_seconds": reply.protocol_cpu_seconds,
-        "codec_seconds": reply.codec_cpu_seconds,
-        "process_seconds": reply.process_cpu_seconds,
-        "ml_seconds": reply.ml_seconds,
-    }
+        return self.runtime.stop()
 
 
 class UpFailed(RuntimeError):

@@ -31,6 +31,7 @@ LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
 PLAN_ENV = "CHAINLAB_PLAN"
 SHAPE_ENV = "CHAINLAB_LOAD_SHAPE"
 METRICS_PORT_ENV = "CHAINLAB_LOAD_METRICS_PORT"
+METRICS_HOST_ENV = "CHAINLAB_LOAD_METRICS_HOST"  # 0.0.0.0 in a pod, for Prometheus; loopback by default
 SUBMIT_SECONDS_ENV = "CHAINLAB_LOAD_SUBMIT_SECONDS"  # seconds between SubmitTasks per locust process; 0: never
 WAIT_ENV = "CHAINLAB_LOAD_WAIT"  # "min,max" seconds a user waits between its calls
 # SubmitTask answers that are the requester's documented "not now" (loadtest/README.md): FAILED_PRECONDITION, a

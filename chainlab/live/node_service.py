@@ -21,7 +21,7 @@ from chainlab.live.logs import configure_logging
 from chainlab.live.metrics import GOSSIP_BYTES, GOSSIP_MESSAGES, serve_metrics
 from chainlab.live.netem_transport import SidecarTransport
 from chainlab.live.observer import MetricsObserver
-from chainlab.live.plan import NetworkPlan, NodeEntry
+from chainlab.live.plan import NetworkPlan, NodeEntry, bind_address
 from chainlab.live.rounds import resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 from chainlab.live.storage_client import StorageClient
@@ -214,17 +214,26 @@ def main(role: str, argv: list[str] | None = None) -> None:
     env = os.environ.get
     parser.add_argument("--plan", type=Path, default=env("CHAINLAB_PLAN"), help="the plan `chainlab up` writes")
     parser.add_argument("--name", default=env("CHAINLAB_NAME"), help=f"this node's name in the plan, e.g. {role}-0")
+    parser.add_argument("--index", default=env("CHAINLAB_INDEX"), help="without --name: this node's index in its role")
+    parser.add_argument(
+        "--listen-host",
+        default=env("CHAINLAB_LISTEN_HOST"),
+        help="listen on this host at the plan's port (default: the plan's address itself)",
+    )
     args = parser.parse_args(argv)
-    if args.plan is None or args.name is None:
-        parser.error("--plan and --name (or CHAINLAB_PLAN and CHAINLAB_NAME) are required")
-    configure_logging(f"{role}:{args.name}", args.log_level)
+    if args.plan is None:
+        parser.error("--plan (or CHAINLAB_PLAN) is required")
     plan = NetworkPlan.load(args.plan)
-    entry = plan.node(args.name)
+    try:
+        entry = plan.find(args.name, role, args.index)
+    except ValueError as exc:
+        parser.error(str(exc))
+    configure_logging(f"{role}:{entry.name}", args.log_level)
     if entry.role != role:
         parser.error(f"{args.name} is a {entry.role}, not a {role}")
     metrics_port = args.metrics_port or entry.metrics_port
     serve_metrics(metrics_port, args.metrics_host)
-    listen = args.listen or entry.listen
+    listen = args.listen or bind_address(entry.listen, args.listen_host)
 
     async def run() -> None:
         await run_node(plan, entry, listen, stop_event_on_signals())

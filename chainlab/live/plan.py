@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chainlab.scenarios.base import NodeSlot
-from chainlab.scenarios.experiment import Experiment
+# The netem sidecar reads plans in the slim image (no torch): the scenario layer, which imports the learning
+# stack, is imported only by the methods that need it.
+if TYPE_CHECKING:
+    from chainlab.scenarios.base import NodeSlot
+    from chainlab.scenarios.experiment import Experiment
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,20 @@ class NodeEntry:
     @property
     def slot(self) -> NodeSlot:
         """The node's slot in the deployment."""
+        from chainlab.scenarios.base import NodeSlot
+
         return NodeSlot(self.name, self.role, self.index, bytes.fromhex(self.node_id))
+
+
+def bind_address(planned: str, host: str | None) -> str:
+    """Where a service listens: the plan's address, or the plan's port on `host` (0.0.0.0 in a container, whose
+    planned address is a name its peers resolve)."""
+    if host is None:
+        return planned
+    _, sep, port = planned.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"planned address {planned!r} is not host:port")
+    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,8 @@ class NetworkPlan:
 
     def exp(self) -> Experiment:
         """The experiment, validated."""
+        from chainlab.scenarios.experiment import Experiment
+
         return Experiment.from_mapping(self.experiment)
 
     def node(self, name: str) -> NodeEntry:
@@ -58,6 +76,21 @@ class NetworkPlan:
             if entry.name == name:
                 return entry
         raise ValueError(f"no node {name!r} in the plan (known: {', '.join(e.name for e in self.nodes)})")
+
+    def entry(self, role: str, index: int) -> NodeEntry:
+        """The node of a role with an index (how a pod knows itself: its role and ordinal); ValueError otherwise."""
+        for entry in self.nodes:
+            if entry.role == role and entry.index == index:
+                return entry
+        raise ValueError(f"no {role} with index {index} in the plan (nodes: {', '.join(e.name for e in self.nodes)})")
+
+    def find(self, name: str | None, role: str | None, index: str | None) -> NodeEntry:
+        """A service's own entry: by name, else by role and index (CHAINLAB_ROLE, CHAINLAB_INDEX in a pod)."""
+        if name:
+            return self.node(name)
+        if role and index is not None and index.isdigit():
+            return self.entry(role, int(index))
+        raise ValueError("name the node: --name, or its role and index (CHAINLAB_ROLE, CHAINLAB_INDEX)")
 
     def dump(self, path: Path) -> None:
         """Write the plan as JSON."""

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chainlab.monitoring.dashboards import PanelQuery, load, panel_queries
+from chainlab.monitoring.dashboard_queries import PanelQuery, load, panel_queries
 from chainlab.monitoring.prometheus import PrometheusError, Series
 
 

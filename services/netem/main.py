@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from chainlab.live import metrics
 from chainlab.live.logs import configure_logging
 from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY
 from chainlab.live.netem.sidecar import DEFAULT_CALL_TIMEOUT, Sidecar
 from chainlab.live.netem.topology import Topology, load_topology, parse_node_id
+from chainlab.live.plan import NetworkPlan, bind_address
 from chainlab.live.rounds import ROUND_SECONDS_ENV, resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 
@@ -32,7 +34,19 @@ def parser() -> argparse.ArgumentParser:
             "else the topology file's round_seconds, else 1."
         ),
     )
-    add_service_arguments(p)
+    add_service_arguments(p, default_listen=None)
+    p.add_argument(
+        "--plan",
+        type=Path,
+        default=env("CHAINLAB_PLAN"),
+        help="the network plan: with --name, gives the node ID, node address, ports and seed not given as flags",
+    )
+    p.add_argument("--name", default=env("CHAINLAB_NAME"), help="the node this sidecar serves, by its name in the plan")
+    p.add_argument("--role", default=env("CHAINLAB_ROLE"), help="without --name: the node's role ...")
+    p.add_argument("--index", default=env("CHAINLAB_INDEX"), help="... and its index in the role (a pod's ordinal)")
+    p.add_argument(
+        "--listen-host", default=env("CHAINLAB_LISTEN_HOST"), help="with --plan: listen on this host at the plan's port"
+    )
     p.add_argument("--node-id", default=env("CHAINLAB_NODE_ID"), help="this node's ID (64 hex characters)")
     p.add_argument("--node", default=env("CHAINLAB_NODE"), help="host:port of this node's Peer server")
     p.add_argument("--topology", default=env("CHAINLAB_TOPOLOGY"), help="topology file (.yaml or .json)")
@@ -42,18 +56,39 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed",
         type=int,
-        default=int(env("CHAINLAB_SEED", "0")),
-        help="network seed of the bandwidth and loss draws: the experiment's seed, as the simulator uses",
+        default=int(env("CHAINLAB_SEED", "-1")),
+        help="network seed of the bandwidth and loss draws: the experiment's seed, as the simulator uses "
+        "(default: the plan's, else 0)",
     )
     p.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT, help="bound on every outgoing call (s)")
     p.add_argument("--dedup-capacity", type=int, default=DEFAULT_DEDUP_CAPACITY, help="message IDs remembered")
     return p
 
 
+def from_plan(args: argparse.Namespace) -> None:
+    """Fill what the flags left out from the plan's entry for --name (a container knows only its name)."""
+    if args.plan is None:
+        args.listen = args.listen or "127.0.0.1:0"
+        args.seed = max(args.seed, 0)
+        return
+    plan = NetworkPlan.load(args.plan)
+    entry = plan.find(args.name, args.role, args.index)
+    args.node_id = args.node_id or entry.node_id
+    args.node = args.node or entry.listen
+    args.listen = args.listen or bind_address(entry.sidecar, args.listen_host)
+    args.metrics_port = args.metrics_port or entry.sidecar_metrics_port
+    if args.seed < 0:
+        args.seed = int(plan.experiment.get("seed", 0))
+
+
 def configure(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, bytes, Topology, float]:
     """Parse and check the command line: the namespace, node ID, topology and seconds per round."""
     p = parser()
     args = p.parse_args(argv)
+    try:
+        from_plan(args)
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
     for flag in ("node_id", "node", "topology"):
         if not getattr(args, flag):
             p.error(f"--{flag.replace('_', '-')} is required")

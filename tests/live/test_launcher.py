@@ -12,8 +12,9 @@ import psutil
 import pytest
 from rich.console import Console
 
-from chainlab.live.launcher import STATE_FILE, UpFailed, UpOptions, build_topology, node_entries, up
+from chainlab.live.launcher import STATE_FILE, UpFailed, UpOptions, up
 from chainlab.live.plan import NetworkPlan
+from chainlab.live.planning import build_topology, node_entries
 from chainlab.network.config import NetworkConfig
 from chainlab.parity import check_hops
 from chainlab.scenarios import registry

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from chainlab.live.launcher import node_entries
 from chainlab.live.plan import NetworkPlan
+from chainlab.live.planning import node_entries
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment
 from tests.live.test_launcher import SMALL

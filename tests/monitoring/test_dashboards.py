@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY
 
 import chainlab.live.metrics  # noqa: F401  (registers the generic families in the default REGISTRY)
 from chainlab.monitoring import dashboards
-from chainlab.monitoring.dashboards import DASHBOARDS_DIR, load, panel_queries
+from chainlab.monitoring.dashboard_queries import load, panel_queries
+from chainlab.monitoring.dashboards import DASHBOARDS_DIR
 from chainlab.scenarios.registry import get
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from chainlab.monitoring.dashboards import DASHBOARDS_DIR, load, panel_queries
+from chainlab.monitoring.dashboard_queries import load, panel_queries
+from chainlab.monitoring.dashboards import DASHBOARDS_DIR
 from chainlab.monitoring.panel_check import Window, check_panels, print_report
 from chainlab.monitoring.prometheus import PrometheusError, Series
 
