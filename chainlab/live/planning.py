@@ -26,25 +26,24 @@ PLAN_FILE = "plan.json"
 TOPOLOGY_FILE = "topology.yaml"
 
 
+def node_entry(slot: NodeSlot, host: str, ports: Ports) -> NodeEntry:
+    """A node at host: its service and its sidecar on the given ports."""
+    return NodeEntry(
+        slot.name,
+        slot.role,
+        slot.index,
+        slot.node_id.hex(),
+        f"{host}:{ports.grpc}",
+        f"{host}:{ports.netem}",
+        ports.metrics,
+        ports.netem_metrics,
+    )
+
+
 def node_entries(slots: list[NodeSlot]) -> list[NodeEntry]:
     """Fresh loopback ports for every node and its sidecar, in deployment (graph vertex) order."""
     ports = free_ports(4 * len(slots))
-    entries = []
-    for k, slot in enumerate(slots):
-        listen, sidecar, metrics, sidecar_metrics = ports[4 * k : 4 * k + 4]
-        entries.append(
-            NodeEntry(
-                slot.name,
-                slot.role,
-                slot.index,
-                slot.node_id.hex(),
-                f"127.0.0.1:{listen}",
-                f"127.0.0.1:{sidecar}",
-                metrics,
-                sidecar_metrics,
-            )
-        )
-    return entries
+    return [node_entry(slot, "127.0.0.1", Ports(*ports[4 * k : 4 * k + 4])) for k, slot in enumerate(slots)]
 
 
 def build_topology(choice: str, exp: Experiment, entries: Sequence[NodeEntry], order: Sequence[bytes]) -> topo.Topology:
@@ -100,18 +99,7 @@ def dns_entries(slots: Sequence[NodeSlot], host_template: str, ports: Ports = PO
             host = host_template.format(role=slot.role, index=slot.index)
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"host template {host_template!r} may name only {{role}} and {{index}}: {exc}") from None
-        entries.append(
-            NodeEntry(
-                slot.name,
-                slot.role,
-                slot.index,
-                slot.node_id.hex(),
-                f"{host}:{ports.grpc}",
-                f"{host}:{ports.netem}",
-                ports.metrics,
-                ports.netem_metrics,
-            )
-        )
+        entries.append(node_entry(slot, host, ports))
     return entries
 
 

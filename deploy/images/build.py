@@ -314,20 +314,34 @@ def ensure_base() -> tuple[float, bool]:
 
 
 def download_wheels(project: Project, kinds: Sequence[str]) -> tuple[float, bool]:
-    """Fill CACHE/served/wheelhouse with every pinned dependency (and theirs) as cp311 manylinux wheels.
+    """Fill the wheelhouses the kinds install from with every pinned dependency (and theirs) as cp311 manylinux
+    wheels: CACHE/served/wheelhouse for node and slim (torch: the host's CPU wheel), wheelhouse-gpu for node-gpu
+    (torch: PyPI's CUDA build and its nvidia-* wheels). Returns the seconds spent and whether all were reused.
 
     The host's pip configuration is set aside (PIP_CONFIG_FILE=/dev/null) so the result is the same on a fresh
-    machine: PyPI, plus the torch CPU wheel's own folder. A stamp of the inputs makes a second run a no-op.
+    machine. A stamp of the inputs makes a second run a no-op.
     """
-    wheelhouse = CACHE / "served" / "wheelhouse"
-    wants_cpu = any(k in ("node", "slim") for k in kinds)
-    if not wants_cpu:
-        return 0.0, True  # node-gpu takes its dependencies from PyPI inside the build
-    pins = sorted(set(requirements(project, "node")) | set(requirements(project, "slim")))
-    torch = torch_cpu_wheel(project)
-    # The torch pin names the host's CPU build so pip takes it (==X matches X+cpu, but so does PyPI's CUDA X).
-    download = [f"{p}+cpu" if requirement_name(p) == "torch" else p for p in pins]
-    key = hashlib.sha256(json.dumps([download, torch.name, PLATFORM_ARGS]).encode()).hexdigest()
+    seconds, reused = 0.0, True
+    if any(k in ("node", "slim") for k in kinds):
+        pins = sorted(set(requirements(project, "node")) | set(requirements(project, "slim")))
+        torch = torch_cpu_wheel(project)
+        # The torch pin names the host's CPU build so pip takes it (==X matches X+cpu, but so does PyPI's CUDA X).
+        download = [f"{p}+cpu" if requirement_name(p) == "torch" else p for p in pins]
+        spent, was_reused = fill_wheelhouse(CACHE / "served" / "wheelhouse", download, torch.parent, torch.name)
+        seconds, reused = seconds + spent, reused and was_reused
+    if "node-gpu" in kinds:
+        with tempfile.TemporaryDirectory(prefix="chainlab-no-links-") as nothing:
+            # No link to the CPU wheel's folder: PyPI's torch==X is the CUDA build.
+            spent, was_reused = fill_wheelhouse(
+                CACHE / "served" / "wheelhouse-gpu", requirements(project, "node-gpu"), Path(nothing), "pypi"
+            )
+        seconds, reused = seconds + spent, reused and was_reused
+    return seconds, reused
+
+
+def fill_wheelhouse(wheelhouse: Path, download: Sequence[str], links: Path, torch_source: str) -> tuple[float, bool]:
+    """pip download `download` and their dependencies into wheelhouse (also finding wheels in `links`)."""
+    key = hashlib.sha256(json.dumps([list(download), torch_source, PLATFORM_ARGS]).encode()).hexdigest()
     stamp = wheelhouse / ".inputs-sha256"
     if stamp.exists() and stamp.read_text().strip() == key:
         log(f"reusing the wheelhouse {wheelhouse}")
@@ -339,9 +353,9 @@ def download_wheels(project: Project, kinds: Sequence[str]) -> tuple[float, bool
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("PIP_FIND_LINKS", None)
     env.pop("PIP_EXTRA_INDEX_URL", None)
-    wheel_sdist_only(download, torch.parent, wheelhouse, env)
+    wheel_sdist_only(download, links, wheelhouse, env)
     log(f"pip download {len(download)} pins and their dependencies -> {wheelhouse}")
-    pip("download", "--quiet", *PLATFORM_ARGS, "--find-links", str(torch.parent), "--find-links", str(wheelhouse),
+    pip("download", "--quiet", *PLATFORM_ARGS, "--find-links", str(links), "--find-links", str(wheelhouse),
         "--dest", str(wheelhouse), *download, env=env)  # fmt: skip
     stamp.write_text(key + "\n")
     return time.monotonic() - started, False
@@ -352,7 +366,7 @@ def pip(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], env=env, check=True)
 
 
-def wheel_sdist_only(pins: Sequence[str], torch_dir: Path, wheelhouse: Path, env: dict[str, str]) -> None:
+def wheel_sdist_only(pins: Sequence[str], links: Path, wheelhouse: Path, env: dict[str, str]) -> None:
     """Build wheels on the host for the dependencies PyPI has only as sdists (varint, ...), into the wheelhouse.
 
     `pip download --only-binary=:all:` cannot take an sdist, so it would find no candidate for them: a dry-run
@@ -362,7 +376,7 @@ def wheel_sdist_only(pins: Sequence[str], torch_dir: Path, wheelhouse: Path, env
     with tempfile.TemporaryDirectory(prefix="chainlab-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         pip("install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report), "--find-links",
-            str(torch_dir), *pins, env=env)  # fmt: skip
+            str(links), *pins, env=env)  # fmt: skip
         resolved = json.loads(report.read_text())["install"]
     sdists = [
         f"{item['metadata']['name']}=={item['metadata']['version']}"
@@ -454,11 +468,9 @@ class Built:
 def build_image(kind: str, project: Project, url: str, wheel: Path, base_image: str) -> Built:
     """docker build one kind from deploy/images/Dockerfile; tags chainlab/<kind>:<version> and :dev."""
     pins = requirements(project, kind)
-    if kind == "node-gpu":
-        # CUDA torch and everything else from PyPI; only chainlab's own wheel comes from the loopback server.
-        pip_args = f"--find-links {url}/dist/"
-    else:
-        pip_args = f"--no-index --find-links {url}/wheelhouse/ --find-links {url}/dist/"
+    # CUDA torch for node-gpu, the CPU build for the others: both wheelhouses are prepared on the host.
+    wheelhouse = "wheelhouse-gpu" if kind == "node-gpu" else "wheelhouse"
+    pip_args = f"--no-index --find-links {url}/{wheelhouse}/ --find-links {url}/dist/"
     tags = [f"chainlab/{kind}:{project.version}", f"chainlab/{kind}:dev"]
     build_args = {
         "BASE_IMAGE": base_image,
@@ -487,6 +499,9 @@ def build_image(kind: str, project: Project, url: str, wheel: Path, base_image: 
     return Built(kind, tags, base_image, round(seconds, 1), int(inspected["Size"]), inspected["Id"], pins)
 
 
+TORCH_VERSIONS = "torch.__version__, torch.version.cuda, sklearn.__version__"
+
+
 def smoke_check(kind: str, tag: str) -> list[str]:
     """Run the image as the chart does (uid 10001, read-only root, tmpfs /tmp) and check each entry point starts."""
     run = ["run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--user", "10001", tag]
@@ -506,7 +521,8 @@ def smoke_check(kind: str, tag: str) -> list[str]:
             ["chainlab-validator", "--help"],
             ["chainlab-requester", "--help"],
             ["chainlab", "--help"],
-            ["python", "-c", "import torch, sklearn; print(torch.__version__, sklearn.__version__)"],
+            # CUDA torch imports without a GPU: node-gpu prints its CUDA version, node None.
+            ["python", "-c", f"import torch, sklearn; print({TORCH_VERSIONS})"],
         ]
     checks.append(["chainlab-health", "--help"])
     results = []
@@ -566,8 +582,7 @@ def build(args: argparse.Namespace) -> int:
     checks: dict[str, list[str]] = {}
     if not args.no_check:
         for b in built:
-            if b.kind != "node-gpu":  # CUDA torch imports fine without a GPU, but the image is for elsewhere
-                checks[b.kind] = smoke_check(b.kind, b.tags[-1])
+            checks[b.kind] = smoke_check(b.kind, b.tags[-1])
     total = round(time.monotonic() - started, 1)
     write_report(
         Path(args.report),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chainlab.live.plan import NetworkPlan
-from chainlab.live.planning import node_entries
+from chainlab.live.planning import dns_entries, node_entries
 from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment
 from tests.live.test_launcher import SMALL
@@ -45,3 +45,11 @@ def test_a_plan_refuses_unknown_names_and_keys_that_do_not_match() -> None:
     forged = dataclasses.replace(plan.node("miner-0"), node_id="00" * 32)
     with pytest.raises(ValueError, match="does not match its key"):
         registry.get("bagchain").node(plan.exp(), plan.payload, forged.slot)
+
+
+def test_pod_addresses_follow_the_host_template_and_a_template_may_name_only_role_and_index() -> None:
+    deployment = registry.get("bagchain").build(Experiment.from_mapping(SMALL))
+    entries = dns_entries(deployment.slots, "{role}-{index}.x")
+    assert [e.listen for e in entries if e.role == "miner"] == ["miner-0.x:7000", "miner-1.x:7000", "miner-2.x:7000"]
+    with pytest.raises(ValueError, match="may name only"):
+        dns_entries(deployment.slots, "{pod}.x")
