@@ -47,7 +47,19 @@ promtool-check: $(MONITORING_STAMP)
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.yml
 
-test: $(STAMP) $(JSIPFS_STAMP) $(MONITORING_STAMP) chart-check
+# iproute2 (ip, tc) and iptables for the kernel-shaping tests (tests/live/netem/test_kernel.py); apt if missing.
+NETTOOLS_STAMP := $(VENV)/.nettools-installed
+
+.PHONY: install-nettools
+install-nettools: $(NETTOOLS_STAMP)
+
+$(NETTOOLS_STAMP):
+	(command -v ip && command -v tc && command -v iptables && command -v setpriv) >/dev/null || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends iproute2 iptables util-linux)
+	mkdir -p $(VENV)
+	touch $@
+
+test: $(STAMP) $(JSIPFS_STAMP) $(MONITORING_STAMP) $(NETTOOLS_STAMP) chart-check
 	$(BIN)/pytest -q --durations=15
 
 # Everything but the tests marked slow (real processes, js-ipfs, real time, full MNIST): needs no js-ipfs install.
@@ -121,6 +133,13 @@ images-gpu: $(DOCKER_STAMP)
 .PHONY: test-images
 test-images: images
 	$(BIN)/pytest -q -m images --durations=5
+
+# Chaos under light load, bounded (experiments/chaos/soak.yaml: kill/restart, partition/heal and a Byzantine miner
+# at once, 4 tasks): runs/soak/results.json and runs/soak/soak.json (tasks completed, crashes, blocks lost, tips).
+.PHONY: soak
+soak: $(STAMP) $(MONITORING_STAMP)
+	$(BIN)/chainlab load --config experiments/chaos/soak.yaml --users 3 --spawn-rate 1 --run-time 60s --timeout 900 --out $(OUT)/soak
+	$(BIN)/python -m chainlab.live.soak $(OUT)/soak
 
 docker-up: $(DOCKER_STAMP)
 	$(PYTHON) deploy/images/build.py daemon start

@@ -77,6 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--image-tag", default="dev", help="with --runtime docker: the chainlab/node and slim image tag")
     pod_commands.add_parsers(sub)
     add_k8s_parser(sub)
+    chaos = sub.add_parser("chaos", help="an experiment's chaos scenario as Chaos Mesh objects for the Helm chart")
+    chaos_action = chaos.add_subparsers(dest="action", required=True)
+    render = chaos_action.add_parser("render", help="one Chaos Mesh Workflow (PodChaos, NetworkChaos on a timeline)")
+    render.add_argument("--config", type=Path, required=True, help="an experiment with a `chaos:` list")
+    render.add_argument("--release", default="chainlab", help="the Helm release whose pods it picks")
+    render.add_argument("-n", "--namespace", default="chainlab")
+    render.add_argument("--out", type=Path, help="write the YAML here (default: stdout)")
+    render.add_argument(
+        "--rounds-per-height",
+        type=int,
+        help="place actions `at` a height: rounds one height takes (Chaos Mesh runs on time)",
+    )
     parity = sub.add_parser(
         "check-network", help="check every hop netem charged in a `chainlab up` run against the simulator"
     )
@@ -166,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return pod_commands.run(args, console)
         if args.command == "netem":
             return cmd_netem(args)
+        if args.command == "chaos":
+            return cmd_chaos_render(args)
         if args.command == "task":
             return cmd_task(args)
         if args.command == "check-network":
@@ -373,6 +387,40 @@ def cmd_check_network(out: Path) -> int:
         )
     console.print(table)
     return 0 if all(c.equal == c.hops for c in checks.values()) else 1
+
+
+def cmd_chaos_render(args: argparse.Namespace) -> int:
+    """chainlab chaos render: the config's scenario as Chaos Mesh YAML, to stdout or --out."""
+    import sys
+
+    import yaml
+
+    from chainlab.k8s import chaos
+    from chainlab.scenarios.chaos import scenario
+
+    exp = load_experiment(args.config)
+    actions = scenario(exp)
+    if not actions:
+        raise ValueError(f"{args.config} has no chaos: list")
+    spec = registry.get(exp.protocol_name)
+    slots = spec.build(exp).slots
+    objects = chaos.render(
+        exp,
+        spec,
+        slots,
+        actions,
+        release=args.release,
+        namespace=args.namespace,
+        rounds_per_height=args.rounds_per_height,
+    )
+    text = yaml.safe_dump_all(objects, sort_keys=False)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        console.print(f"{len(objects)} Chaos Mesh object(s) written to {args.out}")
+    return 0
 
 
 def cmd_netem(args: argparse.Namespace) -> int:

@@ -35,6 +35,14 @@ def add_k8s_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     results.add_argument("--out", type=Path, default=Path("results.json"), help="where to write results.json")
     results.add_argument("--timeout-seconds", type=int, default=600, help="give up on the Job after this long")
+    chaos = action.add_parser("chaos", help="Chaos Mesh objects on the cluster")
+    chaos_action = chaos.add_subparsers(dest="chaos_action", required=True)
+    apply = chaos_action.add_parser(
+        "apply",
+        parents=[release],
+        help="create `chainlab chaos render` output; without Chaos Mesh, pod kills by deletion",
+    )
+    apply.add_argument("file", type=Path, help="the YAML `chainlab chaos render` wrote")
 
 
 def run_k8s(args: argparse.Namespace, console: Console) -> int:
@@ -52,6 +60,8 @@ def run_k8s(args: argparse.Namespace, console: Console) -> int:
                 return _status(kube, args, console)
             if args.k8s_action == "results":
                 return _results(kube, args, console)
+            if args.k8s_action == "chaos":
+                return _chaos_apply(kube, args, console)
             raise AssertionError(f"unhandled k8s action {args.k8s_action}")  # argparse allows only those above
     except K8sError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -105,4 +115,19 @@ def _results(kube: Kube, args: argparse.Namespace, console: Console) -> int:
     if "tips_agree" in results:
         console.print(f"tips agree: {results['tips_agree']}")
     console.print(f"results written to {args.out} (from Job {job}, now deleted)")
+    return 0
+
+
+def _chaos_apply(kube: Kube, args: argparse.Namespace, console: Console) -> int:
+    import yaml
+
+    from chainlab.k8s.chaos import apply
+
+    objects = [o for o in yaml.safe_load_all(args.file.read_text()) if o]
+    try:
+        done = apply(kube, objects, args.namespace, lambda line: console.print(line, highlight=False))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {args.file}: {exc}", highlight=False)
+        return 2
+    console.print(f"{done} object(s) created or pod(s) deleted in namespace {args.namespace}")
     return 0

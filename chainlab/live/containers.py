@@ -43,6 +43,7 @@ class Paths:
     config_dir: str = "/etc/chainlab/config"  # the experiment config (the loader Job's input)
     tmp: str = "/tmp"  # the only writable place of a node: the root filesystem is read-only
     ipfs: str = "/data/ipfs"  # the storage service's embedded Kubo repo (a volume)
+    state: str = "/var/lib/chainlab"  # a node's own state, its block store (a volume: the StatefulSet's claim)
 
     @property
     def plan(self) -> str:
@@ -127,8 +128,9 @@ def _listening(host: str) -> tuple[EnvVar, ...]:
 def node_pod(role: str, listen_host: str = "0.0.0.0") -> dict[str, Container]:
     """A node's pod: the node service (image "node") and its netem sidecar (image "slim")."""
     identity = (*_node_identity(role), EnvVar("CHAINLAB_PLAN", PATHS.plan))
+    state = EnvVar("CHAINLAB_STATE_DIR", PATHS.state)
     return {
-        "node": Container("node", (f"chainlab-{role}",), (), (*identity, *_listening(listen_host))),
+        "node": Container("node", (f"chainlab-{role}",), (), (*identity, state, *_listening(listen_host))),
         "netem": Container(
             "slim",
             ("chainlab-netem",),
@@ -192,7 +194,13 @@ def chart_document() -> dict[str, object]:
             "metrics": PORTS.metrics,
             "netem_metrics": PORTS.netem_metrics,
         },
-        "paths": {"plan_dir": PATHS.plan_dir, "config_dir": PATHS.config_dir, "tmp": PATHS.tmp, "ipfs": PATHS.ipfs},
+        "paths": {
+            "plan_dir": PATHS.plan_dir,
+            "config_dir": PATHS.config_dir,
+            "tmp": PATHS.tmp,
+            "ipfs": PATHS.ipfs,
+            "state": PATHS.state,
+        },
         "pods": {
             component: {name: c.manifest() for name, c in containers.items()}
             for component, containers in pods().items()

@@ -15,6 +15,7 @@ from chainlab.learning.datasets import Dataset, decode_dataset, encode_dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.pow import fixed64_suffix, search_nonce
+from chainlab.ledger.store import BlockStore, MemoryBlockStore
 from chainlab.live.transport import ContentStore, Transport
 from chainlab.protocols.base import (
     DataGrant,
@@ -23,6 +24,7 @@ from chainlab.protocols.base import (
     Observation,
     ProtocolNode,
     RecordValue,
+    Restorable,
     Timer,
     WireCodec,
 )
@@ -37,12 +39,14 @@ from chainlab.protocols.effects import (
     JobFailed,
     JobResult,
     Mine,
+    Persist,
     Record,
     Request,
     Send,
     StartTimer,
     TrainModel,
     WorkOp,
+    persist_first,
 )
 from chainlab.protocols.errors import invalid
 from chainlab.work import executor
@@ -89,7 +93,9 @@ class LiveNode:
         private: Dataset | None,
         hash_trials_per_round: int,
         observe: Callable[[Observation], None],
+        state: BlockStore | None = None,
     ) -> None:
+        """state: the node's block store (--state DIR's SQLite file); in memory when not given."""
         self.node = node
         self.index = index
         self.codec = codec
@@ -100,6 +106,7 @@ class LiveNode:
         self.private = private
         self.hash_trials_per_round = hash_trials_per_round
         self.observe = observe
+        self.state: BlockStore = state if state is not None else MemoryBlockStore(node.node_id)
         self._local = threading.local()
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
@@ -148,6 +155,15 @@ class LiveNode:
     def process_seconds(self) -> float:
         """CPU time of the whole process, every thread, since the node started."""
         return time.process_time() - self.cpu_at_start
+
+    def restore(self) -> int:
+        """Give the node what its store holds (before run()); how many records it was given."""
+        records = [Persist(r.kind, r.key, r.payload) for r in self.state.records()]
+        if records and isinstance(self.node, Restorable):
+            with self._protocol_time():
+                self.node.restore(records)
+            self._record("restored", {"records": len(records), "height": self.node.status().height})
+        return len(records)
 
     async def run(self) -> None:
         """Process timers and job results until cancelled; messages arrive through deliver()."""
@@ -250,7 +266,8 @@ class LiveNode:
 
     def _execute(self, effects: list[Effect]) -> None:
         loop = asyncio.get_running_loop()
-        for effect in effects:
+        # As raft's Ready: a step's records are durable before anything it announces leaves this process.
+        for effect in persist_first(effects):
             match effect:
                 case Broadcast(message, size_mb):
                     self.transport.broadcast(self.node.node_id, self._encode(message), size_mb)
@@ -258,6 +275,8 @@ class LiveNode:
                     self.transport.send(self.node.node_id, peer, self._encode(message), size_mb)
                 case StartTimer(timer, after):
                     loop.call_later(after * self.clock.round_seconds, self._inbox.put_nowait, timer)
+                case Persist(kind, key, payload):
+                    self.state.put(kind, key, payload)
                 case Record(event, data):
                     self._record(event, data)
                 case CancelJob(job):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
+from chainlab.live.chaos import LiveChaos
+from chainlab.live.driver import RoundClock
 from chainlab.live.netem import control
 from chainlab.live.plan import NetworkPlan
 from chainlab.live.planning import network_plan, node_entries, upload_datasets, write_plan
@@ -30,7 +34,7 @@ from chainlab.monitoring.panel_check import PanelReport, Window, check_panels, p
 from chainlab.monitoring.plots import write_run_plots
 from chainlab.monitoring.prometheus import PrometheusClient, PrometheusServer, ScrapeTarget
 from chainlab.proto.v1 import node_pb2
-from chainlab.scenarios import registry
+from chainlab.scenarios import chaos, registry
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.results import Results
 
@@ -39,6 +43,7 @@ NETEM_STATS_FILE = "netem_stats.json"
 MONITOR_STATE_FILE = "monitor.json"  # a Prometheus left running by --keep-monitor, for `chainlab down`
 HEALTH_TIMEOUT_SECONDS = 60.0
 DURING_GRACE_SECONDS = 120.0  # how long `during` work may run on after the network has finished
+CATCH_UP_GRACE_SECONDS = 60.0  # how long a finished network waits for a restarted or healed node to catch up
 PANEL_STEP_SECONDS = 2.0
 
 
@@ -52,8 +57,8 @@ class UpOptions:
     topology: str = "config"  # "config" (the experiment's network), "full", "erdos_renyi:<degree>" or a file
     timeout_seconds: float = 600.0
     ipfs_api: str | None = None
-    kill: str | None = None  # a node to SIGKILL mid-run (chaos), after kill_after_seconds
-    kill_after_seconds: float = 0.0
+    kill: str | None = None  # a node to SIGKILL mid-run, kill_after_seconds after the network is up (one more
+    kill_after_seconds: float = 0.0  # chaos action, after the experiment's own `chaos:` scenario)
     monitor: bool = False  # run Prometheus on loopback, scraping every service, and plot the run from it
     keep_monitor: bool = False  # leave that Prometheus running after the network stops
     runtime: str = "process"  # "process" or "docker" (every service in its container, from `make images`)
@@ -112,6 +117,7 @@ class LiveNetwork:
         self.prometheus: PrometheusServer | None = None
         self._targets: dict[str, ScrapeTarget] = {}
         self.began = time.time()  # wall time: the start of the window plots and panel checks look at
+        self.chaos: LiveChaos | None = None
 
     def _runtime(self) -> Runtime:
         """Processes, or containers of the chainlab images (as the chart's pods run them)."""
@@ -150,6 +156,12 @@ class LiveNetwork:
         deployment = await asyncio.to_thread(self.spec.build, exp)
         if self.options.kill is not None:
             deployment.slot(self.options.kill)  # a typo is named now, not mid-run
+        actions = chaos.scenario(exp)
+        chaos.check_names(actions, [slot.name for slot in deployment.slots])
+        later = [t for t in actions if isinstance(t.action, chaos.Byzantine) and t.at != chaos.At(round=0)]
+        if later:
+            # The plan gives a node its behaviour when it starts; a live node cannot switch in flight.
+            raise ValueError(f"chaos: {later[0].describe()}: live, a byzantine action must be at round 0")
         storage_port, storage_metrics = free_ports(2)
         storage = f"127.0.0.1:{storage_port}"
         self.runtime.start_storage(storage_port, storage_metrics)
@@ -165,6 +177,9 @@ class LiveNetwork:
         )
         write_plan(plan, layout, out)
         self.plan = plan
+        observer = self.spec.observer(deployment.slots).name
+        phase_start = functools.partial(self.spec.phase_start, exp)
+        self.chaos = LiveChaos(actions, plan, self.runtime, phase_start, observer, self.console.log)
         self._targets = scrape_targets(plan, storage_metrics, self.spec.name)
         if self.prometheus is not None:
             self.prometheus.set_targets(list(self._targets.values()))
@@ -193,19 +208,28 @@ class LiveNetwork:
         assert self.plan is not None
         exp = self.options.experiment
         deadline = time.monotonic() + self.options.timeout_seconds
-        started = time.monotonic()
-        killed = False
+        clock = RoundClock(self.options.round_seconds, self.plan.epoch)
+        assert self.chaos is not None
+        if self.options.kill:
+            after = math.ceil(self.options.kill_after_seconds / self.options.round_seconds)
+            at = chaos.At(round=clock.now() + after)
+            self.chaos.add(chaos.TimedAction(len(self.chaos.clock.effects), at, chaos.Kill(self.options.kill)))
+        catch_up_deadline: float | None = None
         while time.monotonic() < deadline:
-            if self.options.kill and not killed and time.monotonic() - started >= self.options.kill_after_seconds:
-                self.runtime.kill(self.options.kill)
-                self.console.log(f"chaos: SIGKILL {self.options.kill}")
-                killed = True
-            replies = [r for r in (await self.statuses()).values() if r is not None]
-            statuses = [node_status(r) for r in replies]
-            round_ = max((r.round for r in replies), default=0)
+            answered = {name: r for name, r in (await self.statuses()).items() if r is not None}
+            statuses = [node_status(r) for r in answered.values()]
+            await self.chaos.step(clock.now(), {name: int(r.height) for name, r in answered.items()})
+            round_ = max((r.round for r in answered.values()), default=0)
             on_progress(self.spec.progress(max((s.height for s in statuses), default=0), round_), round_)
-            if self.spec.finished(exp, statuses):
-                return
+            # Done when the protocol says so and the scenario has nothing left to do by the clock, and a restarted
+            # or healed node has caught up (its process may still be starting) or been given CATCH_UP_GRACE_SECONDS.
+            if self.spec.finished(exp, statuses) and not self.chaos.clock.waits_for_a_round():
+                if not self.chaos.clock.watching():
+                    return
+                catch_up_deadline = catch_up_deadline or time.monotonic() + CATCH_UP_GRACE_SECONDS
+                if time.monotonic() >= catch_up_deadline:
+                    self.console.log("chaos: a restarted or healed node has not caught up; stopping all the same")
+                    return
             await asyncio.sleep(max(0.2, self.options.round_seconds))
         raise TimeoutError(f"{exp.name} not finished within {self.options.timeout_seconds:.0f} s")
 
@@ -219,7 +243,11 @@ class LiveNetwork:
         assert self.plan is not None
         wall = time.perf_counter() - started
         seconds = self.options.round_seconds
-        return await read_results(self.plan, truncated=truncated, wall_seconds=wall, round_seconds=seconds)
+        results = await read_results(self.plan, truncated=truncated, wall_seconds=wall, round_seconds=seconds)
+        if self.chaos is not None:
+            heights = {name: int(r.height) for name, r in (await self.statuses()).items() if r is not None}
+            results["chaos"] = self.chaos.report(heights)
+        return results
 
     async def save_netem_stats(self) -> None:
         """Every sidecar's per-link stats (hop delays applied, per message) into <out>/netem_stats.json."""

@@ -67,6 +67,10 @@ NETEM_NODE_REJECTIONS = Counter(
     "chainlab_netem_node_rejections_total", "Deliveries the sidecar's own node refused, by reason", ["reason"]
 )
 NETEM_FETCHES = Counter("chainlab_netem_fetches_total", "Fetches this sidecar routed, by outcome", ["outcome"])
+NETEM_KERNEL_FAILURES = Counter(
+    "chainlab_netem_kernel_failures_total", "Kernel shaping rules not applied, by action (set_link, partition, heal)",
+    ["action"],
+)  # fmt: skip
 
 # Storage service (services/storage).
 STORAGE_BYTES = Counter("chainlab_storage_bytes_total", "Object bytes stored (put) and served (get)", ["op"])

@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2
 
 from chainlab.learning.datasets import Dataset, decode_dataset
+from chainlab.ledger.hashing import sha256
+from chainlab.ledger.store import BlockStore, SqliteBlockStore
 from chainlab.live import adapters, metrics
 from chainlab.live.driver import LiveNode, RoundClock
 from chainlab.live.logs import configure_logging
@@ -37,6 +40,8 @@ log = logging.getLogger("chainlab.node")
 MAX_GOSSIP_BYTES = 1024 * 1024
 START_TIMEOUT_SECONDS = 10.0
 STATUS_EVERY_SECONDS = 0.5
+# Always answered, even while catching up: the sidecar delivers through Peer, and Node says the node is syncing.
+ALWAYS_SERVING = ("chainlab.v1.Peer", "chainlab.v1.Node")
 
 
 class PeerServicer(node_pb2_grpc.PeerServicer):
@@ -98,6 +103,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             votes=status.votes,
             internal_errors=self.observer.internal_errors,
             done=status.done,
+            syncing=status.syncing,
             protocol_cpu_seconds=self.live.protocol_seconds,
             codec_cpu_seconds=self.live.codec_seconds,
             process_cpu_seconds=self.live.process_seconds,
@@ -118,10 +124,15 @@ async def build_live_node(
     storage: StorageClient,
     transport: SidecarTransport,
     observer: MetricsObserver,
+    state: BlockStore | None = None,
 ) -> LiveNode:
-    """The node of `entry` with the data it holds from the start (from storage, by CID), in a LiveNode."""
+    """The node of `entry` with the data it holds from the start (from storage, by CID), in a LiveNode restored from
+    its store (`state`; in memory, so empty, when not given)."""
     exp = plan.exp()
     node = spec.node(exp, plan.payload, entry.slot)
+    if entry.name in plan.behaviours:
+        node = spec.byzantine(node, plan.behaviours[entry.name])
+        log.warning("byzantine", extra={"behaviour": plan.behaviours[entry.name]})
     held = [await _dataset(storage, plan, name) for name in plan.holdings.get(entry.name, [])]
     private_name = plan.private.get(entry.name)
     private = await _dataset(storage, plan, private_name) if private_name else None
@@ -138,7 +149,38 @@ async def build_live_node(
         private=private,
         hash_trials_per_round=exp.work.hash_trials_per_round,
         observe=observer,
+        state=state,
     )
+
+
+def state_owner(plan: NetworkPlan, entry: NodeEntry) -> bytes:
+    """Whose state a store holds: this node's ID and the network's payload (its genesis and tasks), so that a state
+    directory is never restored into another node or another network."""
+    payload = ",".join(f"{k}={v}" for k, v in sorted(plan.payload.items())).encode()
+    return bytes.fromhex(entry.node_id) + sha256(payload)
+
+
+def open_state(directory: Path, plan: NetworkPlan, entry: NodeEntry) -> SqliteBlockStore:
+    """The node's SQLite store in its state directory (created on first use)."""
+    return SqliteBlockStore.in_directory(directory, state_owner(plan, entry))
+
+
+async def watch_readiness(
+    live: LiveNode, servicer: health.aio.HealthServicer, names: list[str], every_seconds: float = STATUS_EVERY_SECONDS
+) -> None:
+    """Health follows the node: its query services (and the server as a whole) are NOT_SERVING while it catches up,
+    so that probes and clients look elsewhere; Peer and Node always serve."""
+    shown: bool | None = None
+    while True:
+        ready = not live.node.status().syncing
+        if ready != shown:
+            code = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", *(n for n in names if n not in ALWAYS_SERVING)):
+                await servicer.set(name, code)
+            if shown is not None or not ready:
+                log.info("readiness", extra={"ready": ready, "height": live.node.status().height})
+            shown = ready
+        await asyncio.sleep(every_seconds)
 
 
 def register_servicers(
@@ -182,27 +224,42 @@ async def publish_status(live: LiveNode, every_seconds: float = STATUS_EVERY_SEC
         await asyncio.sleep(every_seconds)
 
 
-async def run_node(plan: NetworkPlan, entry: NodeEntry, listen: str, stop: asyncio.Event) -> None:
-    """Serve one node until `stop` is set, then stop gracefully; raises if the node's event loop failed."""
+async def run_node(
+    plan: NetworkPlan, entry: NodeEntry, listen: str, stop: asyncio.Event, state_dir: Path | None = None
+) -> None:
+    """Serve one node until `stop` is set, then stop gracefully; raises if the node's event loop failed. With
+    state_dir the node keeps its state there and, restarted on it, comes back with it (then catches up)."""
     spec = registry.get(plan.exp().protocol_name)
     storage = StorageClient(plan.storage)
     transport = SidecarTransport(entry.sidecar)
     observer = MetricsObserver(spec)
-    live = await build_live_node(spec, plan, entry, storage, transport, observer)
+    state = open_state(state_dir, plan, entry) if state_dir is not None else None
+    live = await build_live_node(spec, plan, entry, storage, transport, observer, state)
+    restored = live.restore()
+    log.info("state", extra={"state_dir": str(state_dir or ""), "records": restored})
     describe_node(spec, entry, live)
     await asyncio.to_thread(lambda: spec.warm_up(plan.exp(), live.worker(), list(live.datasets.values())))
-    async with running_server(entry.role, listen, lambda server: register_servicers(server, spec, live, observer)):
+    names: list[str] = []
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        names.extend(register_servicers(server, spec, live, observer))
+        return names
+
+    async with running_server(entry.role, listen, register) as running:
         runner = asyncio.create_task(live.run())
         publisher = asyncio.create_task(publish_status(live))
+        readiness = asyncio.create_task(watch_readiness(live, running.health, names))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         publisher.cancel()
+        readiness.cancel()
         failed = runner.exception() if runner.done() else None
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     await transport.close()
     await storage.close()
+    live.state.close()
     if failed is not None:
         raise RuntimeError(f"{entry.name}: the node stopped on an error") from failed
 
@@ -220,6 +277,12 @@ def main(role: str, argv: list[str] | None = None) -> None:
         default=env("CHAINLAB_LISTEN_HOST"),
         help="listen on this host at the plan's port (default: the plan's address itself)",
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=env("CHAINLAB_STATE_DIR"),
+        help="keep the node's state (a SQLite file) in this directory and restore it on restart (default: memory)",
+    )
     args = parser.parse_args(argv)
     if args.plan is None:
         parser.error("--plan (or CHAINLAB_PLAN) is required")
@@ -236,6 +299,6 @@ def main(role: str, argv: list[str] | None = None) -> None:
     listen = args.listen or bind_address(entry.listen, args.listen_host)
 
     async def run() -> None:
-        await run_node(plan, entry, listen, stop_event_on_signals())
+        await run_node(plan, entry, listen, stop_event_on_signals(), args.state)
 
     asyncio.run(run())

@@ -63,6 +63,8 @@ class NetworkPlan:
     data: dict[str, str] = field(default_factory=dict)  # dataset name -> CID in storage
     holdings: dict[str, list[str]] = field(default_factory=dict)  # node name -> datasets it holds from the start
     private: dict[str, str] = field(default_factory=dict)  # node name -> the name of its private dataset
+    # node name -> the protocol misbehaviour it runs from the start (a chaos `byzantine` action at round 0)
+    behaviours: dict[str, str] = field(default_factory=dict)
 
     def exp(self) -> Experiment:
         """The experiment, validated."""

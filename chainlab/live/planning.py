@@ -19,6 +19,7 @@ from chainlab.live.netem import topology as topo
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.processes import free_ports
 from chainlab.live.storage_client import StorageClient
+from chainlab.scenarios import chaos
 from chainlab.scenarios.base import Deployment, NodeSlot
 from chainlab.scenarios.experiment import Experiment
 
@@ -137,8 +138,18 @@ def network_plan(
         data=data,
         holdings={name: list(held) for name, held in deployment.holdings.items()},
         private=deployment.private,
+        behaviours=from_the_start(chaos.scenario(exp)),
     )
     return plan, layout
+
+
+def from_the_start(actions: Sequence[chaos.TimedAction]) -> dict[str, str]:
+    """The misbehaviours nodes run from round 0 (a live node cannot switch in flight): node name -> behaviour."""
+    return {
+        t.action.node: t.action.behaviour
+        for t in actions
+        if isinstance(t.action, chaos.Byzantine) and t.at == chaos.At(round=0)
+    }
 
 
 def write_plan(plan: NetworkPlan, layout: topo.Topology, directory: Path) -> dict[str, str]:

@@ -49,10 +49,12 @@ class ProcessGroup:
         self.children: list[Child] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, module: str, args: list[str], env: dict[str, str] | None = None) -> Child:
-        """Run `python -m module args` with stdout and stderr in logs/<name>.log."""
+    def start(
+        self, name: str, module: str, args: list[str], env: dict[str, str] | None = None, append: bool = False
+    ) -> Child:
+        """Run `python -m module args` with stdout and stderr in logs/<name>.log (appended to: a restart)."""
         log = self.log_dir / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab" if append else "wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
                 stdout=out,
@@ -67,8 +69,8 @@ class ProcessGroup:
         return child
 
     def get(self, name: str) -> Child:
-        """The child called name; ValueError naming the known ones otherwise."""
-        for child in self.children:
+        """The child called name (its latest start); ValueError naming the known ones otherwise."""
+        for child in reversed(self.children):
             if child.name == name:
                 return child
         raise ValueError(f"no process {name!r} (known: {', '.join(c.name for c in self.children)})")

@@ -5,8 +5,10 @@ inside a cluster alike."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import grpc
 
@@ -22,6 +24,9 @@ from chainlab.scenarios import registry
 from chainlab.scenarios.results import Results, assemble
 
 STATUS_TIMEOUT_SECONDS = 2.0
+
+log = logging.getLogger("chainlab.readout")
+T = TypeVar("T")
 
 
 async def node_statuses(plan: NetworkPlan) -> dict[str, node_pb2.NodeStatus | None]:
@@ -72,12 +77,34 @@ def network_problems(replies: Mapping[str, node_pb2.NodeStatus | None], min_heig
     return problems
 
 
+def observer_order(candidates: Sequence[str], replies: Mapping[str, node_pb2.NodeStatus | None]) -> list[str]:
+    """The spec's observer candidates that answered Status, in the order to read them: those caught up first (a
+    node still catching up holds only part of the chain), each group in the spec's order."""
+    answered = [name for name in candidates if replies.get(name) is not None]
+    return sorted(answered, key=lambda name: bool(getattr(replies[name], "syncing", False)))
+
+
+async def read_first(
+    order: Sequence[NodeEntry], read: Callable[[NodeEntry], Awaitable[T]]
+) -> tuple[NodeEntry, T] | None:
+    """The first node of `order` whose view can be read, with that view; None when none can (each that fails,
+    e.g. killed after it answered Status, is logged and the next is tried)."""
+    for entry in order:
+        try:
+            return entry, await read(entry)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("cannot read results from a node", extra={"node": entry.name, "code": exc.code().name})
+    return None
+
+
 async def read_results(
     plan: NetworkPlan, *, truncated: bool | None, wall_seconds: float, round_seconds: float
 ) -> Results:
-    """results.json read from the network: statuses of every node, the observer's view, data from storage.
+    """results.json read from the network: statuses of every node, the view of the first of the spec's observer
+    candidates that answers (results.json `observer` names it), data from storage.
 
-    truncated None: decided by whether the protocol says the network has finished.
+    truncated None: decided by whether the protocol says the network has finished. When no candidate answers, the
+    results are truncated, without protocol results, and `error` says so.
     """
     exp = plan.exp()
     spec = registry.get(exp.protocol_name)
@@ -85,27 +112,39 @@ async def read_results(
     statuses = {name: node_status(r) for name, r in replies.items() if r is not None}
     if truncated is None:
         truncated = not spec.finished(exp, list(statuses.values()))
-    observer = plan.node(spec.observer([e.slot for e in plan.nodes]).name)
+    candidates = [slot.name for slot in spec.observers([e.slot for e in plan.nodes])]
     worker = Worker()
     protocol_results: dict[str, object] = {}
-    if observer.name in statuses:
-        storage = StorageClient(plan.storage)
-        try:
-            # Without an adapter, the observer's Status is the whole view (as a sim_view of observer.status()).
-            view: object = statuses[observer.name]
-            if spec.live_adapter is not None:
-                view = await adapters.load(spec.live_adapter).read_view(plan, observer, storage)
+    storage = StorageClient(plan.storage)
+
+    async def view_of(observer: NodeEntry) -> object:
+        # Without an adapter, the observer's Status is the whole view (as a sim_view of observer.status()).
+        if spec.live_adapter is None:
+            return statuses[observer.name]
+        return await adapters.load(spec.live_adapter).read_view(plan, observer, storage)
+
+    try:
+        found = await read_first([plan.node(name) for name in observer_order(candidates, replies)], view_of)
+        if found is not None:
             data = {}
             for name in spec.summary_data:
                 data[name] = await asyncio.to_thread(decode_dataset, await storage.get(plan.data[name]))
-        finally:
-            await storage.close()
-        protocol_results = await asyncio.to_thread(spec.summarise, exp, view, data, worker)
-    return assemble(
+    finally:
+        await storage.close()
+    error = None
+    if found is None:
+        observer = candidates[0]
+        error = f"no full node answered to read results from (tried {', '.join(candidates)})"
+        log.error(error)
+        truncated = True
+    else:
+        observer = found[0].name
+        protocol_results = await asyncio.to_thread(spec.summarise, exp, found[1], data, worker)
+    results = assemble(
         exp,
         driver="live",
         statuses=statuses,
-        observer=observer.name,
+        observer=observer,
         rejections={name: dict(r.rejections) for name, r in replies.items() if r is not None},
         internal_errors={name: r.internal_errors for name, r in replies.items() if r is not None},
         protocol_results=protocol_results,
@@ -116,6 +155,9 @@ async def read_results(
         round_seconds=round_seconds,
         cpu={name: node_cpu(r) for name, r in replies.items() if r is not None},
     )
+    if error is not None:
+        results["error"] = error
+    return results
 
 
 def seconds_since_epoch(plan: NetworkPlan) -> float:

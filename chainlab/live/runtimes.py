@@ -22,6 +22,8 @@ DOCKER_ENV = "CHAINLAB_DOCKER"  # the docker client to use (Debian's, which talk
 IMAGE_TAG_ENV = "CHAINLAB_IMAGE_TAG"
 DEFAULT_IMAGE_TAG = "dev"
 CONTAINER_UID = "10001"
+STATE_DIR = "state"  # <out>/state/<node>: each node service's own state (its block store), kept across a restart
+STATE_DIR_ENV = "CHAINLAB_STATE_DIR"
 STOP_SECONDS = 15
 
 
@@ -47,6 +49,10 @@ class Runtime(Protocol):
     def kill(self, name: str) -> None:
         """SIGKILL one service (chaos)."""
 
+    def restart(self, name: str) -> None:
+        """Start a service again as it was started (same command, arguments and state), killing it first if it
+        still runs (chaos)."""
+
     def log_tail(self, name: str, chars: int = 2000) -> str:
         """The end of a service's log."""
 
@@ -64,24 +70,32 @@ class ProcessRuntime:
         self.group = ProcessGroup(out / state_file, out / "logs")
         # The one setting every service shares (the storage service ignores it).
         self.env = {ROUND_SECONDS_ENV: str(round_seconds)}
+        self.commands: dict[str, tuple[str, list[str], dict[str, str]]] = {}  # name -> module, args, env
+
+    def _start(self, name: str, module: str, args: list[str], env: dict[str, str]) -> None:
+        self.commands[name] = (module, args, env)
+        self.group.start(name, module, args, env)
 
     def start_storage(self, port: int, metrics_port: int) -> None:
         """Storage with its Kubo repo in <out>/ipfs (or a Kubo daemon's RPC)."""
         args = ["--listen", f"127.0.0.1:{port}", "--metrics-port", str(metrics_port), "--repo", str(self.out / "ipfs")]
         if self.ipfs_api:
             args += ["--ipfs-api", self.ipfs_api]
-        self.group.start("storage", "services.storage.main", args, self.env)
+        self._start("storage", "services.storage.main", args, self.env)
 
     def start_netem(self, entry: NodeEntry) -> None:
         """The sidecar with its addresses as flags."""
         args = ["--node-id", entry.node_id, "--node", entry.listen, "--topology", str(self.out / TOPOLOGY_FILE)]
         args += ["--listen", entry.sidecar, "--metrics-port", str(entry.sidecar_metrics_port), "--seed", str(self.seed)]
-        self.group.start(f"netem-{entry.name}", "services.netem.main", args, self.env)
+        self._start(f"netem-{entry.name}", "services.netem.main", args, self.env)
 
     def start_node(self, entry: NodeEntry) -> None:
-        """The node's service, reading the plan."""
+        """The node's service, reading the plan, with its own state directory <out>/state/<name> (kept for a
+        restart)."""
         args = ["--plan", str(self.out / PLAN_FILE), "--name", entry.name]
-        self.group.start(entry.name, f"services.{entry.role}.main", args, self.env)
+        state = self.out / STATE_DIR / entry.name
+        state.mkdir(parents=True, exist_ok=True)
+        self._start(entry.name, f"services.{entry.role}.main", args, {**self.env, STATE_DIR_ENV: str(state)})
 
     def alive(self, name: str) -> bool:
         """Whether the child has not exited."""
@@ -90,6 +104,15 @@ class ProcessRuntime:
     def kill(self, name: str) -> None:
         """SIGKILL the child."""
         self.group.get(name).process.kill()
+
+    def restart(self, name: str) -> None:
+        """SIGKILL the child if it runs, then start the same command again, its log appended to."""
+        child = self.group.get(name)
+        if child.process.poll() is None:
+            child.process.kill()
+        child.process.wait(STOP_SECONDS)
+        module, args, env = self.commands[name]
+        self.group.start(name, module, args, env, append=True)
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         """The end of logs/<name>.log."""
@@ -174,8 +197,9 @@ class DockerRuntime:
         self.run(f"netem-{entry.name}", containers.node_pod(entry.role)["netem"], entry.index, self._plan_mounts())
 
     def start_node(self, entry: NodeEntry) -> None:
-        """The node container of the node's pod."""
-        self.run(entry.name, containers.node_pod(entry.role)["node"], entry.index, self._plan_mounts())
+        """The node container of the node's pod, its state on a volume of its own (kept across a restart)."""
+        state = [f"type=volume,dst={containers.PATHS.state}"]
+        self.run(entry.name, containers.node_pod(entry.role)["node"], entry.index, self._plan_mounts() + state)
 
     def alive(self, name: str) -> bool:
         """Whether the container is running."""
@@ -185,6 +209,12 @@ class DockerRuntime:
     def kill(self, name: str) -> None:
         """SIGKILL the container's process."""
         self._docker("kill", self.container(name))
+
+    def restart(self, name: str) -> None:
+        """Start the same container again (same command, arguments and state volume), killed first if it runs."""
+        if self.alive(name):
+            self.kill(name)
+        self._docker("start", self.container(name))
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         """The end of the container's log."""

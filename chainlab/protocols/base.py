@@ -5,11 +5,11 @@ Drivers (sim, live), the CLI, metrics and results type against these and never i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
-from chainlab.protocols.effects import Effect, JobResult
+from chainlab.protocols.effects import Effect, JobResult, Persist
 
 RecordValue = str | int | float | bool | None
 """What a record, and so a log line or a metric label, may carry."""
@@ -50,6 +50,7 @@ class NodeStatus:
     forks: int = 0  # blocks this node accepted that are off its best chain
     votes: bool = True  # whether its tip counts when drivers ask if the network agrees (a light client's does not)
     done: bool = False  # the node has done all the experiment asked of it (protocols whose runs end by node)
+    syncing: bool = False  # behind its peers and catching up: health says NOT_SERVING, queries "not ready"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,19 @@ class ProtocolNode(Protocol):
 
     def status(self) -> NodeStatus:
         """Role, height, tip."""
+        ...
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A node that persists its state through Persist effects and can be rebuilt from them.
+
+    Drivers call restore() on a freshly built node, before start(), with every record its store holds, in the
+    order written. Nodes of protocols that persist nothing are not Restorable: a restart rebuilds them fresh.
+    """
+
+    def restore(self, records: Iterable[Persist]) -> None:
+        """Take back the state the records describe (the node's own earlier decisions); no effects."""
         ...
 
 

@@ -189,6 +189,20 @@ class CancelJob:
 
 
 @dataclass(frozen=True)
+class Persist:
+    """Write a record to the node's store (kind, key, payload; a repeated (kind, key) is a no-op).
+
+    As raft's Ready: a driver writes every Persist of a step, in order, before it acts on any other effect of that
+    step, so nothing a node announces (a block it broadcasts, a model it serves) is lost if it is killed just
+    after. A node restarted on its store gets the records back, in the order written, through restore().
+    """
+
+    kind: str
+    key: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class Record:
     """An observation for metrics, logs and results; drivers never act on it."""
 
@@ -196,7 +210,7 @@ class Record:
     data: Mapping[str, RecordValue] = field(default_factory=dict)
 
 
-Effect = Broadcast | Send | StartTimer | Compute | Mine | Request | FetchData | CancelJob | Record
+Effect = Broadcast | Send | StartTimer | Compute | Mine | Request | FetchData | CancelJob | Persist | Record
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,12 @@ class JobFailed:
 
 JobResult = bytes | int | float | bool | EvaluationFailed | JobFailed | None
 """What on_result receives: model bytes or request answers, a nonce, a metric, a fetch outcome, or a failure."""
+
+
+def persist_first(effects: list[Effect]) -> list[Effect]:
+    """A step's effects in the order a driver carries them out: every Persist (in order), then the rest."""
+    return [e for e in effects if isinstance(e, Persist)] + [e for e in effects if not isinstance(e, Persist)]
+
 
 RECORD_REJECTED = "rejected"  # data: kind, reason, detail
 RECORD_INTERNAL_ERROR = "internal_error"  # data: job, error, attempt

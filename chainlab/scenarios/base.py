@@ -147,6 +147,7 @@ class ProtocolSpec(ABC):
     report: ClassVar[ReportLayout] = ReportLayout()
     analyses: ClassVar[tuple[str, ...]] = ()  # what an experiment's `analysis:` may name
     max_message_mb: ClassVar[float] = 1.0  # the largest message a live node accepts (weights travel via storage)
+    behaviours: ClassVar[tuple[str, ...]] = ()  # misbehaviours a chaos `byzantine` action may switch a node to
 
     @abstractmethod
     def validate(self, exp: Experiment) -> None:
@@ -171,6 +172,11 @@ class ProtocolSpec(ABC):
     @abstractmethod
     def observer(self, slots: Sequence[NodeSlot]) -> NodeSlot:
         """The full node whose view of the chain the results are read from (the same node in sim and live)."""
+
+    def observers(self, slots: Sequence[NodeSlot]) -> list[NodeSlot]:
+        """Full nodes whose view results may be read from, best first: live reads the first that answers (a node
+        may be down at the end). The observer alone by default."""
+        return [self.observer(slots)]
 
     @abstractmethod
     def sim_view(self, observer: ProtocolNode, nodes: Mapping[str, ProtocolNode]) -> object:
@@ -198,3 +204,13 @@ class ProtocolSpec(ABC):
     def metric_updates(self, obs: Observation) -> Sequence[MetricUpdate]:
         """The protocol's metric changes for one record (pure); none by default."""
         return ()
+
+    def phase_start(self, exp: Experiment, phase: int) -> int | None:
+        """Rounds after a chain reaches height h - 1 at which phase `phase` of the work on height h begins (what a
+        chaos `at: {height: h, phase: p}` waits for); None where the protocol has no such phase (the default)."""
+        return None
+
+    def byzantine(self, node: ProtocolNode, behaviour: str) -> ProtocolNode:
+        """The node as it acts from now on with one of `behaviours` (a chaos `byzantine` action); none by default."""
+        known = ", ".join(self.behaviours) or "none"
+        raise ValueError(f"protocol {self.name} has no behaviour {behaviour!r} (known: {known})")

@@ -12,12 +12,12 @@ from typing import Any
 import yaml
 
 from chainlab.network.config import NetworkConfig
-from chainlab.scenarios import registry
+from chainlab.scenarios import chaos, registry
 from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
     "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live",
-    "max_rounds", "sweep", "compare", "seeds", "analysis", "protocol",
+    "max_rounds", "sweep", "compare", "seeds", "analysis", "protocol", "chaos",
 })  # fmt: skip
 DEFAULT_PROTOCOL = "bagchain"
 DEFAULT_ROUND_SECONDS = 0.1
@@ -86,6 +86,7 @@ class Experiment:
         if not isinstance(deviations, list) or not all(isinstance(d, str) for d in deviations):
             raise ValueError("deviations must be a list of strings")
         spec.validate(exp)
+        chaos.check_against(chaos.parse_chaos(data.get("chaos")), spec, exp)
         return exp
 
     def check_sections(self) -> None:

@@ -44,12 +44,14 @@ def assemble(
     ml_seconds: float,
     round_seconds: float | None = None,
     cpu: Mapping[str, Mapping[str, float]] | None = None,
+    chaos: Sequence[Mapping[str, object]] = (),
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
 
     cpu (live only) is each node's protocol, codec, process and ML time; protocol_cpu_share is the protocol core's
     share of all the nodes' process CPU (seed 001's "blockchain overhead"), codec_cpu_share the wire codec's
-    (seed 001 counts it among network tasks); both None without it.
+    (seed 001 counts it among network tasks); both None without it. chaos is the scenario's report (ChaosClock):
+    each action with when it took effect and when the nodes it restarted or healed caught up.
     """
     cpu = cpu or {}
     process = sum(c["process_seconds"] for c in cpu.values())
@@ -81,4 +83,5 @@ def assemble(
         "protocol_cpu_share": protocol / process if process > 0 else None,
         "codec_cpu_share": codec / process if process > 0 else None,
         "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
+        "chaos": [dict(entry) for entry in chaos],
     }

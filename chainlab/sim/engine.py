@@ -11,8 +11,9 @@ from typing import assert_never
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger.pow import fixed64_suffix, search_nonce
+from chainlab.ledger.store import MemoryBlockStore
 from chainlab.network.links import message_id
-from chainlab.protocols.base import DataGrant, DataRequest, Observation, ProtocolNode, Timer, WireCodec
+from chainlab.protocols.base import DataGrant, DataRequest, Observation, ProtocolNode, Restorable, Timer, WireCodec
 from chainlab.protocols.effects import (
     Broadcast,
     CancelJob,
@@ -21,11 +22,13 @@ from chainlab.protocols.effects import (
     FetchData,
     JobResult,
     Mine,
+    Persist,
     Record,
     Request,
     Send,
     StartTimer,
     TrainModel,
+    persist_first,
 )
 from chainlab.sim.network import NetworkModel
 from chainlab.work import executor
@@ -77,9 +80,25 @@ class Simulation:
     _cancelled: set[tuple[int, int]] = field(default_factory=set)
     _index: dict[bytes, int] = field(default_factory=dict)
     _train_data: dict[tuple[int, tuple[bytes, ...], bool], Dataset] = field(default_factory=dict)
+    stores: dict[int, MemoryBlockStore] = field(default_factory=dict)  # node index -> what it persisted
 
     def __post_init__(self) -> None:
         self._index = {node.node_id: i for i, node in enumerate(self.nodes)}
+
+    def store(self, i: int) -> MemoryBlockStore:
+        """Node i's store: every Persist it asked for, kept across its restarts (the simulator's disk)."""
+        if i not in self.stores:
+            self.stores[i] = MemoryBlockStore(self.nodes[i].node_id)
+        return self.stores[i]
+
+    def restored(self, i: int, fresh: ProtocolNode) -> ProtocolNode:
+        """fresh, a new incarnation of node i built by the spec, restored from node i's store (when its protocol
+        persists anything); the caller installs it in nodes[i] and starts it."""
+        store = self.store(i)
+        store.check_owner(fresh.node_id)
+        if isinstance(fresh, Restorable):
+            fresh.restore(Persist(r.kind, r.key, r.payload) for r in store.records())
+        return fresh
 
     def run(self) -> int:
         """Start every node and process events until none are left or max_rounds passes; returns the last round."""
@@ -115,7 +134,8 @@ class Simulation:
                 self._execute(i, node.on_timer(event, self.now))
 
     def _execute(self, i: int, effects: list[Effect]) -> None:
-        for effect in effects:
+        # As raft's Ready: a step's records are written before anything it announces can be seen.
+        for effect in persist_first(effects):
             match effect:
                 case Broadcast(message, size_mb):
                     sender = self.nodes[i].node_id
@@ -127,6 +147,8 @@ class Simulation:
                     self._send(i, peer, message, size_mb)
                 case StartTimer(timer, after):
                     self._push(self.now + after, i, timer)
+                case Persist(kind, key, payload):
+                    self.store(i).put(kind, key, payload)
                 case Record(event, data):
                     self.records.append(Observation(self.now, i, event, data))
                 case CancelJob(job):

@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable
 
 from chainlab.learning.worker import Worker
-from chainlab.scenarios import registry
+from chainlab.scenarios import chaos, registry
 from chainlab.scenarios.base import Deployment, ProtocolSpec
 from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.scenarios.results import Results, assemble, internal_errors_by_node, rejections_by_node
+from chainlab.sim.chaos import ChaosSimulation, chaos_simulation
 from chainlab.sim.engine import Simulation
 from chainlab.sim.network import build_network
 
@@ -31,6 +32,9 @@ def simulation_for(exp: Experiment, worker: Worker) -> tuple[ProtocolSpec, Deplo
         work=exp.work,
         max_rounds=exp.max_rounds,
     )
+    actions = chaos.scenario(exp)
+    if actions:
+        simulation = chaos_simulation(simulation, spec, exp, deployment, actions)
     return spec, deployment, simulation
 
 
@@ -49,14 +53,15 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> 
             at, spec.progress(max(node.status().height for node in deployment.nodes), at)
         )
     last_round = simulation.run()
+    # A restart or a byzantine switch replaces a node: its latest incarnation is the simulation's.
+    nodes = {slot.name: node for slot, node in zip(deployment.slots, simulation.nodes, strict=True)}
     observer = spec.observer(deployment.slots)
-    watched = deployment.nodes[deployment.slots.index(observer)]
-    protocol_results = spec.summarise(exp, spec.sim_view(watched, deployment.by_name()), deployment.data, worker)
+    protocol_results = spec.summarise(exp, spec.sim_view(nodes[observer.name], nodes), deployment.data, worker)
     names = [slot.name for slot in deployment.slots]
     return assemble(
         exp,
         driver="sim",
-        statuses={slot.name: node.status() for slot, node in zip(deployment.slots, deployment.nodes, strict=True)},
+        statuses={name: node.status() for name, node in nodes.items()},
         observer=observer.name,
         rejections=rejections_by_node(simulation.records, names),
         internal_errors=internal_errors_by_node(simulation.records, names),
@@ -65,4 +70,5 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> 
         rounds=last_round,
         wall_seconds=time.perf_counter() - started,
         ml_seconds=worker.ml_seconds,
+        chaos=simulation.report() if isinstance(simulation, ChaosSimulation) else (),
     )

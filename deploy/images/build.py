@@ -41,7 +41,10 @@ EXEC_ROOT = Path("/run/chainlab-docker")
 PIDFILE = Path("/run/chainlab-docker.pid")
 DAEMON_LOG = Path(os.environ.get("CHAINLAB_DOCKER_LOG", "/var/log/chainlab-dockerd.log"))
 CACHE = Path(os.environ.get("CHAINLAB_IMAGE_CACHE", str(ROOT / ".cache" / "images")))
-BASE_IMAGE = "chainlab/base:bookworm"
+# What the debootstrap base carries besides minbase: Python for every kind, and the tools of the netem sidecar's
+# kernel shaping (tc from iproute2, iptables). The tag names the list, so a changed list makes a new base.
+BASE_PACKAGES = ("python3", "python3-venv", "iproute2", "iptables")
+BASE_IMAGE = "chainlab/base:bookworm-" + hashlib.sha256(",".join(BASE_PACKAGES).encode()).hexdigest()[:8]
 SUITE = "bookworm"
 MIRROR = os.environ.get("CHAINLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The host's CPU torch wheel (PyPI's Linux torch is the CUDA build); the node image installs it from here.
@@ -272,7 +275,7 @@ def ensure_base() -> tuple[float, bool]:
             [
                 "debootstrap",
                 "--variant=minbase",
-                "--include=python3,python3-venv",
+                f"--include={','.join(BASE_PACKAGES)}",
                 SUITE,
                 str(rootfs),
                 MIRROR,
@@ -300,7 +303,7 @@ def ensure_base() -> tuple[float, bool]:
             "--change",
             'CMD ["/bin/bash"]',
             "--message",
-            f"debootstrap --variant=minbase --include=python3,python3-venv {SUITE} {MIRROR}",
+            f"debootstrap --variant=minbase --include={','.join(BASE_PACKAGES)} {SUITE} {MIRROR}",
             "-",
             BASE_IMAGE,
             stdin=tar.stdout.fileno(),

@@ -7,11 +7,20 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from chainlab.ledger.hashing import short
 from chainlab.live import metrics
 from chainlab.live.logs import configure_logging
+from chainlab.live.netem.kernel import (
+    KernelShaper,
+    KernelShapingError,
+    detect_device,
+    peer_endpoints,
+    subprocess_runner,
+)
 from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY
 from chainlab.live.netem.sidecar import DEFAULT_CALL_TIMEOUT, Sidecar
 from chainlab.live.netem.topology import Topology, load_topology, parse_node_id
@@ -20,6 +29,7 @@ from chainlab.live.rounds import ROUND_SECONDS_ENV, resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 
 SERVICE = "netem"
+KERNEL_ENV = "CHAINLAB_NETEM_KERNEL"
 log = logging.getLogger("chainlab.netem")
 
 
@@ -62,6 +72,24 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT, help="bound on every outgoing call (s)")
     p.add_argument("--dedup-capacity", type=int, default=DEFAULT_DEDUP_CAPACITY, help="message IDs remembered")
+    p.add_argument(
+        "--kernel-shaping",
+        action="store_true",
+        default=env(KERNEL_ENV, "") in ("1", "true", "yes"),
+        help=f"also enforce the links in the kernel (htb rates, iptables loss and cuts) on this network namespace's "
+        f"interface; needs root with NET_ADMIN, iproute2 and iptables (default: ${KERNEL_ENV}=1)",
+    )
+    p.add_argument(
+        "--kernel-device",
+        default=env("CHAINLAB_NETEM_KERNEL_DEVICE"),
+        help="with --kernel-shaping: the interface to shape (default: the one the routes to the peers leave by)",
+    )
+    p.add_argument(
+        "--kernel-resolve-seconds",
+        type=float,
+        default=float(env("CHAINLAB_NETEM_KERNEL_RESOLVE_SECONDS", "60")),
+        help="with --kernel-shaping: how long to wait for the peers' addresses to resolve (pods start together)",
+    )
     return p
 
 
@@ -104,18 +132,46 @@ def configure(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, by
     return args, me, topology, round_seconds
 
 
-async def serve(args: argparse.Namespace, me: bytes, topology: Topology, round_seconds: float) -> None:
-    """Run the sidecar until SIGTERM or SIGINT, then stop gracefully."""
+def kernel_shaper(args: argparse.Namespace, me: bytes, topology: Topology) -> KernelShaper | None:
+    """With --kernel-shaping, a started KernelShaper for this node's links; KernelShapingError names what is wrong."""
+    if not args.kernel_shaping:
+        return None
+    deadline = time.monotonic() + max(0.0, args.kernel_resolve_seconds)
+    while True:
+        try:
+            endpoints = peer_endpoints(topology, me)
+            break
+        except KernelShapingError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+    runner = subprocess_runner()
+    device = args.kernel_device or detect_device(endpoints, runner)
+    shaper = KernelShaper(device, endpoints, runner, tag=short(me))
+    shaper.start()
+    return shaper
+
+
+async def serve(
+    args: argparse.Namespace, me: bytes, topology: Topology, round_seconds: float, kernel: KernelShaper | None = None
+) -> None:
+    """Run the sidecar until SIGTERM or SIGINT, then stop gracefully (removing any kernel rules)."""
     stop = stop_event_on_signals()
-    sidecar = Sidecar(
-        me,
-        topology,
-        args.node,
-        round_seconds=round_seconds,
-        seed=args.seed,
-        call_timeout=args.call_timeout,
-        dedup_capacity=args.dedup_capacity,
-    )
+    try:
+        sidecar = Sidecar(
+            me,
+            topology,
+            args.node,
+            round_seconds=round_seconds,
+            seed=args.seed,
+            call_timeout=args.call_timeout,
+            dedup_capacity=args.dedup_capacity,
+            kernel=kernel,
+        )
+    except KernelShapingError:
+        if kernel is not None:
+            kernel.stop()
+        raise
     metrics_port = metrics.serve_metrics(args.metrics_port, args.metrics_host)
     try:
         async with running_server(SERVICE, args.listen, sidecar.register) as running:
@@ -128,6 +184,7 @@ async def serve(args: argparse.Namespace, me: bytes, topology: Topology, round_s
                     "neighbours": len(sidecar.table.links),
                     "round_seconds": round_seconds,
                     "round_seconds_from": args.round_seconds_source,
+                    "kernel_shaping": kernel.device if kernel is not None else None,
                 },
             )
             await stop.wait()
@@ -140,7 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point `chainlab-netem`."""
     args, me, topology, round_seconds = configure(argv)
     configure_logging(SERVICE, args.log_level)
-    asyncio.run(serve(args, me, topology, round_seconds))
+    try:
+        kernel = kernel_shaper(args, me, topology)
+        asyncio.run(serve(args, me, topology, round_seconds, kernel))
+    except KernelShapingError as exc:
+        # A startup error, named: the sidecar must not run without the shaping it was asked for.
+        log.error("kernel shaping failed", extra={"error": str(exc)})
+        print(f"chainlab-netem: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

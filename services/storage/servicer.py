@@ -46,7 +46,8 @@ def refusal(exc: StorageError) -> Refusal:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    """chainlab.v1.Storage over one IPFS backend; objects are bounded by max_object_bytes, enforced as they stream."""
+    """chainlab.v1.Storage over one IPFS backend; objects are bounded by max_object_bytes, enforced as they stream,
+    and chunks both ways by chunk_bytes."""
 
     def __init__(
         self, backend: IpfsBackend, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES, chunk_bytes: int = CHUNK_BYTES
@@ -79,12 +80,16 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     async def Put(
         self, request_iterator: AsyncIterator[storage_pb2.PutChunk], context: grpc.aio.ServicerContext
     ) -> storage_pb2.PutReply:
-        """Collect the streamed chunks (refusing as soon as the object outgrows the limit), then add it."""
+        """Collect the streamed chunks (refusing a chunk over chunk_bytes, and the object as soon as it outgrows the
+        limit), then add it."""
         buffer = bytearray()
         pin: bool | None = None
         async for chunk in request_iterator:
             if pin is None:
                 pin = chunk.pin
+            # Its own reason: a client that ignores the chunking contract, not an object too big to store.
+            if len(chunk.data) > self.chunk_bytes:
+                raise invalid("chunk_too_large", f"a chunk of {len(chunk.data)} bytes > {self.chunk_bytes}")
             if len(buffer) + len(chunk.data) > self.max_object_bytes:
                 raise invalid("object_too_large", f"more than {self.max_object_bytes} bytes")
             buffer += chunk.data

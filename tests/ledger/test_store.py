@@ -1,125 +1,131 @@
+"""One contract suite for every BlockStore: in memory and SQLite (in a file, so reopening is real)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
 import pathlib
+import signal
+import sqlite3
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chainlab.ledger.chain import ChainEntry, UnknownParentError
 from chainlab.ledger.hashing import sha256
-from chainlab.ledger.store import BlockStore
+from chainlab.ledger.store import STATE_FILE, BlockStore, MemoryBlockStore, SqliteBlockStore, StoredRecord
 
-GENESIS = ChainEntry(block_hash=sha256(b"genesis"), parent_hash=b"", height=0, score=0.0)
-GENESIS_PAYLOAD = b"genesis-payload"
+OWNER = sha256(b"node") + sha256(b"genesis")
+Opener = Callable[[bytes], BlockStore]
 
 
 def h(label: str) -> bytes:
     return sha256(label.encode())
 
 
-def put_key(store: BlockStore, label: str, parent: str | None, height: int, score: float = 0.0) -> bool:
-    parent_hash = GENESIS.block_hash if parent is None else h(parent)
-    return store.put("key", h(label), label.encode(), height=height, parent_hash=parent_hash, score=score)
+@pytest.fixture(params=["memory", "sqlite"])
+def opener(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Opener]:
+    """Opens the store under test with an owner tag; for SQLite, the same file each time (a reopen)."""
+    memory: dict[bytes, MemoryBlockStore] = {}
+
+    def open_memory(owner: bytes) -> BlockStore:
+        # Reopening an in-memory store hands back the same object: the simulator keeps it across a restart.
+        store = memory.setdefault(OWNER, MemoryBlockStore(OWNER))
+        store.check_owner(owner)
+        return store
+
+    def open_sqlite(owner: bytes) -> BlockStore:
+        return SqliteBlockStore.in_directory(tmp_path / "state", owner)
+
+    yield open_memory if request.param == "memory" else open_sqlite
 
 
-def test_genesis_is_stored() -> None:
-    with BlockStore(":memory:", GENESIS, GENESIS_PAYLOAD) as store:
-        assert store.get(GENESIS.block_hash) == GENESIS_PAYLOAD
-        assert store.kind_of(GENESIS.block_hash) == "key"
-        assert store.index.tip == GENESIS
-        assert store.blocks_at("key", 0) == [GENESIS.block_hash]
+def test_put_get_and_idempotence(opener: Opener) -> None:
+    store = opener(OWNER)
+    assert store.owner == OWNER
+    assert store.put("keyblock", h("k1"), b"one")
+    assert store.get("keyblock", h("k1")) == b"one"
+    # The first payload wins; a repeat says so and changes nothing.
+    assert not store.put("keyblock", h("k1"), b"other")
+    assert store.get("keyblock", h("k1")) == b"one"
+    assert len(store) == 1
+    # The same key under another kind is another record.
+    assert store.put("model", h("k1"), b"weights")
+    assert store.get("model", h("k1")) == b"weights"
+    assert store.get("keyblock", h("missing")) is None
+    assert store.get("nothing", h("k1")) is None
+    assert len(store) == 2
 
 
-def test_put_get_and_idempotency() -> None:
-    with BlockStore(":memory:", GENESIS, GENESIS_PAYLOAD) as store:
-        assert store.put("micro", h("m1"), b"payload-1", height=3)
-        assert store.get(h("m1")) == b"payload-1"
-        assert store.kind_of(h("m1")) == "micro"
-        assert not store.put("micro", h("m1"), b"other", height=4)
-        assert store.get(h("m1")) == b"payload-1"
-        assert store.blocks_at("micro", 3) == [h("m1")]
-        assert store.blocks_at("micro", 4) == []
-        assert store.get(h("missing")) is None
-        assert store.kind_of(h("missing")) is None
-
-        assert put_key(store, "k1", None, 1)
-        assert not put_key(store, "k1", None, 1)
-        # A repeated hash is ignored whatever else the call claims about it.
-        assert not store.put("key", h("k1"), b"x", height=7, parent_hash=h("nowhere"))
-        assert not store.put("key", GENESIS.block_hash, b"x", height=0)
-        assert len(store.index) == 2
-        assert store.index.tip.block_hash == h("k1")
+def test_records_come_back_in_first_written_order(opener: Opener) -> None:
+    store = opener(OWNER)
+    written = [("task", "t"), ("miniblock", "m2"), ("miniblock", "m1"), ("keyblock", "k"), ("model", "w")]
+    for kind, label in written:
+        store.put(kind, h(label), label.encode())
+    store.put("miniblock", h("m2"), b"again")  # a repeat keeps its first place
+    assert [(r.kind, r.key) for r in store.records()] == [(k, h(label)) for k, label in written]
+    assert next(r for r in store.records() if r.key == h("m2")) == StoredRecord("miniblock", h("m2"), b"m2")
 
 
-def test_non_key_blocks_stay_out_of_the_index() -> None:
-    with BlockStore(":memory:", GENESIS, GENESIS_PAYLOAD) as store:
-        assert store.put("model", h("m"), b"weights", height=1, parent_hash=h("nowhere"), score=0.9)
-        assert len(store.index) == 1
-        assert h("m") not in store.index
+def test_a_reopened_store_holds_what_was_written(opener: Opener) -> None:
+    store = opener(OWNER)
+    store.put("keyblock", h("k1"), b"one")
+    store.put("model", h("w"), b"\x00" * 100_000)
+    before = list(store.records())
+    if isinstance(store, SqliteBlockStore):
+        store.close()
+    reopened = opener(OWNER)
+    assert list(reopened.records()) == before
+    assert not reopened.put("keyblock", h("k1"), b"one")
+    assert reopened.put("keyblock", h("k2"), b"two")
+    assert [r.key for r in reopened.records()][-1] == h("k2")
 
 
-def test_unknown_parent_leaves_nothing_stored() -> None:
-    with BlockStore(":memory:", GENESIS, GENESIS_PAYLOAD) as store:
-        with pytest.raises(UnknownParentError):
-            store.put("key", h("orphan"), b"o", height=1, parent_hash=h("nowhere"))
-        assert store.get(h("orphan")) is None
-        assert store.blocks_at("key", 1) == []
-        assert h("orphan") not in store.index
-        # The store is still usable after the rollback.
-        assert put_key(store, "k1", None, 1)
+def test_another_owner_is_refused(opener: Opener) -> None:
+    store = opener(OWNER)
+    store.put("keyblock", h("k1"), b"one")
+    if isinstance(store, SqliteBlockStore):
+        store.close()
+    with pytest.raises(ValueError, match="belongs to"):
+        opener(sha256(b"someone else"))
 
 
-def test_wrong_height_leaves_nothing_stored() -> None:
-    with BlockStore(":memory:", GENESIS, GENESIS_PAYLOAD) as store:
-        with pytest.raises(ValueError):
-            put_key(store, "k1", None, 2)
-        assert store.get(h("k1")) is None
+def test_a_closed_store_refuses_use(opener: Opener) -> None:
+    store = opener(OWNER)
+    store.close()
+    with pytest.raises((ValueError, sqlite3.ProgrammingError)):
+        store.put("keyblock", h("k1"), b"one")
 
 
-def build_forks(store: BlockStore) -> None:
-    #   G - a1 - a2
-    #     \ b1 - b2   (b2 ties a2 on height and score, so a2, seen first, must stay tip)
-    #          \ c2 (lower score)
-    put_key(store, "a1", None, 1, 0.2)
-    put_key(store, "b1", None, 1, 0.3)
-    put_key(store, "a2", "a1", 2, 0.5)
-    put_key(store, "b2", "b1", 2, 0.5)
-    put_key(store, "c2", "b1", 2, 0.1)
-    store.put("micro", h("m"), b"micro", height=2, parent_hash=h("a2"))
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.binary(max_size=4), st.binary(max_size=8)), max_size=30))
+def test_both_stores_agree_on_any_sequence_of_puts(puts: list[tuple[str, bytes, bytes]]) -> None:
+    memory = MemoryBlockStore(OWNER)
+    sqlite = SqliteBlockStore(":memory:", OWNER)
+    try:
+        for kind, key, payload in puts:
+            assert memory.put(kind, key, payload) == sqlite.put(kind, key, payload)
+        assert list(memory.records()) == list(sqlite.records())
+        assert len(memory) == len(sqlite)
+        for kind, key, _ in puts:
+            assert memory.get(kind, key) == sqlite.get(kind, key)
+    finally:
+        sqlite.close()
 
 
-def test_reopen_rebuilds_same_tip_and_forks(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "chain.db"
-    with BlockStore(path, GENESIS, GENESIS_PAYLOAD) as store:
-        build_forks(store)
-        tip = store.index.tip
-        main = store.index.main_chain()
-        at2 = store.index.at_height(2)
-        assert tip.block_hash == h("a2")
-
-    with BlockStore(str(path), GENESIS, GENESIS_PAYLOAD) as reopened:
-        idx = reopened.index
-        assert idx.tip == tip
-        assert idx.main_chain() == main
-        assert idx.at_height(2) == at2
-        assert len(idx) == 6
-        assert idx.stale_count() == 3
-        assert idx.fork_heights() == 2
-        assert reopened.get(h("m")) == b"micro"
-        assert reopened.get(GENESIS.block_hash) == GENESIS_PAYLOAD
-        assert reopened.blocks_at("key", 2) == [h("a2"), h("b2"), h("c2")]
-        # New blocks keep extending the rebuilt index.
-        assert put_key(reopened, "b3", "b2", 3)
-        assert reopened.index.tip.block_hash == h("b3")
+def _write_then_die(directory: str, count: int) -> None:
+    store = SqliteBlockStore.in_directory(directory, OWNER)
+    for i in range(count):
+        store.put("keyblock", h(str(i)), str(i).encode())
+    os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush: what a killed node leaves behind
 
 
-def test_reopen_with_other_genesis_is_refused(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "chain.db"
-    BlockStore(path, GENESIS, GENESIS_PAYLOAD).close()
-    other = ChainEntry(sha256(b"other"), b"", 0, 0.0)
-    with pytest.raises(ValueError):
-        BlockStore(path, other, b"")
-
-
-def test_file_store_uses_wal(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "chain.db"
-    with BlockStore(path, GENESIS, GENESIS_PAYLOAD):
-        pass
-    assert path.read_bytes()[18:20] == b"\x02\x02"  # file-format bytes 2/2 mean WAL
+def test_sqlite_records_survive_sigkill(tmp_path: pathlib.Path) -> None:
+    process = multiprocessing.get_context("spawn").Process(target=_write_then_die, args=(str(tmp_path), 50))
+    process.start()
+    process.join(60)
+    assert process.exitcode == -signal.SIGKILL
+    assert (tmp_path / STATE_FILE).exists()
+    with SqliteBlockStore.in_directory(tmp_path, OWNER) as store:
+        assert [r.payload for r in store.records()] == [str(i).encode() for i in range(50)]

@@ -14,7 +14,6 @@ import numpy as np
 from prometheus_client import REGISTRY
 
 from chainlab.learning.datasets import Dataset
-from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
@@ -37,6 +36,11 @@ Call = Callable[[grpc.aio.Channel], Coroutine[Any, Any, Any]]
 
 def _rejections(kind: str, reason: str) -> float:
     return REGISTRY.get_sample_value("chainlab_block_rejections_total", {"kind": kind, "reason": reason}) or 0.0
+
+
+def _refusals(method: str, reason: str, code: str = "INVALID_ARGUMENT") -> float:
+    labels = {"service": "requester", "method": method, "code": code, "reason": reason}
+    return REGISTRY.get_sample_value("chainlab_grpc_refusals_total", labels) or 0.0
 
 
 def _serve(honest: Honest, role: str, calls: list[Call], *, node: Any = None, peers: Sequence[Miner] = ()) -> list[Any]:
@@ -133,7 +137,8 @@ def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(hones
     assert oversized[0] == grpc.StatusCode.INVALID_ARGUMENT and oversized[1].startswith("oversized")
     # Past the transport's own limit the server's gRPC refuses the message before any handler runs.
     assert too_big[0] == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in too_big[1]
-    assert bad_sig == (grpc.StatusCode.INVALID_ARGUMENT, "bad_signature: KeyBlock: Key Block")
+    assert bad_sig[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_sig[1] == f"bad_signature: KeyBlock: KeyBlock not signed by its stated author ({kb.miner_id.hex()[:8]})"
     assert bad_pow[0] == grpc.StatusCode.INVALID_ARGUMENT and bad_pow[1].startswith("bad_pow")
     assert all(isinstance(t, node_pb2.DeliverReply) for t in tasks)
     assert height[0] == grpc.StatusCode.INVALID_ARGUMENT and "height" in height[1]
@@ -144,6 +149,40 @@ def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(hones
     # Still serving, chain untouched, and its Status counts what it refused.
     assert (last.height, last.tip) == (first.height, first.tip) == (0, honest.net.miners[0].genesis.hash)
     assert last.rejections["message:malformed"] == 1 and last.rejections["KeyBlock:bad_pow"] == 1
+
+
+def test_a_block_re_signed_with_another_key_or_under_another_author_is_refused_and_counted(honest: Honest) -> None:
+    """The issue's case: a copy of a block it already holds, re-signed with a wrong key, used to be answered OK and
+    not counted (the node took it for a duplicate); and the same block with its author field swapped."""
+    mb = honest.miniblocks(1)[0]
+    thief = Identity.from_seed(b"thief")
+    re_signed = dataclasses.replace(mb, signature=thief.sign(mb.hash))
+    victim = next(m.identity for m in honest.net.miners if m.node_id != mb.miner_id)
+    swapped = dataclasses.replace(mb, miner_key=victim.public_key)
+    before = _rejections("MiniBlock", "bad_signature")
+    answers = _serve(
+        honest,
+        "validator",
+        [
+            *[_deliver(to_wire(t)) for t in honest.net.tasks],
+            _deliver(to_wire(mb)),
+            _deliver(to_wire(re_signed)),
+            _deliver(to_wire(swapped)),
+            _deliver(to_wire(mb)),
+            _status,
+        ],
+    )
+    *tasks, taken, forged, other_author, again, status = answers
+    assert all(isinstance(a, node_pb2.DeliverReply) for a in (*tasks, taken, again))
+    author = mb.miner_id.hex()[:8]
+    assert forged == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"bad_signature: MiniBlock: MiniBlock not signed by its stated author ({author})",
+    )
+    assert other_author[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert other_author[1].startswith("bad_signature") and victim.node_id.hex()[:8] in other_author[1]
+    assert _rejections("MiniBlock", "bad_signature") == before + 2
+    assert status.rejections["MiniBlock:bad_signature"] == 2
 
 
 def test_rogue_gossiped_tasks_get_their_named_reason_are_counted_and_never_scheduled(honest: Honest) -> None:
@@ -207,6 +246,14 @@ def test_the_requester_refuses_unknown_tasks_and_bad_samples_and_reports_states(
         return lambda c: stub(c).Predict(request)
 
     one_row = np.zeros((1, features), "<f4").tobytes()
+
+    def rows_with(value: float) -> bytes:
+        X = np.zeros((3, features), "<f4")
+        X[1, 2] = value
+        return X.tobytes()
+
+    non_finite = [float("nan"), float("inf"), float("-inf")]
+    before = {r: _refusals("Predict", r) for r in ("bad_samples", "bad_task_id")}
     answers = _serve(
         honest,
         "requester",
@@ -216,9 +263,24 @@ def test_the_requester_refuses_unknown_tasks_and_bad_samples_and_reports_states(
             predict(b"\x07" * 32, 1, features, one_row),
             predict(task_id, 1, features + 1, one_row),
             predict(task_id, 2, features, one_row),
+            *[predict(task_id, 3, features, rows_with(v)) for v in non_finite],
+            predict(b"", 1, features, one_row),
+            predict(task_id[:31], 1, features, one_row),
+            predict(task_id.hex().encode(), 1, features, one_row),  # the ID as hex text, not its 32 bytes
         ],
     )
-    status, unknown, unknown_predict, wrong_features, short_samples = answers
+    status, unknown, unknown_predict, wrong_features, short_samples, *rest = answers
+    nan, inf, minus_inf, empty_id, short_id, hex_id = rest
+    # Never INTERNAL: each is the caller's mistake, named, counted by the interceptor.
+    for answer in (nan, inf, minus_inf):
+        assert answer == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "bad_samples: samples must be finite (1 of 3 rows hold NaN or infinity)",
+        )
+    for answer in (empty_id, short_id, hex_id):
+        assert answer[0] == grpc.StatusCode.INVALID_ARGUMENT and answer[1].startswith("bad_task_id: expected 32 bytes")
+    assert _refusals("Predict", "bad_samples") == before["bad_samples"] + 4  # the short samples too
+    assert _refusals("Predict", "bad_task_id") == before["bad_task_id"] + 3
     # The requester here is the one from the finished simulation: both its tasks are done.
     assert [t.state for t in status.tasks] == ["done", "done"]
     assert status.tasks[0].result.height == 1
@@ -242,7 +304,7 @@ def test_a_release_proves_phase_two_so_the_requester_can_collect_its_winner(hone
     owner = _owner(miners, mb.miner_id)
 
     def fetch(proof: Any) -> Call:
-        payload = encoding.encode(ModelRequest(mb.model_hash, proof))
+        payload = CODEC.encode_request(ModelRequest(mb.model_hash, proof))
         return lambda c: node_pb2_grpc.PeerStub(c).Serve(netem_pb2.FetchRequest(kind=FETCH_REQUEST, payload=payload))
 
     refused, served = _serve(honest, "miner", [fetch(None), fetch(release)], node=owner)
@@ -256,11 +318,22 @@ def test_a_release_proves_phase_two_so_the_requester_can_collect_its_winner(hone
     async def predict(channel: grpc.aio.Channel) -> Any:
         return await queries_pb2_grpc.RequesterStub(channel).Predict(request)
 
-    (reply,) = _serve(honest, "requester", [predict], peers=miners)
+    infinite = X.copy()
+    infinite[0, 0] = np.inf
+
+    async def predict_infinite(channel: grpc.aio.Channel) -> Any:
+        bad = queries_pb2.PredictRequest(
+            task_id=task.task_id, rows=len(X), features=X.shape[1], samples=infinite.tobytes()
+        )
+        return await queries_pb2_grpc.RequesterStub(channel).Predict(bad)
+
+    reply, refused_inf = _serve(honest, "requester", [predict, predict_infinite], peers=miners)
     models = [(m.model_hash, _owner(miners, m.miner_id).own_models()[m.model_hash]) for m in members]
     expected = honest.worker.ensemble_predict(models, learning_spec(task.train), X, task.aggregate)
     assert reply.ensemble_block == result.winning_ensemble
     assert list(reply.labels) == expected.tolist()
+    # With the winner's models at hand an infinity used to reach them and fail as INTERNAL; it is the caller's.
+    assert refused_inf[0] == grpc.StatusCode.INVALID_ARGUMENT and refused_inf[1].startswith("bad_samples")
 
     # The same Predict from a requester that has released nothing carries no proof: every miner refuses.
     unreleased = copy.deepcopy(requester)

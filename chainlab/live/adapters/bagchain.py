@@ -61,21 +61,25 @@ class ChainServicer(queries_pb2_grpc.ChainServicer):
 
     async def Tip(self, request: queries_pb2.TipRequest, context: grpc.aio.ServicerContext) -> Any:
         """The best chain's head."""
+        _ready(self.node)
         return _pb(self.node.tip)
 
     async def GetChain(self, request: queries_pb2.ChainRequest, context: grpc.aio.ServicerContext) -> Any:
         """Key Blocks from a height on."""
+        _ready(self.node)
         blocks = queries.chain_from(self.node, request.from_height)
         return queries_pb2.ChainReply(key_blocks=[_pb(kb) for kb in blocks])
 
     async def GetBlock(self, request: queries_pb2.BlockRequest, context: grpc.aio.ServicerContext) -> Any:
         """A block of any kind by hash."""
+        _ready(self.node)
         found = queries.block(self.node, bytes(request.hash))
         field = {"MiniBlock": "miniblock", "EnsembleBlock": "ensemble_block", "KeyBlock": "key_block"}
         return queries_pb2.BlockReply(**{field[type(found).__name__]: _pb(found)})
 
     async def GetHeight(self, request: queries_pb2.HeightRequest, context: grpc.aio.ServicerContext) -> Any:
         """One height's Key Block and its task's blocks."""
+        _ready(self.node)
         kb, mbs, ebs = queries.height(self.node, request.height)
         return queries_pb2.HeightReply(
             key_block=_pb(kb),
@@ -85,6 +89,7 @@ class ChainServicer(queries_pb2_grpc.ChainServicer):
 
     async def GetModel(self, request: queries_pb2.ModelLocationRequest, context: grpc.aio.ServicerContext) -> Any:
         """Where a checked base model's weights are in storage."""
+        _ready(self.node)
         digest = bytes(request.model_hash)
         weights = queries.model(self.node, digest)
         cid = (await self.live.publish(digest, lambda: weights)).decode()
@@ -92,12 +97,20 @@ class ChainServicer(queries_pb2_grpc.ChainServicer):
 
     async def GetTaskResult(self, request: queries_pb2.TaskResultRequest, context: grpc.aio.ServicerContext) -> Any:
         """Where a task finished and what won."""
+        _ready(self.node)
         return _task_result(queries.task_result(self.node, bytes(request.task_id)))
 
     async def GetBalance(self, request: queries_pb2.BalanceRequest, context: grpc.aio.ServicerContext) -> Any:
         """An account's balance."""
+        _ready(self.node)
         account = bytes(request.account)
         return queries_pb2.Balance(account=account, amount=queries.balance(self.node, account))
+
+
+def _ready(node: FullNode) -> None:
+    """Queries answer UNAVAILABLE while the node catches up: its chain is behind, so its answers would be wrong."""
+    if node.status().syncing:
+        raise unavailable("not_ready", f"catching up with its peers (at height {node.chain.tip.height})")
 
 
 class Predictor:
@@ -120,7 +133,12 @@ class Predictor:
             raise invalid("bad_row_count", f"rows must be in 1..{MAX_PREDICT_ROWS}")
         if len(samples) != 4 * rows * features:
             raise invalid("bad_samples", "samples must be rows x features little-endian float32")
-        return np.frombuffer(samples, dtype="<f4").reshape(rows, features)
+        X = np.frombuffer(samples, dtype="<f4").reshape(rows, features)
+        # One vectorised pass: a NaN or infinity would make the models raise inside the worker (an INTERNAL error).
+        if not np.isfinite(X).all():
+            bad = int(np.count_nonzero(~np.isfinite(X).all(axis=1)))
+            raise invalid("bad_samples", f"samples must be finite ({bad} of {rows} rows hold NaN or infinity)")
+        return X
 
     async def predict(self, task_id: bytes, X: npt.NDArray[np.float32]) -> tuple[list[int], bytes]:
         """Labels from the winning ensemble of a finished task, and that Ensemble Block's hash."""

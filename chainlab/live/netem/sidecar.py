@@ -4,6 +4,10 @@ A gossip hop is delayed by the simulator's hop rule on the message's declared si
 turned into seconds at round_seconds per round.
 
 A sidecar never crashes on a peer: every outgoing call has a timeout, and every failure is counted and logged.
+
+With a KernelShaper (opt-in, kernel.py) every change of the links is also enforced in the kernel: bandwidth by
+htb, loss and cut links by iptables; latency stays with the user-space scheduler here. The kernel's commands run
+in a worker thread, one change at a time, so that relays waiting out their delay are not held up.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import grpc
 
 from chainlab.ledger.hashing import short
 from chainlab.live import metrics
-from chainlab.live.errors import KIND_OF, Refusal, invalid, not_found, unavailable
+from chainlab.live.errors import KIND_OF, Refusal, internal, invalid, not_found, unavailable
+from chainlab.live.netem.kernel import KernelShaper, KernelShapingError, desired_state
 from chainlab.live.netem.links import DEFAULT_DEDUP_CAPACITY, DedupCache, LinkState, LinkTable
 from chainlab.live.netem.topology import LinkSpec, Topology
 from chainlab.live.server import insecure_channel
@@ -55,6 +60,7 @@ class Sidecar:
         seed: int = 0,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         dedup_capacity: int = DEFAULT_DEDUP_CAPACITY,
+        kernel: KernelShaper | None = None,
     ) -> None:
         self.me = me
         self.topology = topology
@@ -70,6 +76,10 @@ class Sidecar:
         self._tasks: set[asyncio.Task[None]] = set()
         for peer in self.table.links:
             self._show_link(peer)
+        self.kernel = kernel
+        self._kernel_lock = asyncio.Lock()
+        if kernel is not None:
+            kernel.apply(desired_state(self.table, round_seconds))  # a started shaper; errors are the caller's
 
     # --- wiring -------------------------------------------------------------------------------------
 
@@ -89,6 +99,9 @@ class Sidecar:
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close()
+        if self.kernel is not None:
+            async with self._kernel_lock:
+                await asyncio.to_thread(self.kernel.stop)
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
@@ -109,6 +122,19 @@ class Sidecar:
 
     def _show_link(self, peer: bytes) -> None:
         metrics.NETEM_LINK_UP.labels(short(peer)).set(1 if self.table.links[peer].up else 0)
+
+    async def enforce(self, action: str) -> None:
+        """Bring the kernel's rules to the links as they are now (kernel shaping only); a failure is ours: INTERNAL."""
+        if self.kernel is None:
+            return
+        async with self._kernel_lock:
+            desired = desired_state(self.table, self.round_seconds)  # read on the loop: the table is not thread-safe
+            try:
+                await asyncio.to_thread(self.kernel.apply, desired)
+            except KernelShapingError as exc:
+                metrics.NETEM_KERNEL_FAILURES.labels(action).inc()
+                log.error("kernel rules not applied", extra={"action": action, "error": str(exc)})
+                raise internal("kernel_shaping_failed", str(exc)) from None
 
     # --- gossip -------------------------------------------------------------------------------------
 
@@ -449,7 +475,9 @@ class ControlServicer(netem_pb2_grpc.NetemControlServicer):
 
     async def SetLink(self, request: netem_pb2.Link, context: grpc.aio.ServicerContext) -> netem_pb2.Link:
         """Change one link."""
-        return self.sidecar.set_link(request)
+        reply = self.sidecar.set_link(request)
+        await self.sidecar.enforce("set_link")
+        return reply
 
     async def Links(self, request: netem_pb2.LinksRequest, context: grpc.aio.ServicerContext) -> netem_pb2.LinksReply:
         """List the links."""
@@ -459,11 +487,15 @@ class ControlServicer(netem_pb2_grpc.NetemControlServicer):
         self, request: netem_pb2.PartitionRequest, context: grpc.aio.ServicerContext
     ) -> netem_pb2.PartitionReply:
         """Cut the network into groups."""
-        return self.sidecar.partition(request)
+        reply = self.sidecar.partition(request)
+        await self.sidecar.enforce("partition")
+        return reply
 
     async def Heal(self, request: netem_pb2.HealRequest, context: grpc.aio.ServicerContext) -> netem_pb2.PartitionReply:
         """Remove the partition."""
-        return self.sidecar.heal()
+        reply = self.sidecar.heal()
+        await self.sidecar.enforce("heal")
+        return reply
 
     async def Stats(self, request: netem_pb2.StatsRequest, context: grpc.aio.ServicerContext) -> netem_pb2.StatsReply:
         """Per-link counters."""

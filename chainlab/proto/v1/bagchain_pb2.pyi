@@ -351,3 +351,57 @@ class ModelRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelRequest: _TypeAlias = ModelRequest  # noqa: Y015
+
+@_typing.final
+class SyncRequest(_message.Message):
+    """Catch-up (point to point): the Key Blocks of the chain ending at to_hash (the answering node's best tip when
+    empty) at heights from_height .. from_height + count - 1, with what checking them needs. A node answers at most
+    its sync_max_blocks Key Blocks, whatever count asks.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TO_HASH_FIELD_NUMBER: _builtins.int
+    FROM_HEIGHT_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    to_hash: _builtins.bytes
+    from_height: _builtins.int
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        to_hash: _builtins.bytes = ...,
+        from_height: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "from_height", b"from_height", "to_hash", b"to_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncRequest: _TypeAlias = SyncRequest  # noqa: Y015
+
+@_typing.final
+class SyncReply(_message.Message):
+    """The answer to a SyncRequest: tagged wire envelopes (one tag byte, then the message) in the order a receiver
+    admits them: tasks, MiniBlocks, Ensemble Blocks, dataset releases, Key Blocks (lowest first).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncReply: _TypeAlias = SyncReply  # noqa: Y015

@@ -87,6 +87,7 @@ class NodeStatus(_message.Message):
     PROCESS_CPU_SECONDS_FIELD_NUMBER: _builtins.int
     ML_SECONDS_FIELD_NUMBER: _builtins.int
     CODEC_CPU_SECONDS_FIELD_NUMBER: _builtins.int
+    SYNCING_FIELD_NUMBER: _builtins.int
     node_id: _builtins.bytes
     role: _builtins.str
     round: _builtins.int
@@ -110,6 +111,8 @@ class NodeStatus(_message.Message):
     """wall time of the node's ML jobs"""
     codec_cpu_seconds: _builtins.float
     """CPU encoding and decoding wire messages"""
+    syncing: _builtins.bool
+    """behind its peers and catching up: its queries answer UNAVAILABLE "not ready" until done"""
     @_builtins.property
     def rejections(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """"kind:reason" -> count"""
@@ -132,10 +135,11 @@ class NodeStatus(_message.Message):
         process_cpu_seconds: _builtins.float = ...,
         ml_seconds: _builtins.float = ...,
         codec_cpu_seconds: _builtins.float = ...,
+        syncing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec_cpu_seconds", b"codec_cpu_seconds", "done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec_cpu_seconds", b"codec_cpu_seconds", "done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "syncing", b"syncing", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

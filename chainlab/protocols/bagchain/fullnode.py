@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 from typing import Any, ClassVar
 
+from chainlab.ledger import encoding
 from chainlab.ledger.chain import ChainEntry, ChainIndex
 from chainlab.ledger.hashing import sha256, short
-from chainlab.ledger.identity import Identity
+from chainlab.ledger.identity import Identity, node_id_of
 from chainlab.ledger.pow import meets_target
-from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain import persist, rules, sync
 from chainlab.protocols.bagchain.messages import (
     MESSAGE_TYPES,
     DatasetKind,
@@ -21,12 +22,15 @@ from chainlab.protocols.bagchain.messages import (
     MiniBlock,
     ModelRequest,
     RankedEnsemble,
+    SyncReply,
+    SyncRequest,
     Task,
+    author_key,
     model_hash,
 )
 from chainlab.protocols.bagchain.params import BagChainParams
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
-from chainlab.protocols.bagchain.timers import ExpireKeyBlock
+from chainlab.protocols.bagchain.timers import ExpireKeyBlock, SyncDue, SyncProbe
 from chainlab.protocols.base import Answer, NodeStatus, RecordValue, Timer
 from chainlab.protocols.effects import (
     Compute,
@@ -36,6 +40,7 @@ from chainlab.protocols.effects import (
     FetchData,
     JobFailed,
     JobResult,
+    Persist,
     Record,
     Request,
     StartTimer,
@@ -54,7 +59,12 @@ MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset comm
 _RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
 _UNAUTHENTICATED = frozenset({Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE})
 # A verdict that depends on this node's view of the chain may change as the chain grows: not held against a hash.
-_VIEW_DEPENDENT = frozenset({Reason.INSUFFICIENT_FUNDS})
+# What a pending Key Block may wait for that only a peer can supply: asked for by catch-up (sync.py).
+_ASK_FOR = frozenset({Reason.UNKNOWN_PARENT, Reason.UNKNOWN_ENSEMBLE_BLOCK, Reason.WRONG_TASK_QUEUE})
+# Verdicts that said what this node lacked when a block came, not what is wrong with it: a catch-up answer, which
+# brings the blocks of a stretch this node missed in their order, may admit the block again.
+_LACKED = frozenset({Reason.AFTER_VALIDATION_RELEASE, Reason.UNKNOWN_MINIBLOCK, Reason.UNKNOWN_TASK})
+_VIEW_DEPENDENT = frozenset({Reason.INSUFFICIENT_FUNDS, Reason.TOO_FAR_AHEAD, Reason.TOO_MANY_PENDING})
 
 
 class FullNode:
@@ -70,8 +80,10 @@ class FullNode:
         *,
         seed: int = 0,
         held: frozenset[bytes] = frozenset(),
+        peers: tuple[bytes, ...] = (),
     ) -> None:
-        """held: commitments of the datasets the node's driver holds from the start (a miner's D_T of planned tasks)."""
+        """held: commitments of the datasets the node's driver holds from the start (a miner's D_T of planned tasks);
+        peers: full nodes to ask for the chain when it starts behind (restarted, or started late)."""
         self.identity = identity
         self.params = params
         self.seed = seed
@@ -103,6 +115,20 @@ class FullNode:
         self._next_job = 0
         self._out: list[Effect] = []
         self.now = 0
+        # Catch-up (see sync.py): who to ask, what is asked for, and who has answered (they serve models too).
+        self.peers = tuple(p for p in peers if p != identity.node_id)
+        self._sender = b""
+        self._source: dict[bytes, bytes] = {}  # pending Key Block -> the peer it came from
+        self._wanted: dict[bytes, bytes] = {}  # pending Key Block that lacks blocks -> the peer to ask
+        self._synced_kbs: set[bytes] = set()  # pending Key Blocks that came in a catch-up answer
+        self._synced: bool = False  # admitting a catch-up answer: its MiniBlocks may predate releases held
+        self._start_sync: bool = False  # restarted or late: behind until its first catch-up has settled
+        self._start_peers: list[bytes] = []
+        self._continue: tuple[bytes, bytes, int] | None = None  # (peer, to_hash, from_height) once the tip is there
+        self._helpers: list[bytes] = []  # peers that answered catch-up: second sources of models
+        self._model_tries: dict[bytes, int] = {}  # MiniBlock -> model sources tried
+        self._restored = False
+        self._probes: set[tuple[bytes, bytes, int]] = set()  # catch-up requests asked by SyncProbe
 
     # ----- driver interface -------------------------------------------------------------------------------
 
@@ -117,10 +143,58 @@ class FullNode:
         return self.key_blocks[self.chain.tip.block_hash]
 
     def start(self, now: int) -> list[Effect]:
-        """Begin taking part; returns the first effects."""
+        """Begin taking part; returns the first effects. A node restored from its store, or started after round 0,
+        first asks a peer for the chain above its tip."""
         self.now = now
+        if (self._restored or now > 0) and self.peers:
+            self._start_sync = True
+            self._start_peers = list(self.peers)
+            self._sync_from_tip()
+            if self.params.sync_probes > 0:
+                self._emit(StartTimer(SyncProbe(self.params.sync_probes), self.params.sync_probe_rounds))
         self._progress()
         return self._flush()
+
+    def restore(self, records: Iterable[Persist]) -> None:
+        """Load what this node persisted before a restart (see persist.py): its chain, blocks and their verdicts,
+        releases, checked models and computed metrics. Blocks without a verdict are validated again as usual."""
+        self._restored = True
+        verdicts: dict[bytes, Reason | None] = {}
+        for record in records:
+            if persist.is_block(record):
+                self._load(persist.read_block(record))
+            elif record.kind == persist.VERDICT:
+                verdicts[record.key] = persist.read_verdict(record)
+            elif record.kind == persist.MODEL:
+                self.models[record.key] = record.payload
+            elif record.kind == persist.METRIC:
+                hashes, dataset, value = persist.read_metric(record)
+                self.metrics[(hashes, dataset)] = value
+        for block_hash, verdict in verdicts.items():
+            table = self.mb_verdict if block_hash in self.miniblocks else self.eb_verdict
+            table[block_hash] = verdict
+            self._pending_mbs.discard(block_hash)
+            self._pending_ebs.discard(block_hash)
+            if verdict is not None:
+                self.rejected[block_hash] = verdict
+        self._after_restore()
+        self._out.clear()  # restoring announces nothing: these records were acted on before
+
+    def _load(self, block: persist.Block) -> None:
+        if isinstance(block, Task):
+            self.tasks[block.task_id] = block
+        elif isinstance(block, DatasetRelease):
+            self.releases[(block.height, block.task_id, block.kind)] = block
+        elif isinstance(block, MiniBlock):
+            self._store_miniblock(block)
+        elif isinstance(block, EnsembleBlock):
+            self._store_ensemble(block)
+        elif block.hash not in self.key_blocks and block.prehash in self.key_blocks:
+            self.key_blocks[block.hash] = block
+            self.chain.add(ChainEntry(block.hash, block.prehash, block.height, block.metric_best))
+
+    def _after_restore(self) -> None:
+        """Subclass hook: rebuild what a miner derives from its own blocks."""
 
     def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
         """A message arrived from a peer."""
@@ -129,8 +203,7 @@ class FullNode:
             self._record("rejected", kind=type(message).__name__, reason=str(Reason.MALFORMED), sender=sender.hex())
             return self._flush()
         kind = type(message).__name__
-        if message.hash in self.rejected:
-            return []
+        self._sender = sender
         try:
             self._admit(message)
         except Rejected as exc:
@@ -149,6 +222,13 @@ class FullNode:
             if block is not None:
                 reason = self._waiting_on.pop(timer.block_hash, Reason.UNKNOWN_PARENT)
                 self._reject("KeyBlock", timer.block_hash, reason, "gave up waiting")
+                self._source.pop(timer.block_hash, None)
+                self._synced_kbs.discard(timer.block_hash)
+        elif isinstance(timer, SyncDue):
+            if not self._on_sync_due(timer):
+                return self._flush()  # the parent came by gossip: nothing changed
+        elif isinstance(timer, SyncProbe):
+            self._on_sync_probe(timer)
         else:
             self._on_own_timer(timer)
         self._progress()
@@ -168,6 +248,9 @@ class FullNode:
             self._record("job_failed", job=kind, detail=result.detail)
             if kind == "dataset":
                 self._dataset_retry_at[key] = now + _RETRY_ROUNDS
+            elif kind == "sync":
+                self._probes.discard(key)
+                self._on_sync_failed(*key)
             elif kind not in ("model", "metric"):
                 self._on_own_failure(kind, key)
         elif kind == "dataset":
@@ -182,25 +265,65 @@ class FullNode:
                 self._metric_failures[key] = result.detail
             elif isinstance(result, float | int) and not isinstance(result, bool):
                 self.metrics[key] = self.params.round_metric(float(result))
+                self._emit(persist.of_metric(key[0], key[1], self.metrics[key]))
+        elif kind == "sync":
+            self._on_sync_answer(key, result)
         else:
             self._on_own_result(kind, key, result)
         self._progress()
         return self._flush()
 
     def on_request(self, sender: bytes, request: object, now: int) -> Answer:
-        """Answer a peer's point-to-point request: a ModelRequest is Fetch(M_i, ModelHash)."""
+        """Answer a peer's point-to-point request: a ModelRequest is Fetch(M_i, ModelHash), a SyncRequest asks for
+        part of the chain (see sync.py)."""
         if isinstance(request, ModelRequest):
             return self.serve_model(request, now)
+        if isinstance(request, SyncRequest):
+            return encoding.encode(self.serve_sync(request))
         return None
 
     def status(self) -> NodeStatus:
-        """Role, height and tip of the best chain; forks are accepted Key Blocks off it."""
+        """Role, height and tip of the best chain; forks are accepted Key Blocks off it; syncing while catching up."""
         tip = self.chain.tip
-        return NodeStatus(self.role, tip.height, tip.block_hash, forks=self.chain.stale_count())
+        return NodeStatus(self.role, tip.height, tip.block_hash, forks=self.chain.stale_count(), syncing=self.syncing)
+
+    @property
+    def syncing(self) -> bool:
+        """Behind and catching up: a first catch-up after a restart, an answer awaited, or its blocks unsettled."""
+        # A probe's question is routine: only an answer that brings blocks (pending below) says the node is behind.
+        asked = any(kind == "sync" and key not in self._probes for kind, key in self._inflight)
+        return self._start_sync or asked or bool(self._synced_kbs & self._pending_kbs.keys())
 
     def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
-        """Answer Fetch(M_i, ModelHash); a full node trains nothing, so it serves nothing."""
+        """Answer Fetch(M_i, ModelHash) for a node catching up: a model this node checked, of a MiniBlock it holds
+        valid whose D_V is out (from then on models are public, section VI-B)."""
+        model = self.models.get(request.model_hash)
+        if model is None:
+            return None
+        for mb_hash in self._miniblocks_of_model(request.model_hash):
+            mb = self.miniblocks[mb_hash]
+            if self.mb_verdict.get(mb_hash, False) is None and (
+                (mb.height, mb.task_id, DatasetKind.VALIDATION) in self.releases
+            ):
+                return model
         return None
+
+    def _miniblocks_of_model(self, digest: bytes) -> list[bytes]:
+        return [h for h, mb in self.miniblocks.items() if mb.model_hash == digest]
+
+    def serve_sync(self, request: SyncRequest) -> SyncReply:
+        """The part of the accepted chain a SyncRequest asks for, with what checking it needs."""
+        valid_ebs = {
+            at: [self.ensembles[h] for h in hs if self.eb_verdict.get(h, False) is None]
+            for at, hs in self._eb_at.items()
+        }
+        valid_mbs = {
+            at: [self.miniblocks[h] for h in hs if self.mb_verdict.get(h, False) is None]
+            for at, hs in self._mb_at.items()
+        }
+        return sync.answer(
+            request, self.params, self.chain, self.key_blocks, self.tasks, self.releases, valid_ebs, valid_mbs
+        )
 
     # ----- hooks for miners ---------------------------------------------------------------------------------
 
@@ -219,6 +342,12 @@ class FullNode:
     # ----- admission: the checks a message passes on arrival -----------------------------------------------------
 
     def _admit(self, message: Message) -> None:
+        # Authentication comes before any de-duplication: a hash leaves the signature out, so a copy re-signed with
+        # another key shares the genuine message's hash and would otherwise pass as a duplicate of it.
+        self._authenticate(message)
+        earlier = self.rejected.get(message.hash)
+        if earlier is not None and not (self._synced and earlier in _LACKED):
+            return
         if isinstance(message, Task):
             self._admit_task(message)
         elif isinstance(message, DatasetRelease):
@@ -230,25 +359,57 @@ class FullNode:
         else:
             self._admit_key_block(message)
 
+    def _authenticate(self, message: Message) -> None:
+        """The signature must verify under the stated author's key (a release's: its task's requester's)."""
+        if isinstance(message, DatasetRelease):
+            if not message.signature_valid(self._task(message.task_id).requester_key):
+                raise Rejected(Reason.UNAUTHORIZED_RELEASE, "not signed by the task's requester")
+            return
+        held = self._held(message)
+        if held is not None and held.signature == message.signature:
+            return  # the very copy this node checked on arrival: a gossip duplicate costs no verification
+        key = author_key(message)
+        if not key or not message.signature_valid(key):
+            author = short(node_id_of(key)) if key else "no author"
+            raise Rejected(Reason.BAD_SIGNATURE, f"{type(message).__name__} not signed by its stated author ({author})")
+
+    def _held(self, message: Task | MiniBlock | EnsembleBlock | KeyBlock) -> Message | None:
+        """The copy of a message with this hash that this node already holds, if any."""
+        if isinstance(message, Task):
+            return self.tasks.get(message.task_id)
+        if isinstance(message, MiniBlock):
+            return self.miniblocks.get(message.hash)
+        if isinstance(message, EnsembleBlock):
+            return self.ensembles.get(message.hash)
+        return self.key_blocks.get(message.hash) or self._pending_kbs.get(message.hash)
+
+    def _check_room(self, height: int | None, pending: Sized) -> None:
+        """A block waits (for its parent, release or models) in memory: refuse one the node cannot check soon
+        (more than max_heights_ahead above its tip) and any beyond max_pending_blocks of its kind."""
+        ahead = None if height is None else height - self.chain.tip.height
+        if ahead is not None and ahead > self.params.max_heights_ahead:
+            limit = self.params.max_heights_ahead
+            raise Rejected(Reason.TOO_FAR_AHEAD, f"height {height} is {ahead} above the tip (at most {limit})")
+        if len(pending) >= self.params.max_pending_blocks:
+            raise Rejected(Reason.TOO_MANY_PENDING, f"{len(pending)} of its kind already wait")
+
     def _admit_task(self, task: Task) -> None:
         if task.task_id in self.tasks:
             return
-        if not task.signature_valid(task.requester_key):
-            raise Rejected(Reason.BAD_SIGNATURE, "task")
         rules.check_task_terms(task, self.params)
         rules.check_funds(task, self.best_chain(), self.tasks)
         self.tasks[task.task_id] = task
+        self._emit(persist.of_block(task))
 
     def _admit_release(self, release: DatasetRelease) -> None:
-        task = self._task(release.task_id)
-        if not release.signature_valid(task.requester_key):
-            raise Rejected(Reason.UNAUTHORIZED_RELEASE, "not signed by the task's requester")
+        task = self._task(release.task_id)  # _authenticate checked the requester's signature
         expected = task.validation_commitment if release.kind is DatasetKind.VALIDATION else task.test_commitment
         if release.dataset != expected:
             raise Rejected(Reason.WRONG_DATASET, "does not match the task's commitment")
         key = (release.height, release.task_id, release.kind)
         if key not in self.releases:
             self.releases[key] = release
+            self._emit(persist.of_block(release))
             self._record("release", kind=release.kind.name.lower(), height=release.height)
             self._on_release(release)
 
@@ -258,25 +419,28 @@ class FullNode:
     def _admit_miniblock(self, mb: MiniBlock) -> None:
         if mb.hash in self.miniblocks:
             return
-        if not mb.signature_valid(mb.miner_key):
-            raise Rejected(Reason.BAD_SIGNATURE, "MiniBlock")
         self._task(mb.task_id)
-        # The two-stage submitting scheme (section VI-B): nothing new is accepted once D_V is out.
-        if (mb.height, mb.task_id, DatasetKind.VALIDATION) in self.releases:
+        # The two-stage submitting scheme (section VI-B): nothing new is accepted once D_V is out. A catch-up answer
+        # is exempt: it brings the blocks of heights whose releases came first here (the node was away), and the
+        # ModelHash still binds each model to its miner.
+        if not self._synced and (mb.height, mb.task_id, DatasetKind.VALIDATION) in self.releases:
             raise Rejected(Reason.AFTER_VALIDATION_RELEASE)
+        self._check_room(mb.height, self._pending_mbs)
         self._store_miniblock(mb)
 
     def _store_miniblock(self, mb: MiniBlock) -> None:
+        self.rejected.pop(mb.hash, None)  # an earlier verdict said what was lacked then (see _LACKED)
         self.miniblocks[mb.hash] = mb
         self._mb_at[(mb.height, mb.task_id)].append(mb.hash)
         self._pending_mbs.add(mb.hash)
+        self._emit(persist.of_block(mb))
 
     def _admit_ensemble(self, eb: EnsembleBlock) -> None:
         if eb.hash in self.ensembles:
             return
-        if not eb.signature_valid(eb.miner_key):
-            raise Rejected(Reason.BAD_SIGNATURE, "Ensemble Block")
         self._task(eb.task_id)
+        # Before its MiniBlocks are looked up: those of a height far ahead were refused, not known.
+        self._check_room(eb.height, self._pending_ebs)
         if not eb.miniblocks:
             raise Rejected(Reason.EMPTY_ENSEMBLE)
         if len(set(eb.miniblocks)) != len(eb.miniblocks):
@@ -287,18 +451,24 @@ class FullNode:
         self._store_ensemble(eb)
 
     def _store_ensemble(self, eb: EnsembleBlock) -> None:
+        self.rejected.pop(eb.hash, None)  # an earlier verdict said what was lacked then (see _LACKED)
         self.ensembles[eb.hash] = eb
         self._eb_at[(eb.height, eb.task_id)].append(eb.hash)
         self._pending_ebs.add(eb.hash)
+        self._emit(persist.of_block(eb))
 
     def _admit_key_block(self, kb: KeyBlock) -> None:
         if kb.hash in self.key_blocks or kb.hash in self._pending_kbs:
             return
-        if not kb.miner_key or not kb.signature_valid(kb.miner_key):
-            raise Rejected(Reason.BAD_SIGNATURE, "Key Block")
         if not meets_target(kb.hash, self.params.target):
             raise Rejected(Reason.BAD_POW)
+        # A Key Block far ahead is how a node learns it is behind (it asks for the missing chain), so only the
+        # number waiting is bounded; each also expires after pending_rounds.
+        self._check_room(None, self._pending_kbs)
         self._pending_kbs[kb.hash] = kb
+        self._source[kb.hash] = self._sender
+        if self._synced:
+            self._synced_kbs.add(kb.hash)
         self._emit(StartTimer(ExpireKeyBlock(kb.hash), self.params.pending_rounds))
 
     # ----- validation: Algorithms 2.1, 2.2 and 2.3 -------------------------------------------------------------
@@ -330,6 +500,8 @@ class FullNode:
                     self._check_key_block(kb)
                 except Waiting as wait:
                     self._waiting_on[kb_hash] = wait.reason
+                    if wait.reason in _ASK_FOR:
+                        self._want(kb)
                     continue
                 except Rejected as exc:
                     del self._pending_kbs[kb_hash]
@@ -337,7 +509,10 @@ class FullNode:
                 else:
                     del self._pending_kbs[kb_hash]
                     self._accept_key_block(kb)
+                self._source.pop(kb_hash, None)
+                self._synced_kbs.discard(kb_hash)
                 changed = True
+        self._continue_sync()
         self._after_progress()
 
     def _settle(
@@ -349,9 +524,11 @@ class FullNode:
             return False
         except Rejected as exc:
             verdicts[block_hash] = exc.reason
+            self._emit(persist.of_verdict(block_hash, exc.reason))
             self._reject(kind, block_hash, exc.reason, exc.detail)
             return True
         verdicts[block_hash] = None
+        self._emit(persist.of_verdict(block_hash, None))
         self._record("accepted", kind=kind, block=block_hash.hex(), height=block.height)
         return True
 
@@ -405,11 +582,11 @@ class FullNode:
             verdict = self.mb_verdict[mb.hash]
             if verdict is not None:
                 raise Rejected(Reason.INVALID_MINIBLOCK, f"{short(mb.hash)}: {verdict}")
-        if self.params.cfs:
-            if len({mb.model_hash for mb in members}) != len(members):
-                raise Rejected(Reason.DUPLICATE_MODEL)
-        elif len({mb.prehash for mb in members}) != 1:
+        if not self.params.cfs and len({mb.prehash for mb in members}) != 1:
             raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "MiniBlocks point to different Key Blocks")
+        # One model counts once, with or without CFS: a duplicate would take two shares of the reward.
+        if len({mb.model_hash for mb in members}) != len(members):
+            raise Rejected(Reason.DUPLICATE_MODEL)
         return members
 
     def _check_key_block(self, kb: KeyBlock) -> None:
@@ -511,20 +688,35 @@ class FullNode:
             raise Rejected(self._model_failures[mb.hash])
         model = self.models.get(mb.model_hash)
         if model is not None:
+            # Bytes held under this ModelHash (this node's own model, or one fetched for the original) prove the
+            # hash binds them to their owner: a copy under another miner's ID fails Section VI-B's check here.
+            if model_hash(model, mb.miner_id) != mb.model_hash:
+                self._model_failures[mb.hash] = Reason.MODEL_HASH_MISMATCH
+                raise Rejected(Reason.MODEL_HASH_MISMATCH, "the model held under this ModelHash is another miner's")
             return model
         request = ModelRequest(mb.model_hash, release)
-        self._start_job("model", mb, lambda job: Request(job, mb.miner_id, request))
+        peer = self._model_sources(mb)[self._model_tries.get(mb.hash, 0)]
+        self._start_job("model", mb, lambda job: Request(job, peer, request))
         raise Waiting(Reason.MODEL_UNAVAILABLE)
+
+    def _model_sources(self, mb: MiniBlock) -> list[bytes]:
+        """Its miner first; then the peers that answered this node's catch-up (they serve models they checked)."""
+        return [mb.miner_id, *(p for p in self._helpers if p != mb.miner_id)]
 
     def _on_model(self, mb: MiniBlock, result: object) -> None:
         # Failures belong to the MiniBlock, not the ModelHash: a plagiarist's copy must not sink the original.
-        if not isinstance(result, bytes):
-            self._model_failures[mb.hash] = Reason.MODEL_UNAVAILABLE
-        elif model_hash(result, mb.miner_id) != mb.model_hash:
+        tried = self._model_tries.get(mb.hash, 0)
+        from_miner = tried == 0
+        if isinstance(result, bytes) and model_hash(result, mb.miner_id) == mb.model_hash:
+            self.models[mb.model_hash] = result
+            self._emit(persist.of_model(mb.model_hash, result))
+        elif isinstance(result, bytes) and from_miner:
             # Section VI-B: a copied ModelHash under another miner's ID fails here.
             self._model_failures[mb.hash] = Reason.MODEL_HASH_MISMATCH
+        elif tried + 1 < len(self._model_sources(mb)):
+            self._model_tries[mb.hash] = tried + 1  # ask the next source; a second source's miss proves nothing
         else:
-            self.models[mb.model_hash] = result
+            self._model_failures[mb.hash] = Reason.MODEL_UNAVAILABLE
 
     def _metric(self, model_hashes: tuple[bytes, ...], task: Task, dataset: bytes) -> float:
         key: MetricKey = (tuple(sorted(model_hashes)), dataset)
@@ -554,6 +746,7 @@ class FullNode:
 
     def _accept_key_block(self, kb: KeyBlock) -> None:
         self.key_blocks[kb.hash] = kb
+        self._emit(persist.of_block(kb))
         self._waiting_on.pop(kb.hash, None)
         old_tip = self.chain.tip.block_hash
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
@@ -577,6 +770,115 @@ class FullNode:
     def balances(self) -> dict[bytes, int]:
         """Account balances along the best chain: genesis allocations and rewards, minus the fees paid."""
         return rules.balances(self.best_chain(), self.tasks)
+
+    # ----- catch-up (sync.py) ------------------------------------------------------------------------------------
+
+    def _sync(self, peer: bytes, to_hash: bytes, from_height: int) -> bool:
+        """Ask peer for sync_max_blocks Key Blocks from from_height on the chain ending at to_hash (its tip if
+        empty); False if sync_max_outstanding requests are already in flight."""
+        key = (peer, to_hash, max(1, from_height))
+        if ("sync", key) in self._inflight:
+            return True
+        if sum(1 for kind, _ in self._inflight if kind == "sync") >= self.params.sync_max_outstanding:
+            return False
+        request = SyncRequest(to_hash, key[2], self.params.sync_max_blocks)
+        self._start_job("sync", key, lambda job: Request(job, peer, request))
+        self._record("sync_requested", peer=peer.hex(), to=to_hash.hex(), from_height=key[2])
+        return True
+
+    def _sync_from_tip(self) -> None:
+        """The first catch-up after a (re)start: the next start peer's chain above this node's tip."""
+        if not self._start_peers:
+            self._start_sync = False
+            self._record("sync_gave_up", height=self.chain.tip.height)
+            return
+        self._sync(self._start_peers[0], b"", self.chain.tip.height + 1)
+
+    def _on_sync_probe(self, timer: SyncProbe) -> None:
+        """Ask a peer (in turn, by probe) for the chain above the tip; again later while probes remain."""
+        peer = self.peers[timer.count % len(self.peers)]
+        key = (peer, b"", max(1, self.chain.tip.height + 1))
+        if ("sync", key) not in self._inflight and self._sync(*key):
+            self._probes.add(key)
+        if timer.count > 1:
+            self._emit(StartTimer(SyncProbe(timer.count - 1), self.params.sync_probe_rounds))
+
+    def _want(self, kb: KeyBlock) -> None:
+        """A Key Block lacks its parent or a ranked Ensemble Block: unless gossip brings them within
+        sync_wait_rounds, ask the peer it came from for its chain up to it."""
+        source = self._source.get(kb.hash, b"")
+        if kb.hash in self._wanted or not source or source == self.node_id:
+            return
+        self._wanted[kb.hash] = source
+        self._emit(StartTimer(SyncDue(kb.hash), self.params.sync_wait_rounds))
+
+    def _on_sync_due(self, timer: SyncDue) -> bool:
+        """Whether asking was needed; what is lacking is asked for from the bottom up (this node's tip)."""
+        peer = self._wanted.pop(timer.block_hash, b"")
+        kb = self._pending_kbs.get(timer.block_hash)
+        if not peer or kb is None or self._waiting_on.get(kb.hash) not in _ASK_FOR:
+            return False
+        if not self._sync(peer, kb.hash, min(self.chain.tip.height + 1, kb.height)):
+            self._wanted[kb.hash] = peer  # at the limit of requests in flight: try again later
+            self._emit(StartTimer(timer, self.params.sync_wait_rounds))
+        return True
+
+    def _on_sync_answer(self, key: tuple[bytes, bytes, int], result: JobResult) -> None:
+        self._probes.discard(key)
+        peer, to_hash, from_height = key
+        if not isinstance(result, bytes):
+            self._on_sync_failed(peer, to_hash, from_height)
+            return
+        request = SyncRequest(to_hash, from_height, self.params.sync_max_blocks)
+        try:
+            messages = sync.read(result, request, self.params)
+        except Rejected as exc:
+            self._reject("SyncReply", b"", exc.reason, exc.detail, peer, remember=False)
+            self._on_sync_failed(peer, to_hash, from_height)
+            return
+        if peer not in self._helpers:
+            self._helpers.append(peer)
+        self._synced, self._sender = True, peer
+        try:
+            for message in messages:
+                try:
+                    self._admit(message)
+                except Rejected as exc:
+                    remember = exc.reason not in _UNAUTHENTICATED | _VIEW_DEPENDENT
+                    self._reject(type(message).__name__, message.hash, exc.reason, exc.detail, peer, remember=remember)
+        finally:
+            self._synced = False
+        key_blocks = [m for m in messages if isinstance(m, KeyBlock)]
+        self._record("sync_answered", peer=peer.hex(), key_blocks=len(key_blocks), blocks=len(messages))
+        if not key_blocks:
+            self._start_sync = False  # nothing above this node's tip there: caught up with that peer
+            return
+        lowest, top = key_blocks[0], key_blocks[-1]
+        below = max(1, lowest.height - self.params.sync_max_blocks)
+        if lowest.prehash not in self.key_blocks and lowest.prehash not in self._pending_kbs and below < from_height:
+            # The asked chain forks below what was asked: go down first (always lower, so this ends).
+            self._sync(peer, to_hash or top.hash, below)
+        if len(key_blocks) == self.params.sync_max_blocks and top.hash != to_hash:
+            # There may be more above: asked once the tip has reached these (blocks far above it are refused).
+            self._continue = (peer, to_hash, top.height + 1)
+        else:
+            self._start_sync = False
+
+    def _on_sync_failed(self, peer: bytes, to_hash: bytes, from_height: int) -> None:
+        if self._start_sync and not to_hash and self._start_peers and self._start_peers[0] == peer:
+            self._start_peers.pop(0)
+            self._sync_from_tip()
+
+    def _continue_sync(self) -> None:
+        """Ask for the next Key Blocks once the tip has reached the last answer's top."""
+        if self._continue is None:
+            return
+        peer, to_hash, from_height = self._continue
+        if self.chain.tip.height + 1 >= from_height:
+            self._continue = None
+            self._sync(peer, to_hash, from_height)
+        elif not self._synced_kbs & self._pending_kbs.keys() and not any(k == "sync" for k, _ in self._inflight):
+            self._continue, self._start_sync = None, False  # the answer's blocks settled without reaching it
 
     # ----- effects ---------------------------------------------------------------------------------------------
 

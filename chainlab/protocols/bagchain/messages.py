@@ -172,9 +172,36 @@ class ModelRequest:
     release: DatasetRelease | None
 
 
+@dataclass(frozen=True)
+class SyncRequest:
+    """Catch-up: Key Blocks of the chain ending at to_hash (the peer's best tip if empty), heights from_height on.
+
+    count is how many the asker wants; the answering node sends at most its sync_max_blocks.
+    """
+
+    PROTO: ClassVar = pb.SyncRequest
+    to_hash: bytes
+    from_height: int
+    count: int
+
+
+@dataclass(frozen=True)
+class SyncReply:
+    """A SyncRequest's answer: tagged envelopes (to_wire) of tasks, MiniBlocks, Ensemble Blocks, releases and Key
+    Blocks, in that order, so that a receiver can admit each as it comes."""
+
+    PROTO: ClassVar = pb.SyncReply
+    messages: tuple[bytes, ...]
+
+
 Message = Task | DatasetRelease | MiniBlock | EnsembleBlock | KeyBlock
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (Task, DatasetRelease, MiniBlock, EnsembleBlock, KeyBlock)
+
+BagChainRequest = ModelRequest | SyncRequest
+"""A point-to-point request: Fetch(M_j, ModelHash), or catch-up."""
+
+REQUEST_TYPES: tuple[type[BagChainRequest], ...] = (ModelRequest, SyncRequest)
 
 
 def genesis(task_queue: tuple[bytes, ...], allocations: tuple[Reward, ...] = ()) -> KeyBlock:
@@ -192,6 +219,11 @@ def genesis(task_queue: tuple[bytes, ...], allocations: tuple[Reward, ...] = ())
         height=0,
         rewards=tuple(sorted(allocations, key=lambda r: r.recipient)),
     )
+
+
+def author_key(message: Task | MiniBlock | EnsembleBlock | KeyBlock) -> bytes:
+    """The public key a message names as its author's (empty for genesis): its signature must verify under it."""
+    return message.requester_key if isinstance(message, Task) else message.miner_key
 
 
 def to_wire(message: Message) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from chainlab.ledger.hashing import short
 from chainlab.ledger.pow import meets_target
-from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain import persist, rules
 from chainlab.protocols.bagchain.fullnode import FullNode, Waiting
 from chainlab.protocols.bagchain.messages import (
     NONCE_TAG,
@@ -24,7 +24,7 @@ from chainlab.protocols.bagchain.messages import (
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
 from chainlab.protocols.bagchain.timers import CloseCollection
 from chainlab.protocols.base import Timer
-from chainlab.protocols.effects import Broadcast, CancelJob, Compute, JobResult, Mine, StartTimer, TrainModel
+from chainlab.protocols.effects import Broadcast, CancelJob, Compute, Effect, JobResult, Mine, StartTimer, TrainModel
 
 
 class Miner(FullNode):
@@ -41,6 +41,27 @@ class Miner(FullNode):
         self._mining_job: int | None = None
         self._candidate: KeyBlock | None = None
 
+    def start(self, now: int) -> list[Effect]:
+        """Begin taking part; a restored miner also stops waiting for model fetches of a height already in Phase II
+        (its wait was lost with the process) after ensemble_wait_rounds from now."""
+        if self._restored:
+            for height, task_id, kind in list(self.releases):
+                if kind is DatasetKind.VALIDATION and height > self.chain.tip.height:
+                    timer = CloseCollection(height, task_id)
+                    self._emit(StartTimer(timer, self.params.ensemble_wait_rounds))
+        return super().start(now)
+
+    def _after_restore(self) -> None:
+        """Its own MiniBlocks and Ensemble Blocks say what it already trained and aggregated: not done twice."""
+        for mb in self.miniblocks.values():
+            if mb.miner_key == self.identity.public_key and mb.model_hash in self.models:
+                self._own[mb.model_hash] = mb
+                self._trained.add((mb.height, mb.task_id))
+        for eb in self.ensembles.values():
+            if eb.miner_key == self.identity.public_key and eb.miniblocks and eb.miniblocks[0] in self.miniblocks:
+                scope = b"" if self.params.cfs else self.miniblocks[eb.miniblocks[0]].prehash
+                self._ensembled.add((eb.height, eb.task_id, scope))
+
     def own_models(self) -> dict[bytes, bytes]:
         """The base models this miner trained, by ModelHash."""
         return {h: self.models[h] for h in self._own}
@@ -51,7 +72,7 @@ class Miner(FullNode):
         """Serve an own base model, but only once D_V is out (section VI-B): the request carries the release."""
         mb = self._own.get(request.model_hash)
         if mb is None:
-            return None
+            return super().serve_model(request, now)
         if (mb.height, mb.task_id, DatasetKind.VALIDATION) in self.releases:
             return self.models[mb.model_hash]
         release = request.release
@@ -130,6 +151,7 @@ class Miner(FullNode):
         digest = model_hash(model, self.node_id)
         mb = MiniBlock(self.now, self.identity.public_key, task_id, digest, tip.hash, height).signed_by(self.identity)
         self.models[digest] = model
+        self._emit(persist.of_model(digest, model))  # before its MiniBlock: a restarted miner can still serve it
         self._own[digest] = mb
         self._store_miniblock(mb)
         self._emit(Broadcast(mb, self.params.miniblock_size_mb))
@@ -183,6 +205,7 @@ class Miner(FullNode):
         self._store_ensemble(eb)
         self._pending_ebs.discard(eb.hash)
         self.eb_verdict[eb.hash] = None
+        self._emit(persist.of_verdict(eb.hash, None))
         self._emit(Broadcast(eb, self.params.ensemble_block_size_mb))
         self._record("ensemble_created", block=eb.hash.hex(), height=height, size=len(members), metric_v=value)
 

@@ -23,6 +23,21 @@ class BagChainParams:
     key_block_reward: int = 50
     ensemble_wait_rounds: int = 5  # longest wait for model fetches before building an Ensemble Block
     pending_rounds: int = 200  # longest a Key Block may wait for a missing parent or Ensemble Block
+    # A MiniBlock or Ensemble Block more heights than this above the tip cannot be checked soon (its parent, task
+    # or release is missing) and is refused rather than held; and at most max_pending_blocks of each kind wait.
+    max_heights_ahead: int = 3
+    max_pending_blocks: int = 1000
+    # Catch-up: Key Blocks per request and answer (with their MiniBlocks, Ensemble Blocks, tasks and releases),
+    # blocks of all kinds in one answer, requests in flight at once, and how long a Key Block's missing parent may
+    # still arrive by gossip before the node asks the Key Block's sender for it.
+    sync_max_blocks: int = 3
+    sync_max_messages: int = 1000
+    sync_max_outstanding: int = 2
+    sync_wait_rounds: int = 5
+    # After a restart or a late start: ask a peer for the chain above the tip every sync_probe_rounds, sync_probes
+    # times (a Key Block gossiped while the node was down or starting is never sent to it again).
+    sync_probe_rounds: int = 20
+    sync_probes: int = 10
     miniblock_size_mb: float = 2.0
     ensemble_block_size_mb: float = 2.0
     key_block_size_mb: float = 6.0

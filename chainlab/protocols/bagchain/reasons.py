@@ -50,6 +50,14 @@ class Reason(enum.StrEnum):
     MISSING_RELEASE = "missing_release"
     MISSING_DATASET = "missing_dataset"
     EVALUATION_UNFINISHED = "evaluation_unfinished"
+    # A block this node cannot hold for now: too far above its tip, or too many already waiting. Neither is held
+    # against the block's hash: it is welcome again once the node has caught up.
+    TOO_FAR_AHEAD = "too_far_ahead"
+    TOO_MANY_PENDING = "too_many_pending"
+    # A catch-up answer that is not what was asked: more than sync_max_blocks Key Blocks or sync_max_messages
+    # blocks, or Key Blocks outside the heights asked for. The whole answer is dropped.
+    SYNC_REPLY_TOO_LARGE = "sync_reply_too_large"
+    SYNC_REPLY_UNASKED = "sync_reply_unasked"
 
 
 class Rejected(Exception):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from chainlab.ledger.chain import ChainEntry, ChainIndex
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
-from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain import persist, rules
 from chainlab.protocols.bagchain.messages import (
     DatasetKind,
     DatasetRelease,
@@ -22,7 +22,7 @@ from chainlab.protocols.bagchain.params import BagChainParams
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
 from chainlab.protocols.bagchain.timers import ReleaseDataset
 from chainlab.protocols.base import Answer, DataGrant, DataRequest, NodeStatus, RecordValue, Timer
-from chainlab.protocols.effects import Broadcast, Effect, JobResult, Record, StartTimer
+from chainlab.protocols.effects import Broadcast, Effect, JobResult, Persist, Record, StartTimer
 from chainlab.protocols.spec import ModelSpec
 
 
@@ -67,11 +67,31 @@ class Requester:
         return self.identity.node_id
 
     def start(self, now: int) -> list[Effect]:
-        """Publish every task, then schedule the releases for the first height."""
+        """Publish every task, then schedule the releases for the height after its tip (a restored requester: only
+        those it has not made yet, each a full phase from now, as the wait already spent was lost)."""
         for task in self.tasks.values():
             self._out.append(Broadcast(task, self.params.small_message_size_mb))
         self._schedule(self.key_blocks[self.chain.tip.block_hash])
         return self._flush()
+
+    def restore(self, records: Iterable[Persist]) -> None:
+        """Load its tasks taken at run time, its releases, the Key Blocks it followed and its tasks' blocks."""
+        for record in records:
+            if not persist.is_block(record):
+                continue
+            block = persist.read_block(record)
+            if isinstance(block, Task):
+                self.tasks.setdefault(block.task_id, block)
+            elif isinstance(block, DatasetRelease):
+                self.released[(block.height, block.kind)] = block
+            elif isinstance(block, KeyBlock):
+                self._on_key_block(block)
+            elif isinstance(block, EnsembleBlock):
+                self.ensembles.setdefault(block.hash, block)
+            else:
+                self.miniblocks.setdefault(block.hash, block)
+        self._scheduled.clear()  # timers died with the process: start() schedules what is still due
+        self._out.clear()  # restoring announces nothing: these records were acted on before
 
     def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
         """Follow Key Blocks, and keep Ensemble Blocks and MiniBlocks of its own tasks by hash."""
@@ -79,7 +99,15 @@ class Requester:
             self._on_key_block(message)
         elif isinstance(message, EnsembleBlock | MiniBlock) and message.task_id in self.tasks:
             store: dict[bytes, Any] = self.ensembles if isinstance(message, EnsembleBlock) else self.miniblocks
-            store.setdefault(message.hash, message)
+            held = store.get(message.hash)
+            # Checked even when the hash is known: the hash leaves the signature out, so a re-signed copy shares it.
+            if held is not None and held.signature == message.signature:
+                return []
+            if not message.signature_valid(message.miner_key):
+                self._reject(type(message).__name__, message.hash, Reason.BAD_SIGNATURE, "not signed by its author")
+            elif held is None:
+                store[message.hash] = message
+                self._out.append(persist.of_block(message))
         return self._flush()
 
     def new_task(
@@ -120,6 +148,7 @@ class Requester:
         rules.check_task_terms(task, self.params)
         rules.check_funds(task, self._best_chain(), self.tasks)
         self.tasks[task.task_id] = task
+        self._out.append(persist.of_block(task))
         self._out.append(Broadcast(task, self.params.small_message_size_mb))
         self._out.append(Record("task_submitted", {"task": task.task_id.hex(), "fee": task.fee}))
         # The queue may already name it (a Key Block that arrived first): schedule its releases then.
@@ -154,26 +183,36 @@ class Requester:
         return NodeStatus(self.role, tip.height, tip.block_hash, votes=False, done=done)
 
     def _on_key_block(self, kb: KeyBlock) -> None:
-        if kb.hash in self.key_blocks or not kb.miner_key:
+        held = self.key_blocks.get(kb.hash)
+        if held is not None and held.signature == kb.signature:
             return
         reason = (
             Reason.BAD_SIGNATURE
-            if not kb.signature_valid(kb.miner_key)
+            if not kb.miner_key or not kb.signature_valid(kb.miner_key)
             else Reason.BAD_POW
             if not meets_target(kb.hash, self.params.target)
             else None
         )
         if reason is not None:
-            self._out.append(Record("rejected", {"kind": "KeyBlock", "reason": str(reason), "block": kb.hash.hex()}))
+            self._reject("KeyBlock", kb.hash, reason)
+            return
+        if held is not None:
             return
         parent = self.key_blocks.get(kb.prehash)
         if parent is None:
+            if any(o.hash == kb.hash for o in self._orphans.get(kb.prehash, ())):
+                return
+            # An orphan waits for its parent in memory; a peer must not be able to fill it without bound.
+            if sum(len(o) for o in self._orphans.values()) >= self.params.max_pending_blocks:
+                self._reject("KeyBlock", kb.hash, Reason.TOO_MANY_PENDING, "too many Key Blocks wait for a parent")
+                return
             self._orphans.setdefault(kb.prehash, []).append(kb)
             return
         if kb.height != parent.height + 1:
             return
         self.key_blocks[kb.hash] = kb
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
+        self._out.append(persist.of_block(kb))
         self._schedule(kb)
         for result in self.results():
             if result.task_id not in self._finished:
@@ -190,6 +229,12 @@ class Requester:
         if height in self._scheduled or not kb.task_queue or kb.task_queue[0] not in self.tasks:
             return
         self._scheduled.add(height)
+        if (height, DatasetKind.TEST) in self.released:
+            return
+        if (height, DatasetKind.VALIDATION) in self.released:
+            timer = ReleaseDataset(height, DatasetKind.TEST, kb.task_queue[0])
+            self._out.append(StartTimer(timer, self.params.phase2_rounds))
+            return
         timer = ReleaseDataset(height, DatasetKind.VALIDATION, kb.task_queue[0])
         self._out.append(StartTimer(timer, self.params.phase1_rounds))
 
@@ -199,8 +244,11 @@ class Requester:
             return []
         height, kind, task = timer.height, timer.kind, self.tasks[timer.task_id]
         dataset = task.validation_commitment if kind is DatasetKind.VALIDATION else task.test_commitment
+        if (height, kind) in self.released:
+            return []
         release = DatasetRelease(height, kind, now, task.task_id, dataset).signed_by(self.identity)
         self.released[(height, kind)] = release
+        self._out.append(persist.of_block(release))
         self._out.append(Broadcast(release, self.params.small_message_size_mb))
         self._out.append(Record("release", {"kind": kind.name.lower(), "height": height}))
         if kind is DatasetKind.VALIDATION:
@@ -236,6 +284,12 @@ class Requester:
                 winner = kb.ranking[0].ensemble_block if kb.ranking else None
                 out.append(TaskResult(kb.task_id, kb.height, kb.hash, winner, kb.metric_best))
         return out
+
+    def _reject(self, kind: str, block_hash: bytes, reason: Reason, detail: str = "") -> None:
+        data: dict[str, RecordValue] = {"kind": kind, "reason": str(reason), "block": block_hash.hex()}
+        if detail:
+            data["detail"] = detail
+        self._out.append(Record("rejected", data))
 
     def _flush(self) -> list[Effect]:
         out, self._out = self._out, []

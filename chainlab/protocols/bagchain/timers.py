@@ -30,3 +30,18 @@ class ReleaseDataset(Timer):
     height: int
     kind: DatasetKind
     task_id: bytes
+
+
+@dataclass(frozen=True)
+class SyncProbe(Timer):
+    """A restarted or late node asks again whether a peer's chain has grown past its tip (gossip it missed while
+    down or restarting is not sent again); count says how many such probes remain."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class SyncDue(Timer):
+    """A pending Key Block still lacks its parent or an Ensemble Block this long after it was missed: ask a peer."""
+
+    block_hash: bytes

@@ -1,14 +1,22 @@
-"""BagChain's wire codec: gossip messages behind a tag byte, and model requests."""
+"""BagChain's wire codec: gossip messages and point-to-point requests, each behind a tag byte naming its type."""
 
 from __future__ import annotations
 
 from chainlab.ledger import encoding
-from chainlab.protocols.bagchain.messages import MESSAGE_TYPES, Message, ModelRequest, from_wire, to_wire
+from chainlab.protocols.bagchain.messages import (
+    MESSAGE_TYPES,
+    REQUEST_TYPES,
+    BagChainRequest,
+    Message,
+    from_wire,
+    to_wire,
+)
 from chainlab.protocols.base import DecodeError
 
 
 class BagChainCodec:
-    """Encodes Task, DatasetRelease and the three block kinds, and ModelRequest; decoding never executes code."""
+    """Encodes Task, DatasetRelease and the three block kinds, and ModelRequest and SyncRequest; decoding never
+    executes code."""
 
     def encode_message(self, message: object) -> bytes:
         """A message behind its tag byte."""
@@ -22,15 +30,15 @@ class BagChainCodec:
             raise DecodeError(str(exc)) from exc
 
     def encode_request(self, request: object) -> bytes:
-        """A ModelRequest's canonical bytes."""
-        if not isinstance(request, ModelRequest):
+        """A request behind its tag byte."""
+        if not isinstance(request, REQUEST_TYPES):
             raise TypeError(f"BagChain has no request of type {type(request).__name__}")
-        return encoding.encode(request)
+        return encoding.encode_tagged(request, REQUEST_TYPES)
 
-    def decode_request(self, data: bytes) -> ModelRequest:
-        """Parse a ModelRequest; DecodeError if malformed."""
+    def decode_request(self, data: bytes) -> BagChainRequest:
+        """Parse a tagged request; DecodeError if malformed."""
         try:
-            request: ModelRequest = encoding.decode(ModelRequest, data)
+            request: BagChainRequest = encoding.decode_tagged(data, REQUEST_TYPES)
         except encoding.EncodingError as exc:
             raise DecodeError(str(exc)) from exc
         return request

@@ -126,7 +126,8 @@ def task_states(node: Requester, task_id: bytes = b"") -> list[TaskState]:
 
 def finished_task(node: Requester, task_id: bytes) -> tuple[TaskResult, list[MiniBlock]]:
     """A finished task's result and its winning ensemble's MiniBlocks, for predictions."""
-    (state,) = task_states(node, task_id)
+    # An empty ID means "every task" to task_states: here it is a malformed request, refused by name.
+    (state,) = task_states(node, check_hash(task_id, "task_id"))
     if state.outcome is None:
         raise not_ready("task_not_finished", f"{task_id.hex()} is {state.state}")
     result = state.outcome.result

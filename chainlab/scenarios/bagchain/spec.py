@@ -12,6 +12,7 @@ from chainlab.protocols.bagchain import FullNode, Miner, Requester
 from chainlab.protocols.bagchain.messages import KeyBlock, Reward, Task, genesis
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, tips_agree
+from chainlab.scenarios.bagchain.byzantine import BEHAVIOURS, byzantine_miner
 from chainlab.scenarios.bagchain.settings import CONFIG_KEYS, BagChainSettings
 from chainlab.scenarios.bagchain.summary import ChainView, summarise, view_of
 from chainlab.scenarios.base import (
@@ -81,6 +82,7 @@ class BagChainSpec(ProtocolSpec):
     )
 
     summary_data = (PUBLIC, TEST)
+    behaviours = tuple(BEHAVIOURS)  # see chainlab/scenarios/bagchain/byzantine.py
     report = ReportLayout(
         headline=(
             Figure("ensemble", "ensemble_accuracy", "pct"),
@@ -150,7 +152,8 @@ class BagChainSpec(ProtocolSpec):
         held = {"miner": (PUBLIC,), "requester": (PUBLIC, VALIDATION, TEST), "validator": ()}
         holdings = {slot.name: held[slot.role] for slot in slots}
         private = {s.name: private_name(s.index) for s in slots if s.role == "miner"}
-        nodes = [_node(s, k, settings, gen, tasks, exp.seed) for s, k in zip(slots, identities, strict=True)]
+        peers = _full_nodes(exp.seed, settings)
+        nodes = [_node(s, k, settings, gen, tasks, exp.seed, peers) for s, k in zip(slots, identities, strict=True)]
         return Deployment(slots, nodes, data, holdings, private, payload)
 
     def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
@@ -160,12 +163,24 @@ class BagChainSpec(ProtocolSpec):
             raise ValueError(f"{slot.name}: node ID does not match its key")
         gen: KeyBlock = encoding.decode(KeyBlock, bytes.fromhex(payload["genesis"]))
         tasks = [encoding.decode(Task, bytes.fromhex(t)) for t in payload["tasks"].split(",") if t]
-        return _node(slot, identity, BagChainSettings.of(exp), gen, tasks, exp.seed)
+        settings = BagChainSettings.of(exp)
+        return _node(slot, identity, settings, gen, tasks, exp.seed, _full_nodes(exp.seed, settings))
 
     def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
         """Fit the model family once on held data: its first import takes seconds, paid before joining."""
         if held:
             worker.fit_plain(learning_spec(BagChainSettings.of(exp).model), held[0], 0)
+
+    def phase_start(self, exp: Experiment, phase: int) -> int | None:
+        """Phase I (training) starts with KB_{h-1}, Phase II (ensembles) when D_V is released phase1_rounds later,
+        Phase III (ranking and mining) when D_E follows phase2_rounds after that (the requester's schedule)."""
+        params = BagChainSettings.of(exp).params
+        starts = {1: 0, 2: params.phase1_rounds, 3: params.phase1_rounds + params.phase2_rounds}
+        return starts.get(phase)
+
+    def byzantine(self, node: ProtocolNode, behaviour: str) -> ProtocolNode:
+        """A miner wrapped to lie in one of `behaviours` (byzantine.py), caught by honest nodes' validation."""
+        return byzantine_miner(node, behaviour)
 
     def progress_total(self, exp: Experiment) -> int:
         """One height per task."""
@@ -186,6 +201,14 @@ class BagChainSpec(ProtocolSpec):
                 if slot.role == role:
                     return slot
         raise ValueError("a BagChain network needs a miner")
+
+    def observers(self, slots: Sequence[NodeSlot]) -> list[NodeSlot]:
+        """Every validator, then every miner: each keeps the whole chain, so any of them can stand in for the observer
+        (validator-0) when it is down."""
+        candidates = [slot for role in ("validator", "miner") for slot in slots if slot.role == role]
+        if not candidates:
+            raise ValueError("a BagChain network needs a miner")
+        return candidates
 
     def sim_view(self, observer: ProtocolNode, nodes: Mapping[str, ProtocolNode]) -> ChainView:
         """The observer's chain, read from its state."""
@@ -221,14 +244,27 @@ class BagChainSpec(ProtocolSpec):
         return ()
 
 
+def _full_nodes(seed: int, settings: BagChainSettings) -> tuple[bytes, ...]:
+    """The IDs of every full node (validators first: they mine nothing, so they answer catch-up soonest)."""
+    roles = [("validator", i) for i in range(settings.validators)] + [("miner", i) for i in range(settings.miners)]
+    return tuple(identity_of(seed, role, i).node_id for role, i in roles)
+
+
 def _node(
-    slot: NodeSlot, identity: Identity, settings: BagChainSettings, gen: KeyBlock, tasks: list[Task], seed: int
+    slot: NodeSlot,
+    identity: Identity,
+    settings: BagChainSettings,
+    gen: KeyBlock,
+    tasks: list[Task],
+    seed: int,
+    peers: tuple[bytes, ...] = (),
 ) -> ProtocolNode:
-    """The node of a slot's role."""
+    """The node of a slot's role; full nodes know the other full nodes, to catch up from when they start behind."""
     if slot.role == "miner":
-        return Miner(identity, settings.params, gen, seed=seed, held=frozenset(t.train_commitment for t in tasks))
+        held = frozenset(t.train_commitment for t in tasks)
+        return Miner(identity, settings.params, gen, seed=seed, held=held, peers=peers)
     if slot.role == "validator":
-        return FullNode(identity, settings.params, gen, seed=seed)
+        return FullNode(identity, settings.params, gen, seed=seed, peers=peers)
     if slot.role == "requester":
         return Requester(identity, settings.params, gen, tasks)
     raise ValueError(f"unknown BagChain role {slot.role!r} (known: {', '.join(BagChainSpec.roles)})")

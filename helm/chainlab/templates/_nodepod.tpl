@@ -72,6 +72,10 @@ spec:
       args: {{ toJson ($pod.netem.args | default list) }}
       env:
         {{- toYaml $pod.netem.env | nindent 8 }}
+        {{- if $root.Values.netem.kernelShaping }}
+        # Bandwidth with htb, loss and partitions with iptables in the pod's network namespace (NET_ADMIN below).
+        - {name: CHAINLAB_NETEM_KERNEL, value: "1"}
+        {{- end }}
       ports:
         - {name: netem, containerPort: {{ $c.ports.netem }}, protocol: TCP}
         - {name: netem-metrics, containerPort: {{ $c.ports.netem_metrics }}, protocol: TCP}

@@ -123,10 +123,21 @@ class Harness:
     unreachable_data: set[bytes] = field(default_factory=set)  # dataset fetches that fail
     stalled_data: set[bytes] = field(default_factory=set)  # evaluations on these datasets never finish
 
+    effects: list[Any] = field(default_factory=list)  # every effect the node returned, in order
+
     def __post_init__(self) -> None:
         for miner in self.honest.net.miners:
             self.servers.setdefault(miner.node_id, miner)
         self._run(self.node.start(self.now))
+
+    def deliver(self, sender: bytes, *messages: object) -> None:
+        """As send, from a named peer (a node catching up asks the sender of what it cannot place)."""
+        for message in messages:
+            self.now += 1
+            self._run(self.node.on_message(sender, message, self.now))
+
+    def fire(self, timer: Timer) -> None:
+        self._run(self.node.on_timer(timer, self.now))
 
     def send(self, *messages: object) -> None:
         for item in messages:
@@ -151,6 +162,7 @@ class Harness:
         queue = list(effects)
         while queue:
             effect = queue.pop(0)
+            self.effects.append(effect)
             if isinstance(effect, Record):
                 self.records.append(effect)
                 if effect.event == "rejected":

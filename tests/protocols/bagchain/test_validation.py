@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from chainlab.learning.worker import ModelSpec as LearningSpec
+from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
-from chainlab.protocols.bagchain import rules
+from chainlab.protocols.bagchain import FullNode, rules
 from chainlab.protocols.bagchain.messages import (
     DatasetKind,
     EnsembleBlock,
@@ -21,6 +22,7 @@ from chainlab.protocols.bagchain.messages import (
     MiniBlock,
     RankedEnsemble,
     Reward,
+    SyncReply,
     Task,
     model_hash,
     to_wire,
@@ -472,6 +474,117 @@ def test_fees_owed_by_unfinished_tasks_count_against_the_balance(honest: Honest)
     assert too_much.task_id not in h.node.rejected
 
 
+# ----- authentication before de-duplication, and bounds on what may wait --------------------------------------
+
+Authored = Task | MiniBlock | EnsembleBlock | KeyBlock
+
+
+def _re_signed(message: Authored) -> Authored:
+    """The message with its author field intact and another key's signature: the hash is the genuine one's."""
+    return dataclasses.replace(message, signature=Identity.from_seed(b"thief").sign(message.hash))
+
+
+@proves(Reason.BAD_SIGNATURE)
+def test_a_copy_re_signed_with_another_key_is_refused_after_the_genuine_one(honest: Honest, harness: Harness) -> None:
+    """The issue's case: the hash leaves the signature out, so such a copy used to pass as a duplicate, answered OK
+    and not counted. It is now refused whichever copy came first, and the genuine one keeps its place."""
+    kb = honest.key_block(1)
+    genuine: list[Authored] = [honest.net.tasks[0], honest.miniblocks(1)[0], honest.ensembles(1)[0], kb]
+    harness.send(honest.history(1), kb)
+    assert harness.rejections() == [] and harness.node.tip.hash == kb.hash
+    copies = [_re_signed(m) for m in genuine]
+    assert [c.hash for c in copies] == [m.hash for m in genuine]
+    harness.send(copies)
+    assert harness.rejections() == [(type(m).__name__, Reason.BAD_SIGNATURE) for m in genuine]
+    assert harness.node.tip == kb and harness.node.miniblocks[genuine[1].hash] == genuine[1]
+    assert harness.node.ensembles[genuine[2].hash] == genuine[2] and harness.node.tasks[genuine[0].hash] == genuine[0]
+    assert not set(harness.node.rejected) & {m.hash for m in genuine}
+    harness.send(genuine)  # the genuine copies again: duplicates, taken quietly
+    assert len(harness.rejections()) == len(genuine)
+
+
+@proves(Reason.BAD_SIGNATURE)
+def test_a_block_whose_author_field_names_another_miner_is_refused_naming_it(honest: Honest, harness: Harness) -> None:
+    """The author swapped, the signature kept: the block now claims a miner who never signed it (a plagiarist's
+    shortcut to another's reward). Refused before anything else is checked, even proof of work."""
+    blocks: list[MiniBlock | EnsembleBlock | KeyBlock] = [
+        honest.miniblocks(1)[0],
+        honest.ensembles(1)[0],
+        honest.key_block(1),
+    ]
+    victims = [next(m.identity for m in honest.net.miners if m.node_id != b.miner_id) for b in blocks]
+    swapped = [dataclasses.replace(b, miner_key=v.public_key) for b, v in zip(blocks, victims, strict=True)]
+    harness.send(honest.history(1), swapped)
+    assert harness.rejections() == [(type(b).__name__, Reason.BAD_SIGNATURE) for b in blocks]
+    details = [str(r.data["detail"]) for r in harness.records if r.event == "rejected"]
+    assert all(v.node_id.hex()[:8] in d for v, d in zip(victims, details, strict=True)), details
+    # (A swapped Ensemble Block may hash as the victim's own when both aggregate the same MiniBlocks alike: what is
+    # held under that hash is then the victim's genuine copy.)
+    node = harness.node
+    held: list[MiniBlock | EnsembleBlock | KeyBlock] = [*node.miniblocks.values(), *node.ensembles.values()]
+    held += node.key_blocks.values()
+    assert all(b.signature_valid(b.miner_key) for b in held if b.miner_key)
+
+
+def _stray_miniblock(honest: Honest, height: int) -> MiniBlock:
+    """A MiniBlock of the planned task at `height`, pointing to a parent nobody has."""
+    lazy = Identity.from_seed(b"lazy")
+    task_id = honest.miniblocks(1)[0].task_id
+    digest = sha256(b"model", height.to_bytes(8, "big"))
+    return MiniBlock(5, lazy.public_key, task_id, digest, sha256(b"nowhere"), height).signed_by(lazy)
+
+
+@proves(Reason.TOO_FAR_AHEAD)
+def test_a_block_far_above_the_tip_is_refused_not_held_and_welcome_once_the_node_is_there(
+    honest: Honest, harness: Harness
+) -> None:
+    limit = honest.params.max_heights_ahead
+    near, far = _stray_miniblock(honest, limit), _stray_miniblock(honest, limit + 1)
+    lazy = Identity.from_seed(b"lazy")
+    far_eb = EnsembleBlock((far.hash,), 0.9, lazy.public_key, far.task_id, 6, far.height).signed_by(lazy)
+    harness.send(list(honest.net.tasks), near, far, far_eb)  # the tip is genesis, at height 0
+    assert harness.rejections() == [("MiniBlock", Reason.TOO_FAR_AHEAD), ("EnsembleBlock", Reason.TOO_FAR_AHEAD)]
+    assert near.hash in harness.node.miniblocks
+    assert far.hash not in harness.node.miniblocks and far_eb.hash not in harness.node.ensembles
+    # Refused for where this node stands, not for what the block is: nothing is held against its hash.
+    assert not {far.hash, far_eb.hash} & set(harness.node.rejected)
+    harness.send(honest.history(1), honest.key_block(1), far)
+    assert harness.node.tip.height == 1 and far.hash in harness.node.miniblocks
+    assert len(harness.rejections()) == 2
+
+
+@proves(Reason.TOO_MANY_PENDING)
+def test_at_most_max_pending_blocks_of_a_kind_wait(honest: Honest) -> None:
+    mbs = honest.miniblocks(1)
+    assert len(mbs) == 3
+    h = Harness(validator(honest, max_pending_blocks=2), honest)
+    h.send(list(honest.net.tasks), mbs)
+    assert h.rejections() == [("MiniBlock", Reason.TOO_MANY_PENDING)] and h.reason_for(mbs[2]) is not None
+    assert mbs[2].hash not in h.node.miniblocks and mbs[2].hash not in h.node.rejected
+
+    # Key Blocks waiting for a parent: the second is refused, and once the first expires there is room again.
+    h = Harness(validator(honest, max_pending_blocks=1), honest)
+    orphans = [_tampered(honest, prehash=sha256(b"nowhere", bytes([i]))) for i in range(2)]
+    h.send(orphans)
+    assert h.rejections() == [("KeyBlock", Reason.TOO_MANY_PENDING)]
+    h.expire_all()
+    assert h.rejections()[-1] == ("KeyBlock", Reason.UNKNOWN_PARENT)
+    h.send(orphans[1])
+    assert len(h.rejections()) == 2  # taken this time: it waits, as the first did
+
+
+def test_a_miniblock_waiting_for_a_parent_that_never_comes_is_dropped_once_the_tip_passes_it(honest: Honest) -> None:
+    """Pending blocks within reach of the tip expire as the chain moves on: a MiniBlock is kept under review for
+    queue_length heights below the tip (a competing Key Block may still come), then dropped."""
+    h = Harness(validator(honest, queue_length=1), honest)
+    stray = _stray_miniblock(honest, 1)
+    h.send(list(honest.net.tasks), stray)
+    assert stray.hash in h.node._pending_mbs  # white-box: no query shows what waits
+    h.send(honest.history(2), honest.key_block(2))
+    assert h.node.tip.height == 2 and stray.hash not in h.node._pending_mbs
+    assert h.rejections() == []
+
+
 # ----- wire bytes (the driver decodes them with the codec before the node sees anything) -----------------------
 
 
@@ -486,6 +599,32 @@ def test_bytes_that_do_not_decode_are_malformed_and_never_reach_the_node(honest:
     harness.send(object())  # anything that is not a BagChain message is refused by the node itself
     assert harness.rejections() == [("object", Reason.MALFORMED)]
     assert task.task_id not in harness.node.tasks
+
+
+def catching_up(honest: Honest, answer: bytes, **overrides: Any) -> Harness:
+    """A validator started late whose only peer answers its catch-up with these bytes."""
+    peer = sha256(b"lying peer")
+    params = dataclasses.replace(honest.params, **overrides)
+    node = FullNode(Identity.from_seed(b"late"), params, honest.observer.genesis, peers=(peer,))
+    return Harness(node, honest, servers={peer: FakeServer(peer, answer)}, now=100)
+
+
+@proves(Reason.SYNC_REPLY_TOO_LARGE)
+def test_a_catch_up_answer_with_more_than_asked_for_is_dropped_whole(honest: Honest) -> None:
+    limit = honest.params.sync_max_blocks
+    flood = SyncReply(tuple(to_wire(honest.key_block(1)) for _ in range(limit + 1)))
+    harness = catching_up(honest, encoding.encode(flood))
+    assert harness.rejections() == [("SyncReply", Reason.SYNC_REPLY_TOO_LARGE)]
+    assert harness.node.chain.tip.height == 0 and not harness.node._pending_kbs
+    assert not harness.node.status().syncing  # its only peer failed it: it gives up rather than wait forever
+
+
+@proves(Reason.SYNC_REPLY_UNASKED)
+def test_a_catch_up_answer_with_key_blocks_not_asked_for_is_dropped_whole(honest: Honest) -> None:
+    # It asks for one Key Block from height 1; the answer holds height 2's.
+    harness = catching_up(honest, encoding.encode(SyncReply((to_wire(honest.key_block(2)),))), sync_max_blocks=1)
+    assert harness.rejections() == [("SyncReply", Reason.SYNC_REPLY_UNASKED)]
+    assert not harness.node._pending_kbs
 
 
 def test_every_reason_is_proved_by_a_test() -> None:

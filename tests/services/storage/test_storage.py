@@ -162,6 +162,24 @@ def test_an_oversized_object_is_refused_while_it_streams(backend: EmbeddedKubo) 
     assert _refusals("Put", "INVALID_ARGUMENT", "object_too_large") == before + 1
 
 
+def test_a_chunk_over_the_chunk_size_is_refused_under_its_own_reason(backend: EmbeddedKubo) -> None:
+    """The object would fit; one chunk of it does not: counted as chunk_too_large, not as object_too_large."""
+    before = {r: _refusals("Put", "INVALID_ARGUMENT", r) for r in ("chunk_too_large", "object_too_large")}
+    data = os.urandom(CHUNK_BYTES + 1)
+
+    async def body(client: StorageClient) -> tuple[tuple[grpc.StatusCode, str], bytes]:
+        oversized = StorageClient(channel=client.channel, chunk_bytes=CHUNK_BYTES + 1)
+        refused = await _refused(oversized.put(data))
+        return refused, await client.get(await client.put(data))  # the same object in regular chunks is stored
+
+    (code, details), stored = _serve(backend, body, max_object_bytes=4 * CHUNK_BYTES)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == f"chunk_too_large: a chunk of {CHUNK_BYTES + 1} bytes > {CHUNK_BYTES}"
+    assert stored == data
+    assert _refusals("Put", "INVALID_ARGUMENT", "chunk_too_large") == before["chunk_too_large"] + 1
+    assert _refusals("Put", "INVALID_ARGUMENT", "object_too_large") == before["object_too_large"]
+
+
 def test_an_object_of_exactly_the_limit_is_accepted(backend: EmbeddedKubo) -> None:
     data = os.urandom(2 * CHUNK_BYTES)
 
