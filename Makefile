@@ -138,7 +138,8 @@ test-images: images
 # at once, 4 tasks): runs/soak/results.json and runs/soak/soak.json (tasks completed, crashes, blocks lost, tips).
 .PHONY: soak
 soak: $(STAMP) $(MONITORING_STAMP)
-	$(BIN)/chainlab load --config experiments/chaos/soak.yaml --users 3 --spawn-rate 1 --run-time 60s --timeout 900 --out $(OUT)/soak
+	# Its exit code is not the verdict: under chaos, calls to a killed or catching-up node fail (UNAVAILABLE).
+	-$(BIN)/chainlab load --config experiments/chaos/soak.yaml --users 3 --spawn-rate 1 --run-time 60s --timeout 900 --out $(OUT)/soak
 	$(BIN)/python -m chainlab.live.soak $(OUT)/soak
 
 docker-up: $(DOCKER_STAMP)

@@ -69,7 +69,22 @@ class BlockStore(Protocol):
         ...
 
 
-class MemoryBlockStore:
+class _Closing:
+    """`with store:` closes the store on the way out."""
+
+    def close(self) -> None:
+        """Release what the store holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class MemoryBlockStore(_Closing):
     """A BlockStore in a dict: what the simulator keeps per node, and nodes started without --state."""
 
     def __init__(self, owner: bytes) -> None:
@@ -117,14 +132,6 @@ class MemoryBlockStore:
         if self._closed:
             raise ValueError("the store is closed")
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -141,7 +148,7 @@ CREATE TABLE IF NOT EXISTS records (
 """
 
 
-class SqliteBlockStore:
+class SqliteBlockStore(_Closing):
     """A BlockStore in one SQLite file (WAL, one transaction per put): it survives SIGKILL of its process."""
 
     def __init__(self, path: str | pathlib.Path, owner: bytes) -> None:
@@ -217,14 +224,6 @@ class SqliteBlockStore:
     def close(self) -> None:
         """Close the database connection."""
         self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _check_owner(stored: bytes, owner: bytes) -> None:

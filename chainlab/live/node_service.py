@@ -154,10 +154,10 @@ async def build_live_node(
 
 
 def state_owner(plan: NetworkPlan, entry: NodeEntry) -> bytes:
-    """Whose state a store holds: this node's ID and the network's payload (its genesis and tasks), so that a state
-    directory is never restored into another node or another network."""
+    """Whose state a store holds: this node's ID and the network (its payload, i.e. genesis and tasks, and its round
+    0), so that a state directory is never restored into another node, or into another run of the same config."""
     payload = ",".join(f"{k}={v}" for k, v in sorted(plan.payload.items())).encode()
-    return bytes.fromhex(entry.node_id) + sha256(payload)
+    return bytes.fromhex(entry.node_id) + sha256(payload, repr(plan.epoch).encode())
 
 
 def open_state(directory: Path, plan: NetworkPlan, entry: NodeEntry) -> SqliteBlockStore:

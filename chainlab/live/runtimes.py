@@ -68,6 +68,8 @@ class ProcessRuntime:
         self.seed = seed
         self.ipfs_api = ipfs_api
         self.group = ProcessGroup(out / state_file, out / "logs")
+        # A new run is a new network: the node states of an earlier run in this folder belong to another one.
+        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
         # The one setting every service shares (the storage service ignores it).
         self.env = {ROUND_SECONDS_ENV: str(round_seconds)}
         self.commands: dict[str, tuple[str, list[str], dict[str, str]]] = {}  # name -> module, args, env

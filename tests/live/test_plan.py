@@ -53,3 +53,21 @@ def test_pod_addresses_follow_the_host_template_and_a_template_may_name_only_rol
     assert [e.listen for e in entries if e.role == "miner"] == ["miner-0.x:7000", "miner-1.x:7000", "miner-2.x:7000"]
     with pytest.raises(ValueError, match="may name only"):
         dns_entries(deployment.slots, "{pod}.x")
+
+
+def test_a_node_state_belongs_to_its_node_and_to_one_run_of_the_network(tmp_path: Path) -> None:
+    """Another node, or a new run of the same config (a new round 0), must not restore this store."""
+    from chainlab.live.node_service import open_state, state_owner
+
+    exp = Experiment.from_mapping(SMALL)
+    deployment = registry.get("bagchain").build(exp)
+    entries = node_entries(deployment.slots)
+    plan = NetworkPlan(dict(exp.raw), 0.1, 100.0, "127.0.0.1:1", entries, deployment.payload)
+    again = dataclasses.replace(plan, epoch=200.0)
+    miner, other = plan.node("miner-0"), plan.node("miner-1")
+    assert state_owner(plan, miner) != state_owner(plan, other)
+    assert state_owner(plan, miner) != state_owner(again, miner)
+    open_state(tmp_path, plan, miner).close()
+    open_state(tmp_path, plan, miner).close()  # the same node of the same run: its own store
+    with pytest.raises(ValueError):
+        open_state(tmp_path, again, miner)
