@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= experiments/table1_mnist_dt.yaml
 OUT    ?= runs
 
-.PHONY: install demo test test-fast lint proto proto-check sim paper bench load bench-load monitor-check clean
+.PHONY: install demo test test-fast lint proto proto-check sim paper bench bench-scale load bench-load monitor-check clean
 
 install: $(STAMP)
 
@@ -85,6 +85,13 @@ paper: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/chainlab bench --config experiments/table1_mnist_dt.yaml --repeats 3 --out $(OUT)/bench
+
+# Cost against miners (experiments/bench_scale.yaml), each point a fresh `chainlab sim`: MINERS="100 250" picks the
+# points (default 10 100 250 1000), NETWORKS (default full erdos_renyi), WORKERS (default: the cores available),
+# TIMEOUT per point (default 900 s). Writes $(OUT)/bench-scale/bench.{json,md,png}; exit 1 if a point failed.
+bench-scale: $(STAMP)
+	MINERS="$(MINERS)" NETWORKS="$(NETWORKS)" WORKERS="$(WORKERS)" TIMEOUT="$(TIMEOUT)" \
+		$(BIN)/python -m chainlab.sim.bench_scale --out $(OUT)/bench-scale
 
 # The demo network under locust load (loadtest/); results.json gains a `load` section, locust.html beside it.
 load: $(STAMP) $(MONITORING_STAMP)

@@ -19,6 +19,7 @@ from chainlab.scenarios import registry
 from chainlab.scenarios.experiment import Experiment, load_experiment
 from chainlab.sim import report
 from chainlab.sim.runner import milestone, run_to_disk
+from chainlab.work.pool import default_workers
 
 console = Console(log_path=False)  # progress lines, not source locations
 
@@ -31,6 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--config", type=Path, required=True)
     sim.add_argument("--out", type=Path, required=True)
     sim.add_argument("--jobs", type=int, default=1, help="sweep points run in this many processes at once (default 1)")
+    sim.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes for independent ML jobs (train, evaluate) within a run; results do not depend on it"
+        f" (default: the cores available, {default_workers()})",
+    )
+    add_set_flag(sim)
     paper = sub.add_parser("paper", help="run every experiment in experiments/ and write a report")
     paper.add_argument("--out", type=Path, required=True)
     paper.add_argument("--experiments", type=Path, default=Path("experiments"))
@@ -54,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     up.add_argument("--round-seconds", type=float, help="seconds per round (default: the config's live.round_seconds)")
     up.add_argument("--out", type=Path, default=Path("runs/up"))
+    add_set_flag(up)
     up.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     up.add_argument("--ipfs-api", help="use a Kubo daemon's HTTP RPC (multiaddr) instead of the embedded IPFS node")
     up.add_argument("--kill", metavar="NODE", help="chaos: SIGKILL this node (e.g. miner-2) mid-run")
@@ -185,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-network":
             return cmd_check_network(args.out)
         if args.command == "sim":
-            return cmd_sim(args.config, args.out, args.jobs)
+            return cmd_sim(args.config, args.out, args.jobs, overrides=args.overrides, workers=args.workers)
         if args.command == "paper":
             from chainlab.sim.paper import write_paper
 
@@ -205,12 +215,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def cmd_sim(config: Path, out: Path, jobs: int = 1) -> int:
+def add_set_flag(parser: argparse.ArgumentParser) -> None:
+    """The repeatable `--set key.path=value` of sim and up: the value is YAML, checked like the config file."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value, e.g. --set miners=100 --set network.kind=erdos_renyi (repeatable)",
+    )
+
+
+def cmd_sim(config: Path, out: Path, jobs: int = 1, *, overrides: Sequence[str] = (), workers: int = 1) -> int:
     """chainlab sim: progress while it runs, then a table; results.json and PNGs under out."""
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    exp = load_experiment(config)
-    done = run_with_progress(exp, out, jobs)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    exp = load_experiment(config, overrides)
+    done = run_with_progress(exp, out, jobs, workers)
     for label, results in done:
         title = f"{exp.get('name', config.stem)} {label}".strip()
         table = report.analysis_table if "analysis" in results else report.results_table
@@ -229,7 +253,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from chainlab.live.results import results_table
     from chainlab.monitoring.panel_check import PanelReport
 
-    exp = load_experiment(args.config)
+    exp = load_experiment(args.config, args.overrides)
     for key in ("miners", "validators", "tasks"):
         if getattr(args, key) is not None:
             exp = exp.with_value(key, getattr(args, key))
@@ -454,7 +478,7 @@ def _netem_action(args: argparse.Namespace, plan: NetworkPlan) -> int:
     return 0
 
 
-def run_with_progress(exp: Experiment, out: Path, jobs: int = 1) -> list[tuple[str, dict[str, Any]]]:
+def run_with_progress(exp: Experiment, out: Path, jobs: int = 1, workers: int = 1) -> list[tuple[str, dict[str, Any]]]:
     """Run an experiment with a live bar of progress per point, and a line per milestone (see milestone)."""
     spec = registry.get(exp.protocol_name)
     unit = spec.progress_unit
@@ -479,7 +503,7 @@ def run_with_progress(exp: Experiment, out: Path, jobs: int = 1) -> list[tuple[s
             reached[label] = max(reached[label], value)
             bar.update(bars[label], completed=value, round=at)
 
-        return run_to_disk(exp, out, progress, jobs)
+        return run_to_disk(exp, out, progress, jobs, workers)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,12 @@ def partition(
     else:
         raise ValueError(f"unknown partition scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
-    return Partition(train.subset(public_idx), tuple(train.subset(idx) for idx in private_idx))
+    # Miners that share a subset (phi < N) share its Dataset too: 1,000 miners hold ten copies' worth, not 1,000.
+    subsets: dict[int, Dataset] = {}
+    for idx in private_idx:
+        if id(idx) not in subsets:
+            subsets[id(idx)] = train.subset(idx)
+    return Partition(train.subset(public_idx), tuple(subsets[id(idx)] for idx in private_idx))
 
 
 def _iid(

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,9 +17,11 @@ from numpy.typing import NDArray
 from chainlab.learning.bagging import RULES, aggregate, resample
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset
-from chainlab.learning.federated import Federated
 from chainlab.learning.metrics import METRICS, compute_metric
 from chainlab.learning.models import ModelFamily, make_family
+
+if TYPE_CHECKING:  # torch is imported on first use: tree-only runs and their worker processes never pay for it
+    from chainlab.learning.federated import Federated
 
 MAX_SEED = 2**32 - 1
 
@@ -112,6 +114,8 @@ class Worker:
         """The weight-space operations of the federated protocols (made on first use: they pin torch to one
         thread, which BagChain's own training does not ask for)."""
         if self._federated is None:
+            from chainlab.learning.federated import Federated
+
             self._federated = Federated()
         return self._federated
 

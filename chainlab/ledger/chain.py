@@ -88,6 +88,15 @@ class ChainIndex:
         """Return the entries from genesis to the tip."""
         return self.path_to(self._tip.block_hash)
 
+    def main_at(self, height: int) -> ChainEntry | None:
+        """The main chain's entry at ``height``, or None above the tip (walks down from the tip: cheap near it)."""
+        if height < self._genesis.height or height > self._tip.height:
+            return None
+        entry = self._tip
+        while entry.height > height:
+            entry = self._entries[entry.parent_hash]
+        return entry
+
     def at_height(self, height: int) -> list[ChainEntry]:
         """Return every entry at ``height``, across all forks, in insertion order."""
         return list(self._by_height.get(height, ()))

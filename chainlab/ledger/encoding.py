@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -26,11 +27,18 @@ def to_proto(obj: ProtoBacked, *, exclude: Iterable[str] = ()) -> Message:
     """Build the protobuf message of a dataclass; fields named in `exclude` are left unset."""
     skip = set(exclude)
     msg: Message = obj.PROTO()
-    for field in dataclasses.fields(obj):
-        if field.name in skip:
+    cls: type = type(obj)
+    for name in _field_names(cls):
+        if name in skip:
             continue
-        _set(msg, field.name, getattr(obj, field.name))
+        _set(msg, name, getattr(obj, name))
     return msg
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class (encoding runs for every block a node handles)."""
+    return tuple(field.name for field in dataclasses.fields(cls))
 
 
 def _set(msg: Message, name: str, value: Any) -> None:

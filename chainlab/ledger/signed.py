@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 from chainlab.ledger import encoding
 from chainlab.ledger.identity import Identity, verify
+
+T = TypeVar("T")
 
 
 class Signed:
@@ -27,9 +30,21 @@ class Signed:
         return signed
 
     def signature_valid(self, public_key: bytes) -> bool:
-        """Whether the signature is public_key's over this object's hash."""
-        return verify(public_key, self.signature, self.hash)
+        """Whether the signature is public_key's over this object's hash; checked once per object and key (the
+        simulator hands one object to every node, so a block is verified once, not once per delivered copy)."""
+        return self.derived(("signature_valid", public_key), lambda: verify(public_key, self.signature, self.hash))
 
     def encode(self) -> bytes:
-        """Wire bytes, signature included."""
-        return encoding.encode(self)
+        """Wire bytes, signature included; encoded once per object."""
+        return self.derived("encode", lambda: encoding.encode(self))
+
+    def derived(self, key: object, compute: Callable[[], T]) -> T:
+        """A value derived from this immutable object alone, computed on first use and kept with it.
+
+        compute must depend only on the object's content (and on content-addressed data, looked up by hash):
+        every holder of the object then shares one result."""
+        memo: dict[object, Any] = self.__dict__.setdefault("_derived", {})
+        if key not in memo:
+            memo[key] = compute()
+        value: T = memo[key]
+        return value

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = [
     "BANDWIDTH_FLOOR_RATIO",
@@ -25,6 +26,7 @@ __all__ = [
     "check_bandwidth",
     "check_loss",
     "check_size",
+    "hop_array",
     "hop_rounds",
     "is_cut",
     "message_id",
@@ -134,22 +136,34 @@ def hop_rounds(seed: int, message: bytes, links: Sequence[LinkSpec], size_mb: fl
     link gets its draws whatever its state, so that a link's hop depends only on (seed, message ID, its
     index, its own settings) and a sidecar that knows only its own links' current settings still agrees.
     """
+    latency = np.array([spec.latency_rounds for spec in links], dtype=np.int64)
+    bandwidth = np.array([spec.bandwidth_mb_per_round for spec in links], dtype=np.float64)
+    loss = np.array([spec.loss for spec in links], dtype=np.float64)
+    return [None if hop < 0 else hop for hop in hop_array(seed, message, latency, bandwidth, loss, size_mb).tolist()]
+
+
+def hop_array(
+    seed: int,
+    message: bytes,
+    latency: NDArray[np.int64],
+    bandwidth: NDArray[np.float64],
+    loss: NDArray[np.float64],
+    size_mb: float,
+) -> NDArray[np.int64]:
+    """hop_rounds over the links' settings as arrays (in edge order), with -1 where the message is lost: the same
+    draws and arithmetic in IEEE doubles, one vector operation per step instead of a loop over links."""
     size = check_size(size_mb)
     rng = _generator(seed, message)
-    normal = rng.standard_normal(len(links))
-    uniform = rng.random(len(links))
-    hops: list[int | None] = []
-    for spec, z, u in zip(links, normal.tolist(), uniform.tolist(), strict=True):
-        if u < spec.loss:
-            hops.append(None)
-            continue
-        bandwidth = spec.bandwidth_mb_per_round
-        transfer = 0
-        if bandwidth > 0.0:
-            drawn = max(bandwidth + BANDWIDTH_SIGMA_RATIO * bandwidth * z, BANDWIDTH_FLOOR_RATIO * bandwidth)
-            transfer = max(1, math.ceil(size / drawn))
-        # At least one round: a message acted on in the round it was sent could not have travelled.
-        hops.append(max(1, transfer + spec.latency_rounds))
+    normal = rng.standard_normal(len(latency))
+    uniform = rng.random(len(latency))
+    drawn = np.maximum(bandwidth + BANDWIDTH_SIGMA_RATIO * bandwidth * normal, BANDWIDTH_FLOOR_RATIO * bandwidth)
+    limited = bandwidth > 0.0
+    transfer = np.zeros(len(latency), dtype=np.int64)
+    if limited.any():
+        transfer[limited] = np.maximum(1, np.ceil(size / drawn[limited])).astype(np.int64)
+    # At least one round: a message acted on in the round it was sent could not have travelled.
+    hops = np.maximum(1, transfer + latency)
+    hops[uniform < loss] = -1
     return hops
 
 

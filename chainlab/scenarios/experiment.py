@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,10 +164,88 @@ class Experiment:
         return Experiment.from_mapping(data)
 
 
-def load_experiment(path: Path) -> Experiment:
-    """Read and validate a YAML experiment config."""
+def load_experiment(path: Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read a YAML experiment config, apply `--set key.path=value` overrides, and validate the result."""
     with path.open() as f:
         data = yaml.safe_load(f)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping")
-    return Experiment.from_mapping(data)
+    return with_overrides(data, overrides)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.path=value` as (path, value); the value is YAML, so 100 is an int, true a bool, [1, 2] a list."""
+    path, sep, value_text = text.partition("=")
+    if not sep:
+        raise ValueError(f"--set {text}: expected key.path=value")
+    path = path.strip()
+    if not path or not all(path.split(".")):
+        raise ValueError(f"--set {text}: empty key in {path!r} (expected key.path=value)")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ValueError(f"--set {text}: the value is not YAML ({reason})") from exc
+    return path, value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """A deep copy of a config mapping with each (dotted path, value) set in turn, missing sections created."""
+    out = copy.deepcopy(dict(data))
+    for path, value in overrides:
+        node = out
+        *parents, leaf = path.split(".")
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"{'.'.join(parents[: depth + 1])} is {child!r}, not a section with keys")
+            node = child
+        node[leaf] = value
+    return out
+
+
+def with_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> Experiment:
+    """Validate a config mapping after `--set` overrides; an error names the override(s) it is due to."""
+    if not overrides:
+        return Experiment.from_mapping(data)
+    pairs = [(text, parse_override(text)) for text in overrides]
+    changed = dict(data)
+    for text, pair in pairs:
+        try:
+            changed = apply_overrides(changed, [pair])
+        except ValueError as exc:
+            raise ValueError(f"--set {text}: {exc}") from exc
+    protocol = changed.get("protocol", {})
+    name = protocol.get("name", DEFAULT_PROTOCOL) if isinstance(protocol, Mapping) else DEFAULT_PROTOCOL
+    if name in registry.names():  # an unknown protocol is named by validation below
+        known = GENERIC_KEYS | registry.get(str(name)).config_keys
+        for text, (path, _) in pairs:
+            top = path.split(".", 1)[0]
+            if top not in known:
+                raise ValueError(f"--set {text}: unknown key {top!r}; known: {', '.join(sorted(known))}")
+    try:
+        return Experiment.from_mapping(changed)
+    except ValueError as exc:
+        blamed = _blame(data, pairs)
+        if not blamed:
+            raise  # the file's own error, which no override touches
+        raise ValueError(f"{blamed}: {exc}") from exc
+
+
+def _error_of(data: Mapping[str, Any]) -> str | None:
+    try:
+        Experiment.from_mapping(data)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _blame(data: Mapping[str, Any], pairs: Sequence[tuple[str, tuple[str, Any]]]) -> str:
+    """The overrides a validation error is due to: each that fails on its own in a way the file alone does not,
+    else (a combination's fault) all of them; empty when the file fails the same way with or without them."""
+    before = _error_of(data)
+    alone = [text for text, pair in pairs if _error_of(apply_overrides(data, [pair])) not in (None, before)]
+    if alone:
+        return " ".join(f"--set {text}" for text in alone)
+    after = _error_of(apply_overrides(data, [pair for _, pair in pairs]))
+    return "" if after == before else " ".join(f"--set {text}" for text, _ in pairs)

@@ -29,6 +29,9 @@ def internal_errors_by_node(records: Sequence[Observation], names: Sequence[str]
     return dict(sorted(counts.items()))
 
 
+COST_KEYS = ("workers", "non_ml_seconds", "peak_rss_mb", "peak_rss_worker_mb")
+
+
 def assemble(
     exp: Experiment,
     *,
@@ -45,13 +48,16 @@ def assemble(
     round_seconds: float | None = None,
     cpu: Mapping[str, Mapping[str, float]] | None = None,
     chaos: Sequence[Mapping[str, object]] = (),
+    cost: Mapping[str, float | int] | None = None,
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
 
     cpu (live only) is each node's protocol, codec, process and ML time; protocol_cpu_share is the protocol core's
     share of all the nodes' process CPU (seed 001's "blockchain overhead"), codec_cpu_share the wire codec's
     (seed 001 counts it among network tasks); both None without it. chaos is the scenario's report (ChaosClock):
-    each action with when it took effect and when the nodes it restarted or healed caught up.
+    each action with when it took effect and when the nodes it restarted or healed caught up. cost (simulation
+    only: None live, where each node is its own process) holds `workers`, `non_ml_seconds`, `peak_rss_mb` and
+    `peak_rss_worker_mb` (see chainlab.sim.experiment.run).
     """
     cpu = cpu or {}
     process = sum(c["process_seconds"] for c in cpu.values())
@@ -84,4 +90,5 @@ def assemble(
         "codec_cpu_share": codec / process if process > 0 else None,
         "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
         "chaos": [dict(entry) for entry in chaos],
+        **{key: (cost or {}).get(key) for key in COST_KEYS},
     }

@@ -30,7 +30,7 @@ from chainlab.scenarios.chaos import (
     check_names,
 )
 from chainlab.scenarios.experiment import Experiment
-from chainlab.sim.engine import Simulation, _Deliver, _Event, _Result, _Serve
+from chainlab.sim.engine import Simulation, _Deliver, _Event, _Mining, _Result, _Serve
 from chainlab.sim.network import FullyConnected, TopologyNetwork
 
 
@@ -85,7 +85,7 @@ class ChaosSimulation(Simulation):
         return super().run()
 
     def _push(self, at: int, node: int, event: _Event) -> None:
-        if isinstance(event, Timer | _Result):
+        if isinstance(event, Timer | _Result | _Mining):
             event = _Life(self._lives[node], event)  # type: ignore[assignment]
         elif isinstance(event, _Serve):
             event = _Life(self._lives[event.client], event)  # type: ignore[assignment]
@@ -101,7 +101,7 @@ class ChaosSimulation(Simulation):
             owner = inner.client if isinstance(inner, _Serve) else i
             if wrapped.life != self._lives[owner] or owner in self.down:
                 return  # for an incarnation that is gone
-            if isinstance(inner, _Result) and (i, inner.job) in self._cancelled:
+            if isinstance(inner, _Result | _Mining) and (i, inner.job) in self._cancelled:
                 return
             if isinstance(inner, _Serve) and i in self.down:
                 failed: JobResult = False if isinstance(inner.effect, FetchData) else None
@@ -199,6 +199,8 @@ def chaos_simulation(
         private=base.private,
         work=base.work,
         max_rounds=base.max_rounds,
+        durable=any(isinstance(t.action, Restart) for t in actions),  # a restarted node reads what it persisted
+        pool=base.pool,
         actions=actions,
         names=names,
         clock=ChaosClock(actions, lambda phase: spec.phase_start(exp, phase), observer),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -33,8 +34,9 @@ from chainlab.protocols.effects import (
 from chainlab.sim.network import NetworkModel
 from chainlab.work import executor
 from chainlab.work.config import WorkConfig
+from chainlab.work.pool import ComputePool, Ticket
 
-_MINE_CHUNK = 1 << 16
+_MINE_STEP_ROUNDS = 16  # a search covers this many rounds of trials at a time (see Simulation._mine)
 _MAX_MINE_TRIALS = 1 << 26  # a Key Block this unlucky is reported instead of searched forever
 
 
@@ -45,9 +47,28 @@ class _Deliver:
 
 
 @dataclass(frozen=True)
+class _Flood:
+    """One broadcast's deliveries due in one round, in node order (one heap entry instead of one per node)."""
+
+    sender: bytes
+    message: object
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class _Result:
     job: int
-    result: JobResult
+    result: JobResult | Ticket  # a pool's ticket is collected when the result is due
+
+
+@dataclass(frozen=True)
+class _Mining:
+    """A nonce search goes on: trials made so far, since round `started`."""
+
+    job: int
+    effect: Mine
+    started: int
+    trials: int
 
 
 @dataclass(frozen=True)
@@ -56,7 +77,7 @@ class _Serve:
     effect: Request | FetchData
 
 
-_Event = _Deliver | Timer | _Result | _Serve
+_Event = _Deliver | _Flood | Timer | _Result | _Mining | _Serve
 
 
 @dataclass
@@ -73,14 +94,23 @@ class Simulation:
     max_rounds: int = 1_000_000
     on_round: Callable[[int], None] | None = None
     records: list[Observation] = field(default_factory=list)
+    # Which Record events to keep (None: all). At 1,000 miners every node records every verdict: millions of
+    # observations that a run's results never read.
+    kept_events: frozenset[str] | None = None
     now: int = 0
     truncated: bool = False
     _queue: list[tuple[int, int, int, _Event]] = field(default_factory=list)
     _seq: int = 0
     _cancelled: set[tuple[int, int]] = field(default_factory=set)
     _index: dict[bytes, int] = field(default_factory=dict)
-    _train_data: dict[tuple[int, tuple[bytes, ...], bool], Dataset] = field(default_factory=dict)
+    _train_data: dict[tuple[tuple[bytes, ...], bool, int], Dataset] = field(default_factory=dict)
     stores: dict[int, MemoryBlockStore] = field(default_factory=dict)  # node index -> what it persisted
+    # Whether Persist effects are kept: only a restarted node reads them, so a run without restarts drops them
+    # (at 1,000 miners every node persisting every block would hold millions of records for nobody).
+    durable: bool = True
+    # ML jobs go to the pool when there is one: submitted when asked for, collected when due (simulated rounds
+    # later), so that independent jobs run on every worker meanwhile; without one they run here, one at a time.
+    pool: ComputePool | None = None
 
     def __post_init__(self) -> None:
         self._index = {node.node_id: i for i, node in enumerate(self.nodes)}
@@ -106,7 +136,7 @@ class Simulation:
             self._execute(i, node.start(0))
         while self._queue:
             at, _, i, event = heapq.heappop(self._queue)
-            if isinstance(event, _Result) and (i, event.job) in self._cancelled:
+            if isinstance(event, _Result | _Mining) and (i, event.job) in self._cancelled:
                 continue  # an abandoned job's result (a nonce found after its block was superseded) is no event
             if at > self.max_rounds:
                 self.truncated = True
@@ -122,16 +152,23 @@ class Simulation:
         heapq.heappush(self._queue, (at, self._seq, node, event))
 
     def _dispatch(self, i: int, event: _Event) -> None:
-        node = self.nodes[i]
         match event:
             case _Deliver(sender, message):
-                self._execute(i, node.on_message(sender, message, self.now))
+                self._execute(i, self.nodes[i].on_message(sender, message, self.now))
+            case _Flood(sender, message, nodes):
+                for dst in nodes:
+                    self._dispatch(dst, _Deliver(sender, message))
+            case _Mining():
+                self._mine(i, event)
             case _Result(job, result):
-                self._execute(i, node.on_result(job, result, self.now))
+                if isinstance(result, Ticket):
+                    assert self.pool is not None
+                    result = self.pool.result(result)
+                self._execute(i, self.nodes[i].on_result(job, result, self.now))
             case _Serve():
                 self._serve(i, event)
             case Timer():
-                self._execute(i, node.on_timer(event, self.now))
+                self._execute(i, self.nodes[i].on_timer(event, self.now))
 
     def _execute(self, i: int, effects: list[Effect]) -> None:
         # As raft's Ready: a step's records are written before anything it announces can be seen.
@@ -141,28 +178,41 @@ class Simulation:
                     sender = self.nodes[i].node_id
                     # Keyed like the sidecar's: the same message draws the same hop times in sim and live.
                     wire_id = message_id(sender, self.codec.encode_message(message))
-                    for dst, at in self.network.broadcast(i, size_mb, self.now, wire_id).items():
-                        self._push(at, dst, _Deliver(sender, message))
+                    self._flood(sender, message, self.network.broadcast(i, size_mb, self.now, wire_id))
                 case Send(peer, message, size_mb):
                     self._send(i, peer, message, size_mb)
                 case StartTimer(timer, after):
                     self._push(self.now + after, i, timer)
                 case Persist(kind, key, payload):
-                    self.store(i).put(kind, key, payload)
+                    if self.durable:
+                        self.store(i).put(kind, key, payload)
                 case Record(event, data):
-                    self.records.append(Observation(self.now, i, event, data))
+                    if self.kept_events is None or event in self.kept_events:
+                        self.records.append(Observation(self.now, i, event, data))
                 case CancelJob(job):
                     self._cancelled.add((i, job))
                 case Compute(job, op):
+                    if self.pool is not None:
+                        self._push(self.now + self.work.rounds(op), i, _Result(job, self.pool.submit(i, op)))
+                        continue
                     train = self._training_data(i, op) if isinstance(op, TrainModel) else None
                     result = executor.execute(self.worker, op, self.datasets, train, self.private.get(i))
                     self._push(self.now + self.work.rounds(op), i, _Result(job, result))
-                case Mine():
-                    self._mine(i, effect)
+                case Mine(job):
+                    self._mine(i, _Mining(job, effect, self.now, 0))
                 case Request() | FetchData():
                     self._fetch(i, effect)
                 case _:
                     assert_never(effect)
+
+    def _flood(self, sender: bytes, message: object, arrivals: Mapping[int, int]) -> None:
+        """Deliveries by round, each round's in node order: the order one push per node would give, since nothing
+        else is pushed between them."""
+        by_round: dict[int, list[int]] = {}
+        for dst, at in arrivals.items():
+            by_round.setdefault(at, []).append(dst)
+        for at, nodes in by_round.items():
+            self._push(at, -1, _Flood(sender, message, tuple(nodes)))
 
     def _send(self, i: int, peer: bytes, message: object, size_mb: float) -> None:
         """Point to point along the shortest up route; lost if the peer is unknown, itself or unreachable."""
@@ -176,25 +226,27 @@ class Simulation:
             self._push(at, dst, _Deliver(sender, message))
 
     def _training_data(self, i: int, op: TrainModel) -> Dataset:
-        """D_Ti, assembled once per node and data."""
-        key = (i, op.datasets, op.with_private)
+        """D_Ti, assembled once per data (nodes that share a private set share it)."""
+        private = self.private.get(i)
+        key = (op.datasets, op.with_private, id(private))
         if key not in self._train_data:
-            self._train_data[key] = executor.training_data(op, self.datasets, self.private.get(i))
+            self._train_data[key] = executor.training_data(op, self.datasets, private)
         return self._train_data[key]
 
-    def _mine(self, i: int, effect: Mine) -> None:
-        """Real nonce search; the trial count at success decides the round at q trials per round."""
-        trials, start = 0, 0
-        suffix = fixed64_suffix(effect.nonce_tag)
-        while trials < _MAX_MINE_TRIALS:
-            nonce, used = search_nonce(effect.prefix, suffix, effect.target, start, _MINE_CHUNK)
-            trials += used
-            if nonce is not None:
-                rounds = max(1, math.ceil(trials / self.work.hash_trials_per_round))
-                self._push(self.now + rounds, i, _Result(effect.job, nonce))
-                return
-            start += _MINE_CHUNK
-        self.records.append(Observation(self.now, i, "mining_gave_up", {"trials": trials}))
+    def _mine(self, i: int, step: _Mining) -> None:
+        """Real nonce search, q trials per round, searched _MINE_STEP_ROUNDS rounds ahead at a time: the nonce and the
+        round it lands in are those of one search to the end, but a search given up (its block superseded, as most
+        are) stops within a step instead of running to a nonce nobody will use."""
+        effect, q = step.effect, self.work.hash_trials_per_round
+        budget = min(_MINE_STEP_ROUNDS * q, _MAX_MINE_TRIALS - step.trials)
+        nonce, used = search_nonce(effect.prefix, fixed64_suffix(effect.nonce_tag), effect.target, step.trials, budget)
+        trials = step.trials + used
+        if nonce is not None:
+            self._push(step.started + max(1, math.ceil(trials / q)), i, _Result(step.job, nonce))
+        elif trials >= _MAX_MINE_TRIALS:
+            self.records.append(Observation(self.now, i, "mining_gave_up", {"trials": trials}))
+        else:
+            self._push(step.started + trials // q, i, dataclasses.replace(step, trials=trials))
 
     def _fetch(self, i: int, effect: Request | FetchData) -> None:
         """Point to point, fetch_rounds each way when the network can route it (section II-D)."""

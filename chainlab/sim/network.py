@@ -7,12 +7,15 @@ hop times.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import networkx as nx
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from chainlab.network.config import NetworkConfig
 from chainlab.network.graphs import as_int, check_n, check_vertex, from_edges
@@ -21,6 +24,7 @@ from chainlab.network.links import (
     check_bandwidth,
     check_loss,
     check_size,
+    hop_array,
     hop_rounds,
     is_cut,
     partition_groups,
@@ -96,12 +100,18 @@ class FullyConnected:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """The links in draw order, rebuilt only when a link or the partition changes."""
+    """The links in draw order as arrays, rebuilt only when a link or the partition changes."""
 
     edges: tuple[tuple[int, int], ...]
     specs: tuple[LinkSpec, ...]
-    blocked: tuple[bool, ...]
-    adjacency: tuple[tuple[tuple[int, int], ...], ...]
+    ends: tuple[NDArray[np.int64], NDArray[np.int64]]
+    latency: NDArray[np.int64]
+    bandwidth: NDArray[np.float64]
+    loss: NDArray[np.float64]
+    blocked: NDArray[np.bool_]
+    # Without loss a message of no size takes the same hops every time (its latency and one round): the
+    # distances from a source are drawn once, not once per fetch.
+    static: dict[int, NDArray[np.float64]] = field(default_factory=dict)
 
 
 class TopologyNetwork:
@@ -207,15 +217,16 @@ class TopologyNetwork:
 
     def _compiled(self) -> _Compiled:
         if self._compiled_cache is None:
-            adjacency: list[list[tuple[int, int]]] = [[] for _ in range(self.n)]
-            for index, (u, v) in enumerate(self._order):
-                adjacency[u].append((v, index))
-                adjacency[v].append((u, index))
+            order = self._order
+            specs = tuple(self._links[e] for e in order)
             self._compiled_cache = _Compiled(
-                edges=self._order,
-                specs=tuple(self._links[e] for e in self._order),
-                blocked=tuple(not self._up[e] or is_cut(self._group, *e) for e in self._order),
-                adjacency=tuple(tuple(sorted(a)) for a in adjacency),
+                edges=order,
+                specs=specs,
+                ends=(np.array([u for u, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.int64)),
+                latency=np.array([spec.latency_rounds for spec in specs], dtype=np.int64),
+                bandwidth=np.array([spec.bandwidth_mb_per_round for spec in specs], dtype=np.float64),
+                loss=np.array([spec.loss for spec in specs], dtype=np.float64),
+                blocked=np.array([not self._up[e] or is_cut(self._group, *e) for e in order], dtype=np.bool_),
             )
         return self._compiled_cache
 
@@ -224,42 +235,32 @@ class TopologyNetwork:
         c = self._compiled()
         return dict(zip(c.edges, hop_rounds(self.seed, _check_id(message_id), c.specs, size_mb), strict=True))
 
-    def _usable_hops(self, message_id: bytes, size_mb: float) -> list[int]:
-        """Rounds to cross each link for this message, or -1 where the link does not carry it."""
-        c = self._compiled()
-        drawn = hop_rounds(self.seed, _check_id(message_id), c.specs, check_size(size_mb))
-        return [-1 if hop is None or blocked else hop for hop, blocked in zip(drawn, c.blocked, strict=True)]
+    def _distances(self, src: int, message_id: bytes, size_mb: float) -> NDArray[np.float64]:
+        """Rounds from src to every node (inf: unreachable) over this message's hop times on the usable links.
 
-    def _shortest(self, src: int, hops: list[int], target: int | None = None) -> dict[int, int]:
-        """Dijkstra from src over the sampled hop times; the settled nodes and their distances."""
-        adjacency = self._compiled().adjacency
-        best = {src: 0}
-        settled: dict[int, int] = {}
-        heap = [(0, src)]
-        while heap:
-            dist, node = heapq.heappop(heap)
-            if node in settled:
-                continue
-            settled[node] = dist
-            if node == target:
-                break
-            for neighbour, edge in adjacency[node]:
-                hop = hops[edge]
-                if hop < 0 or neighbour in settled:
-                    continue
-                candidate = dist + hop
-                if candidate < best.get(neighbour, candidate + 1):
-                    best[neighbour] = candidate
-                    heapq.heappush(heap, (candidate, neighbour))
-        return settled
+        Flooding to every neighbour that lacks the message reaches each node first along the fastest path, which is
+        exactly the shortest-path distance over the message's link times: one Dijkstra over the links (scipy's, in
+        C) per message, work proportional to the links rather than to nodes x messages."""
+        _check_id(message_id)
+        c = self._compiled()
+        static = size_mb == 0.0 and not c.loss.any()
+        if static and src in c.static:
+            return c.static[src]
+        hops = hop_array(self.seed, message_id, c.latency, c.bandwidth, c.loss, check_size(size_mb))
+        usable = (hops >= 1) & ~c.blocked
+        u, v = c.ends
+        graph = csr_matrix((hops[usable].astype(np.float64), (u[usable], v[usable])), shape=(self.n, self.n))
+        distances: NDArray[np.float64] = dijkstra(graph, directed=False, indices=src)
+        if static:
+            c.static[src] = distances
+        return distances
 
     def broadcast(self, src: int, size_mb: float, now: int, message_id: bytes) -> dict[int, int]:
         """Delivery round of a flooded message at every node it reaches (src excluded)."""
         src = check_vertex(src, self.n, "src")
-        # Flooding to every neighbour that lacks the message reaches each node first along the
-        # fastest path, which is exactly the shortest-path distance over this message's link times.
-        settled = self._shortest(src, self._usable_hops(message_id, size_mb))
-        return {node: now + settled[node] for node in sorted(settled) if node != src}
+        distances = self._distances(src, message_id, size_mb)
+        reached = np.flatnonzero(np.isfinite(distances)).tolist()
+        return {node: now + int(distances[node]) for node in reached if node != src}
 
     def unicast(self, src: int, dst: int, size_mb: float, now: int, message_id: bytes) -> int | None:
         """Delivery round of a point-to-point transfer (Fetch), or None if dst is unreachable."""
@@ -267,8 +268,8 @@ class TopologyNetwork:
         dst = check_vertex(dst, self.n, "dst")
         if src == dst:
             raise ValueError(f"unicast from node {src} to itself")
-        settled = self._shortest(src, self._usable_hops(message_id, size_mb), target=dst)
-        return now + settled[dst] if dst in settled else None
+        distance = self._distances(src, message_id, size_mb)[dst]
+        return now + int(distance) if np.isfinite(distance) else None
 
 
 def build_network(config: NetworkConfig, n: int, seed: int) -> FullyConnected | TopologyNetwork:

@@ -64,12 +64,14 @@ def write_run(results: dict[str, Any], out: Path) -> None:
 
 
 def run_to_disk(
-    exp: Experiment, out: Path, progress: Progress | None = None, jobs: int = 1
+    exp: Experiment, out: Path, progress: Progress | None = None, jobs: int = 1, workers: int = 1
 ) -> list[tuple[str, dict[str, Any]]]:
     """Run every point of exp, writing each to its own folder (or out itself for a single run).
 
     With jobs > 1 the points of a sweep run in that many worker processes; each point is deterministic in its
-    config, so results do not depend on jobs. progress then hears of a point once, when it is done.
+    config, so results do not depend on jobs. progress then hears of a point once, when it is done. workers is
+    each point's pool of ML processes (see chainlab.work.pool); with jobs > 1 a point gets one, so that jobs x
+    workers processes do not contend for the same cores.
     """
     name = str(exp.get("name", out.name))
     if exp.get("analysis"):
@@ -96,7 +98,7 @@ def run_to_disk(
                 if progress is not None:
                     progress(label or name, at, height)
 
-            results = run(point, step)
+            results = run(point, step, workers=workers)
             write_run(results, out / folder_name(label) if label else out)
             done.append((label, results))
     if len(done) > 1:

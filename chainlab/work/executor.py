@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset
-from chainlab.learning.federated import NetSpec
 from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
 from chainlab.protocols.effects import (
@@ -24,6 +23,9 @@ from chainlab.protocols.effects import (
     WorkOp,
 )
 from chainlab.protocols.spec import ModelSpec
+
+if TYPE_CHECKING:  # torch is imported on first use (see Worker.federated)
+    from chainlab.learning.federated import NetSpec
 
 
 class MissingData(LookupError):
@@ -47,6 +49,8 @@ def training_data(op: TrainModel, datasets: Mapping[bytes, Dataset], private: Da
 
 def net_spec(spec: ModelSpec) -> NetSpec:
     """The learning layer's view of a federated model spec."""
+    from chainlab.learning.federated import NetSpec
+
     return NetSpec.of(spec.family, spec.params)
 
 

@@ -4,12 +4,14 @@ import hashlib
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainlab.network.links import (
     BANDWIDTH_FLOOR_RATIO,
+    BANDWIDTH_SIGMA_RATIO,
     LinkSpec,
     hop_rounds,
     is_cut,
@@ -140,3 +142,31 @@ def test_partitions_cut_between_listed_groups_only() -> None:
     assert not is_cut(group, 0, 3)  # an unlisted node keeps its links
     with pytest.raises(ValueError, match="more than one"):
         partition_groups([[0, 1], [1]])
+
+
+def _one_link_at_a_time(seed: int, mid: bytes, links: list[LinkSpec], size: float) -> list[int | None]:
+    """The hop rule written out per link, as the paper states it: the reference the vectorized rule must match."""
+    rng = np.random.default_rng(
+        int.from_bytes(hashlib.sha256(b"chainlab.network.hop:" + str(seed).encode() + b":" + mid).digest(), "big")
+    )
+    normal, uniform = rng.standard_normal(len(links)), rng.random(len(links))
+    hops: list[int | None] = []
+    for spec, z, u in zip(links, normal.tolist(), uniform.tolist(), strict=True):
+        if u < spec.loss:
+            hops.append(None)
+            continue
+        b = spec.bandwidth_mb_per_round
+        transfer = 0
+        if b > 0.0:
+            drawn = max(b + BANDWIDTH_SIGMA_RATIO * b * z, BANDWIDTH_FLOOR_RATIO * b)
+            transfer = max(1, math.ceil(size / drawn))
+        hops.append(max(1, transfer + spec.latency_rounds))
+    return hops
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=_seeds, mid=_ids, links=st.lists(_specs, max_size=30), size=_sizes)
+def test_the_vectorized_rule_matches_the_rule_link_by_link(
+    seed: int, mid: bytes, links: list[LinkSpec], size: float
+) -> None:
+    assert hop_rounds(seed, mid, links, size) == _one_link_at_a_time(seed, mid, links, size)

@@ -6,25 +6,30 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import pytest
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
+from chainlab.ledger.pow import fixed64_suffix, search_nonce
 from chainlab.network.graphs import from_edges
 from chainlab.protocols.base import Answer, NodeStatus, Timer
 from chainlab.protocols.effects import (
     PRIVATE,
+    Broadcast,
+    CancelJob,
     Compute,
     Effect,
     EvaluateModel,
     EvaluationFailed,
     InitModel,
     JobResult,
+    Mine,
     Send,
     TrainSteps,
 )
 from chainlab.protocols.spec import ModelSpec
 from chainlab.sim.engine import Simulation
-from chainlab.sim.network import TopologyNetwork
+from chainlab.sim.network import FullyConnected, TopologyNetwork
 from chainlab.work.config import WorkConfig
 
 
@@ -120,3 +125,42 @@ def test_weight_operations_run_on_the_nodes_own_data_and_report_bad_weights() ->
     assert at == 3  # step_rounds
     trained = dict(node.results)[3]
     assert isinstance(trained, bytes) and trained != weights
+
+
+def _eager_search(effect: Mine, q: int, now: int) -> tuple[int, int]:
+    """A search run to its end from nonce 0: (round the nonce lands in, nonce)."""
+    nonce, trials = search_nonce(effect.prefix, fixed64_suffix(effect.nonce_tag), effect.target, 0, 1 << 20)
+    assert nonce is not None
+    return now + max(1, -(-trials // q)), nonce
+
+
+@pytest.mark.parametrize("q", [1, 3, 64])
+def test_a_search_in_steps_finds_the_nonce_and_round_of_one_search_to_the_end(q: int) -> None:
+    effect = Mine(1, b"prefix", 2**256 // 300, b"\x71")
+    node = _Node(b"\x01" * 32, first=[effect])
+    simulation = Simulation([node], _Codec(), _line(1), Worker(), {}, {}, WorkConfig(hash_trials_per_round=q))
+    at = simulation.run()
+    assert (at, node.results) == (_eager_search(effect, q, 0)[0], [(1, _eager_search(effect, q, 0)[1])])
+
+
+def test_a_cancelled_search_stops_within_a_step() -> None:
+    node = _Node(b"\x01" * 32, first=[Mine(1, b"prefix", 1, b"\x71"), CancelJob(1)])  # a target nothing meets
+    simulation = Simulation([node], _Codec(), _line(1), Worker(), {}, {}, WorkConfig())
+    assert simulation.run() <= 16 and not node.results
+
+
+def test_a_broadcast_reaches_each_node_in_node_order_within_a_round() -> None:
+    order: list[int] = []
+
+    @dataclass
+    class _Listener(_Node):
+        index: int = 0
+
+        def on_message(self, sender: bytes, message: object, now: int) -> list[Effect]:
+            order.append(self.index)
+            return []
+
+    nodes = [_Listener(bytes([i]) * 32, index=i) for i in range(5)]
+    nodes[2].first = [Broadcast(b"block", 0.1)]
+    Simulation(nodes, _Codec(), FullyConnected(5, 3), Worker(), {}, {}, WorkConfig()).run()
+    assert order == [0, 1, 3, 4]

@@ -28,7 +28,7 @@ SMALL: dict[str, Any] = {
     "protocol": {"phase1_rounds": 30, "phase2_rounds": 10, "target": "2**250-1"},
     "work": {"train_rounds": 3},
 }
-TIMINGS = {"wall_seconds", "ml_seconds"}
+TIMINGS = {"wall_seconds", "ml_seconds", "non_ml_seconds", "peak_rss_mb", "peak_rss_worker_mb", "workers"}
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
@@ -141,3 +141,12 @@ def test_shipped_experiment_configs_parse() -> None:
     }
     for config in configs:
         assert points(load_experiment(config))
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_number_of_ml_workers() -> None:
+    exp = Experiment.from_mapping(SMALL)
+    one, two = run(exp, workers=1), run(exp, workers=2)
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert json.dumps(_without_timings(one), sort_keys=True) == json.dumps(_without_timings(two), sort_keys=True)
+    assert two["ml_seconds"] > 0 and two["peak_rss_mb"] > 0 and two["peak_rss_worker_mb"] > 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sized
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sized
 from typing import Any, ClassVar
 
 from chainlab.ledger import encoding
@@ -30,7 +30,7 @@ from chainlab.protocols.bagchain.messages import (
 )
 from chainlab.protocols.bagchain.params import BagChainParams
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
-from chainlab.protocols.bagchain.timers import ExpireKeyBlock, SyncDue, SyncProbe
+from chainlab.protocols.bagchain.timers import ExpireKeyBlock, RetryDataset, SyncDue, SyncProbe
 from chainlab.protocols.base import Answer, NodeStatus, RecordValue, Timer
 from chainlab.protocols.effects import (
     Compute,
@@ -48,11 +48,13 @@ from chainlab.protocols.effects import (
 
 
 class Waiting(Exception):
-    """Validation needs data that has been asked for; `reason` applies if it never comes."""
+    """Validation needs data that has been asked for; `reason` applies if it never comes. `on` names what it waits
+    for (see FullNode._wake): the block is checked again when one of them arrives, not after every event."""
 
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, *on: Hashable) -> None:
         super().__init__(str(reason))
         self.reason = reason
+        self.on = on
 
 
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
@@ -106,6 +108,15 @@ class FullNode:
         self._pending_mbs: set[bytes] = set()  # stored, no verdict yet
         self._pending_ebs: set[bytes] = set()
         self._pending_kbs: dict[bytes, KeyBlock] = {}
+        # Event-driven validation: a pending block that must wait is filed under what it waits for (_waiters) and
+        # comes back to _dirty when that arrives (_wake); _progress checks only the dirty ones.
+        self._dirty: set[bytes] = set()
+        self._waiters: defaultdict[Hashable, set[bytes]] = defaultdict(set)
+        self._valid_mbs: set[bytes] = set()  # MiniBlocks with a valid verdict
+        self._unsettled: Counter[tuple[int, bytes, bytes | None]] = Counter()  # MiniBlocks without a verdict, by
+        # (height, task, parent) and by (height, task, None)
+        self._by_model: defaultdict[bytes, list[bytes]] = defaultdict(list)  # ModelHash -> MiniBlock hashes
+        self._executed: dict[bytes, frozenset[bytes]] = {genesis.hash: frozenset({genesis.task_id})}
         self._waiting_on: dict[bytes, Reason] = {}
         self._model_failures: dict[bytes, Reason] = {}  # by MiniBlock hash
         self._metric_failures: dict[MetricKey, str] = {}
@@ -171,8 +182,7 @@ class FullNode:
                 hashes, dataset, value = persist.read_metric(record)
                 self.metrics[(hashes, dataset)] = value
         for block_hash, verdict in verdicts.items():
-            table = self.mb_verdict if block_hash in self.miniblocks else self.eb_verdict
-            table[block_hash] = verdict
+            self._record_verdict(block_hash, verdict)
             self._pending_mbs.discard(block_hash)
             self._pending_ebs.discard(block_hash)
             if verdict is not None:
@@ -191,6 +201,7 @@ class FullNode:
             self._store_ensemble(block)
         elif block.hash not in self.key_blocks and block.prehash in self.key_blocks:
             self.key_blocks[block.hash] = block
+            self._executed[block.hash] = self._executed[block.prehash] | {block.task_id}
             self.chain.add(ChainEntry(block.hash, block.prehash, block.height, block.metric_best))
 
     def _after_restore(self) -> None:
@@ -229,6 +240,8 @@ class FullNode:
                 return self._flush()  # the parent came by gossip: nothing changed
         elif isinstance(timer, SyncProbe):
             self._on_sync_probe(timer)
+        elif isinstance(timer, RetryDataset):
+            self._wake(("dataset", timer.commitment))
         else:
             self._on_own_timer(timer)
         self._progress()
@@ -246,8 +259,10 @@ class FullNode:
             # The driver failed, not the peer: nothing is held against any block, and the job is asked for
             # again when validation next needs it.
             self._record("job_failed", job=kind, detail=result.detail)
+            if kind in ("model", "metric"):
+                self._wake((kind, key.hash if kind == "model" else key))
             if kind == "dataset":
-                self._dataset_retry_at[key] = now + _RETRY_ROUNDS
+                self._retry_dataset(key)
             elif kind == "sync":
                 self._probes.discard(key)
                 self._on_sync_failed(*key)
@@ -256,16 +271,19 @@ class FullNode:
         elif kind == "dataset":
             if result is True:
                 self.datasets.add(key)
+                self._wake(("dataset", key))
             else:
-                self._dataset_retry_at[key] = now + _RETRY_ROUNDS
+                self._retry_dataset(key)
         elif kind == "model":
             self._on_model(key, result)
+            self._wake(("model", key.hash))
         elif kind == "metric":
             if isinstance(result, EvaluationFailed):
                 self._metric_failures[key] = result.detail
             elif isinstance(result, float | int) and not isinstance(result, bool):
                 self.metrics[key] = self.params.round_metric(float(result))
                 self._emit(persist.of_metric(key[0], key[1], self.metrics[key]))
+            self._wake(("metric", key))
         elif kind == "sync":
             self._on_sync_answer(key, result)
         else:
@@ -309,7 +327,7 @@ class FullNode:
         return None
 
     def _miniblocks_of_model(self, digest: bytes) -> list[bytes]:
-        return [h for h, mb in self.miniblocks.items() if mb.model_hash == digest]
+        return self._by_model.get(digest, [])
 
     def serve_sync(self, request: SyncRequest) -> SyncReply:
         """The part of the accepted chain a SyncRequest asks for, with what checking it needs."""
@@ -338,6 +356,9 @@ class FullNode:
 
     def _after_progress(self) -> None:
         """Called after validation settles: where a miner produces blocks."""
+
+    def _on_valid_ensemble(self, eb: EnsembleBlock) -> None:
+        """An Ensemble Block was found valid (a miner ranks it in Phase III)."""
 
     # ----- admission: the checks a message passes on arrival -----------------------------------------------------
 
@@ -400,6 +421,7 @@ class FullNode:
         rules.check_funds(task, self.best_chain(), self.tasks)
         self.tasks[task.task_id] = task
         self._emit(persist.of_block(task))
+        self._wake(("task", task.task_id))
 
     def _admit_release(self, release: DatasetRelease) -> None:
         task = self._task(release.task_id)  # _authenticate checked the requester's signature
@@ -411,6 +433,7 @@ class FullNode:
             self.releases[key] = release
             self._emit(persist.of_block(release))
             self._record("release", kind=release.kind.name.lower(), height=release.height)
+            self._wake(("release", release.height, release.task_id, release.kind))
             self._on_release(release)
 
     def _on_release(self, release: DatasetRelease) -> None:
@@ -432,7 +455,12 @@ class FullNode:
         self.rejected.pop(mb.hash, None)  # an earlier verdict said what was lacked then (see _LACKED)
         self.miniblocks[mb.hash] = mb
         self._mb_at[(mb.height, mb.task_id)].append(mb.hash)
+        self._by_model[mb.model_hash].append(mb.hash)
         self._pending_mbs.add(mb.hash)
+        self._dirty.add(mb.hash)
+        if mb.hash not in self.mb_verdict:
+            self._unsettled[(mb.height, mb.task_id, mb.prehash)] += 1
+            self._unsettled[(mb.height, mb.task_id, None)] += 1
         self._emit(persist.of_block(mb))
 
     def _admit_ensemble(self, eb: EnsembleBlock) -> None:
@@ -455,7 +483,9 @@ class FullNode:
         self.ensembles[eb.hash] = eb
         self._eb_at[(eb.height, eb.task_id)].append(eb.hash)
         self._pending_ebs.add(eb.hash)
+        self._dirty.add(eb.hash)
         self._emit(persist.of_block(eb))
+        self._wake(("eb", eb.hash))
 
     def _admit_key_block(self, kb: KeyBlock) -> None:
         if kb.hash in self.key_blocks or kb.hash in self._pending_kbs:
@@ -466,6 +496,7 @@ class FullNode:
         # number waiting is bounded; each also expires after pending_rounds.
         self._check_room(None, self._pending_kbs)
         self._pending_kbs[kb.hash] = kb
+        self._dirty.add(kb.hash)
         self._source[kb.hash] = self._sender
         if self._synced:
             self._synced_kbs.add(kb.hash)
@@ -474,63 +505,100 @@ class FullNode:
     # ----- validation: Algorithms 2.1, 2.2 and 2.3 -------------------------------------------------------------
 
     def _progress(self) -> None:
-        """Re-check pending blocks until nothing changes, then let a miner act."""
-        changed = True
-        while changed:
-            changed = False
+        """Check the pending blocks whose wait is over until none is left, then let a miner act.
+
+        A block is checked when it is stored and again only when something it waited for arrives (a release, a
+        dataset, a model, a metric, a verdict, a parent, an Ensemble Block, a task): the work is proportional to
+        what changed, not to what is pending. MiniBlocks go first, then Ensemble Blocks, then Key Blocks (in
+        arrival order), each in hash order, so every run takes the same steps."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, set()
             # A competing Key Block may still arrive for a recent height, so its blocks stay under review
             # for Q heights below the tip; older pending blocks can no longer matter.
             floor = self.chain.tip.height - self.params.queue_length
-            for mb_hash in sorted(self._pending_mbs):
+            for mb_hash in sorted(dirty & self._pending_mbs):
                 mb = self.miniblocks[mb_hash]
-                if mb.height <= floor:
+                if mb.height <= floor or self._settle("MiniBlock", mb_hash, self._check_miniblock, mb):
                     self._pending_mbs.discard(mb_hash)
-                elif self._settle(self.mb_verdict, "MiniBlock", mb_hash, self._check_miniblock, mb):
-                    self._pending_mbs.discard(mb_hash)
-                    changed = True
-            for eb_hash in sorted(self._pending_ebs):
+            for eb_hash in sorted(dirty & self._pending_ebs):
                 eb = self.ensembles[eb_hash]
-                if eb.height <= floor:
+                if eb.height <= floor or self._settle("EnsembleBlock", eb_hash, self._check_ensemble, eb):
                     self._pending_ebs.discard(eb_hash)
-                elif self._settle(self.eb_verdict, "EnsembleBlock", eb_hash, self._check_ensemble, eb):
-                    self._pending_ebs.discard(eb_hash)
-                    changed = True
-            for kb_hash, kb in list(self._pending_kbs.items()):
+            for kb_hash in [h for h in self._pending_kbs if h in dirty]:
+                kb = self._pending_kbs[kb_hash]
                 try:
                     self._check_key_block(kb)
                 except Waiting as wait:
                     self._waiting_on[kb_hash] = wait.reason
+                    self._wait(kb_hash, wait)
                     if wait.reason in _ASK_FOR:
                         self._want(kb)
                     continue
                 except Rejected as exc:
                     del self._pending_kbs[kb_hash]
                     self._reject("KeyBlock", kb_hash, exc.reason, exc.detail)
+                    self._wake(("kb", kb_hash))  # its children are invalid
                 else:
                     del self._pending_kbs[kb_hash]
                     self._accept_key_block(kb)
                 self._source.pop(kb_hash, None)
                 self._synced_kbs.discard(kb_hash)
-                changed = True
         self._continue_sync()
         self._after_progress()
 
-    def _settle(
-        self, verdicts: dict[bytes, Reason | None], kind: str, block_hash: bytes, check: Any, block: Any
-    ) -> bool:
+    def _wait(self, block_hash: bytes, wait: Waiting) -> None:
+        """File a pending block under what it waits for."""
+        for key in wait.on:
+            self._waiters[key].add(block_hash)
+
+    def _wake(self, key: Hashable) -> None:
+        """What `key` names has arrived: the blocks waiting for it are checked again at the next _progress."""
+        waiting = self._waiters.pop(key, None)
+        if waiting:
+            self._dirty |= waiting
+
+    def _prune(self) -> None:
+        """The tip moved: forget pending blocks too old to matter, and the waits of blocks no longer pending."""
+        floor = self.chain.tip.height - self.params.queue_length
+        self._pending_mbs = {h for h in self._pending_mbs if self.miniblocks[h].height > floor}
+        self._pending_ebs = {h for h in self._pending_ebs if self.ensembles[h].height > floor}
+        pending = self._pending_mbs | self._pending_ebs | self._pending_kbs.keys()
+        for key in list(self._waiters):
+            self._waiters[key] &= pending
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+    def _settle(self, kind: str, block_hash: bytes, check: Any, block: Any) -> bool:
         try:
             check(block)
-        except Waiting:
+        except Waiting as wait:
+            self._wait(block_hash, wait)
             return False
         except Rejected as exc:
-            verdicts[block_hash] = exc.reason
+            self._record_verdict(block_hash, exc.reason)
             self._emit(persist.of_verdict(block_hash, exc.reason))
             self._reject(kind, block_hash, exc.reason, exc.detail)
             return True
-        verdicts[block_hash] = None
+        self._record_verdict(block_hash, None)
         self._emit(persist.of_verdict(block_hash, None))
         self._record("accepted", kind=kind, block=block_hash.hex(), height=block.height)
         return True
+
+    def _record_verdict(self, block_hash: bytes, verdict: Reason | None) -> None:
+        """A MiniBlock's or Ensemble Block's verdict, settled once; the blocks that waited for it are woken."""
+        mb = self.miniblocks.get(block_hash)
+        if mb is not None:
+            if block_hash not in self.mb_verdict:
+                self._unsettled[(mb.height, mb.task_id, mb.prehash)] -= 1
+                self._unsettled[(mb.height, mb.task_id, None)] -= 1
+            self.mb_verdict[block_hash] = verdict
+            if verdict is None:
+                self._valid_mbs.add(block_hash)
+        else:
+            self.eb_verdict[block_hash] = verdict
+            if verdict is None:
+                self._on_valid_ensemble(self.ensembles[block_hash])
+        self._wake(("verdict", block_hash))
 
     def _check_miniblock(self, mb: MiniBlock) -> None:
         """Algorithm 2.1, after checking that the MiniBlock works on the task its height executes."""
@@ -551,9 +619,10 @@ class FullNode:
         """
         parent = self.key_blocks.get(mb.prehash)
         if parent is None and self.params.cfs and mb.prehash not in self.rejected:
-            own = [e for e in self.chain.main_chain() if e.height == mb.height - 1]
-            if own:
-                parent = self.key_blocks[own[0].block_hash]
+            own = self.chain.main_at(mb.height - 1)
+            if own is None:
+                raise Waiting(Reason.UNKNOWN_PARENT, ("kb", mb.prehash), "tip")
+            parent = self.key_blocks[own.block_hash]
         if parent is None:
             parent = self._parent(mb.prehash)
         if parent.height + 1 != mb.height:
@@ -565,27 +634,42 @@ class FullNode:
         """Algorithm 2.2 (with CFS, section V, when enabled)."""
         task = self._task(eb.task_id)
         release = self._release(eb.height, eb.task_id, DatasetKind.VALIDATION)
-        members = self._valid_members(eb)
-        value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+        self._valid_members(eb)
+        value = self._metric(self._model_key(eb), task, release.dataset)
         if value != eb.metric_v:
             raise Rejected(Reason.FALSE_METRIC_V, f"claimed {eb.metric_v}, computed {value}")
         if not eb.metric_v > task.metric_min:
             raise Rejected(Reason.BELOW_METRIC_MIN, f"ensemble {eb.metric_v}")
 
-    def _valid_members(self, eb: EnsembleBlock) -> list[MiniBlock]:
-        members = [self.miniblocks[h] for h in eb.miniblocks]
-        for mb in members:
-            if mb.height != eb.height or mb.task_id != eb.task_id:
-                raise Rejected(Reason.TASK_MISMATCH, "MiniBlock of another height or task")
-            if mb.hash not in self.mb_verdict:
-                raise Waiting(Reason.INVALID_MINIBLOCK)
-            verdict = self.mb_verdict[mb.hash]
-            if verdict is not None:
-                raise Rejected(Reason.INVALID_MINIBLOCK, f"{short(mb.hash)}: {verdict}")
-        if not self.params.cfs and len({mb.prehash for mb in members}) != 1:
+    def _members(self, eb: EnsembleBlock) -> tuple[MiniBlock, ...]:
+        """An Ensemble Block's MiniBlocks (all held: admission checks it), looked up once per block object."""
+        return eb.derived("members", lambda: tuple(self.miniblocks[h] for h in eb.miniblocks))
+
+    def _model_key(self, eb: EnsembleBlock) -> tuple[bytes, ...]:
+        """Its members' ModelHashes, sorted: what its metrics are keyed by (see _metric)."""
+        return eb.derived("model_key", lambda: tuple(sorted(mb.model_hash for mb in self._members(eb))))
+
+    def _parents(self, eb: EnsembleBlock) -> frozenset[bytes]:
+        """The Key Blocks its members point to."""
+        return eb.derived("parents", lambda: frozenset(mb.prehash for mb in self._members(eb)))
+
+    def _valid_members(self, eb: EnsembleBlock) -> tuple[MiniBlock, ...]:
+        members = self._members(eb)
+        if not eb.derived(
+            "members_fit", lambda: all(mb.height == eb.height and mb.task_id == eb.task_id for mb in members)
+        ):
+            raise Rejected(Reason.TASK_MISMATCH, "MiniBlock of another height or task")
+        if not self._valid_mbs.issuperset(eb.miniblocks):  # one C-level pass in the usual case: all are valid
+            for mb in members:
+                if mb.hash not in self.mb_verdict:
+                    raise Waiting(Reason.INVALID_MINIBLOCK, ("verdict", mb.hash))
+                verdict = self.mb_verdict[mb.hash]
+                if verdict is not None:
+                    raise Rejected(Reason.INVALID_MINIBLOCK, f"{short(mb.hash)}: {verdict}")
+        if not self.params.cfs and len(self._parents(eb)) != 1:
             raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "MiniBlocks point to different Key Blocks")
         # One model counts once, with or without CFS: a duplicate would take two shares of the reward.
-        if len({mb.model_hash for mb in members}) != len(members):
+        if len(set(self._model_key(eb))) != len(members):
             raise Rejected(Reason.DUPLICATE_MODEL)
         return members
 
@@ -604,11 +688,11 @@ class FullNode:
         if kb.metric_best != best:
             raise Rejected(Reason.FALSE_METRIC_BEST, f"claimed {kb.metric_best}, ranking says {best}")
         ranked = [self._ranked_ensemble(entry, kb) for entry in kb.ranking]
-        winners = ranked[0][1] if ranked else []
+        winners = list(self._members(ranked[0][1])) if ranked else []
         if self.params.cfs:
             if winners and kb.prehash not in rules.majority_parents(winners):
                 raise Rejected(Reason.WRONG_PARENT, "not the majority vote of the winning MiniBlocks")
-        elif any(mb.prehash != kb.prehash for _, members in ranked for mb in members):
+        elif any(self._parents(eb) != {kb.prehash} for _, eb in ranked):
             raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "a ranked MiniBlock points elsewhere")
         expected = rules.allocate_rewards(
             task.fee if winners else 0, winners, kb.miner_id, self.params.key_block_reward
@@ -619,22 +703,22 @@ class FullNode:
             raise Rejected(Reason.BAD_MERKLE_ROOT)
         if kb.ranking:
             release = self._release(kb.height, kb.task_id, DatasetKind.TEST)
-            for entry, members in ranked:
-                value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+            for entry, eb in ranked:
+                value = self._metric(self._model_key(eb), task, release.dataset)
                 if value != entry.metric_e:
                     raise Rejected(Reason.FALSE_METRIC_E, f"claimed {entry.metric_e}, computed {value}")
 
-    def _ranked_ensemble(self, entry: RankedEnsemble, kb: KeyBlock) -> tuple[RankedEnsemble, list[MiniBlock]]:
+    def _ranked_ensemble(self, entry: RankedEnsemble, kb: KeyBlock) -> tuple[RankedEnsemble, EnsembleBlock]:
         eb = self.ensembles.get(entry.ensemble_block)
         if eb is None:
-            raise Waiting(Reason.UNKNOWN_ENSEMBLE_BLOCK)
+            raise Waiting(Reason.UNKNOWN_ENSEMBLE_BLOCK, ("eb", entry.ensemble_block))
         if eb.height != kb.height or eb.task_id != kb.task_id:
             raise Rejected(Reason.TASK_MISMATCH, "ranked Ensemble Block of another height or task")
         if eb.hash not in self.eb_verdict:
-            raise Waiting(Reason.INVALID_ENSEMBLE_BLOCK)
+            raise Waiting(Reason.INVALID_ENSEMBLE_BLOCK, ("verdict", eb.hash))
         if self.eb_verdict[eb.hash] is not None:
             raise Rejected(Reason.INVALID_ENSEMBLE_BLOCK, f"{short(eb.hash)}: {self.eb_verdict[eb.hash]}")
-        return entry, [self.miniblocks[h] for h in eb.miniblocks]
+        return entry, eb
 
     def _check_queue(self, kb: KeyBlock, parent: KeyBlock) -> None:
         """The queue must be the parent's minus its head, plus at most one new, not yet scheduled task."""
@@ -644,14 +728,13 @@ class FullNode:
         if len(kb.task_queue) > len(rest):
             appended = kb.task_queue[-1]
             if appended not in self.tasks:
-                raise Waiting(Reason.WRONG_TASK_QUEUE)
+                raise Waiting(Reason.WRONG_TASK_QUEUE, ("task", appended))
             if appended in self.scheduled_tasks(parent):
                 raise Rejected(Reason.WRONG_TASK_QUEUE, "appended task was already scheduled")
 
-    def scheduled_tasks(self, block: KeyBlock) -> set[bytes]:
-        """Tasks executed on the chain ending at block, or waiting in its queue."""
-        done = {self.key_blocks[e.block_hash].task_id for e in self.chain.path_to(block.hash)}
-        return done | set(block.task_queue)
+    def scheduled_tasks(self, block: KeyBlock) -> frozenset[bytes]:
+        """Tasks executed on the chain ending at block (an accepted Key Block), or waiting in its queue."""
+        return self._executed[block.hash] | set(block.task_queue)
 
     # ----- what validation needs ------------------------------------------------------------------------------
 
@@ -667,12 +750,12 @@ class FullNode:
             return parent
         if prehash in self.rejected:
             raise Rejected(Reason.INVALID_PARENT, short(prehash))
-        raise Waiting(Reason.UNKNOWN_PARENT)
+        raise Waiting(Reason.UNKNOWN_PARENT, ("kb", prehash))
 
     def _release(self, height: int, task_id: bytes, kind: DatasetKind) -> DatasetRelease:
         release = self.releases.get((height, task_id, kind))
         if release is None:
-            raise Waiting(Reason.MISSING_RELEASE)
+            raise Waiting(Reason.MISSING_RELEASE, ("release", height, task_id, kind))
         self._dataset(release.dataset, self.tasks[task_id].requester_id)
         return release
 
@@ -681,7 +764,12 @@ class FullNode:
             return
         if self.now >= self._dataset_retry_at.get(commitment, 0):
             self._start_job("dataset", commitment, lambda job: FetchData(job, peer, commitment))
-        raise Waiting(Reason.MISSING_DATASET)
+        raise Waiting(Reason.MISSING_DATASET, ("dataset", commitment))
+
+    def _retry_dataset(self, commitment: bytes) -> None:
+        """A fetch of a dataset failed: ask again after a back-off (the timer wakes what waits for it)."""
+        self._dataset_retry_at[commitment] = self.now + _RETRY_ROUNDS
+        self._emit(StartTimer(RetryDataset(commitment), _RETRY_ROUNDS))
 
     def _model(self, mb: MiniBlock, release: DatasetRelease) -> bytes:
         if mb.hash in self._model_failures:
@@ -697,7 +785,7 @@ class FullNode:
         request = ModelRequest(mb.model_hash, release)
         peer = self._model_sources(mb)[self._model_tries.get(mb.hash, 0)]
         self._start_job("model", mb, lambda job: Request(job, peer, request))
-        raise Waiting(Reason.MODEL_UNAVAILABLE)
+        raise Waiting(Reason.MODEL_UNAVAILABLE, ("model", mb.hash))
 
     def _model_sources(self, mb: MiniBlock) -> list[bytes]:
         """Its miner first; then the peers that answered this node's catch-up (they serve models they checked)."""
@@ -727,7 +815,7 @@ class FullNode:
         models = tuple((h, self.models[h]) for h in key[0])
         op = EvaluateEnsemble(models, task.train, dataset, task.aggregate, task.metric)
         self._start_job("metric", key, lambda job: Compute(job, op))
-        raise Waiting(Reason.EVALUATION_UNFINISHED)
+        raise Waiting(Reason.EVALUATION_UNFINISHED, ("metric", key))
 
     def _start_job(self, kind: str, key: Any, effect: Callable[[int], Effect]) -> None:
         """Emit a job's effect unless the same job is already under way."""
@@ -746,12 +834,16 @@ class FullNode:
 
     def _accept_key_block(self, kb: KeyBlock) -> None:
         self.key_blocks[kb.hash] = kb
+        self._executed[kb.hash] = self._executed[kb.prehash] | {kb.task_id}
         self._emit(persist.of_block(kb))
         self._waiting_on.pop(kb.hash, None)
         old_tip = self.chain.tip.block_hash
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
         self._record("accepted", kind="KeyBlock", block=kb.hash.hex(), height=kb.height)
+        self._wake(("kb", kb.hash))
         if self.chain.tip.block_hash != old_tip:
+            self._wake("tip")
+            self._prune()
             winner = self.ensembles.get(kb.ranking[0].ensemble_block) if kb.ranking else None
             self._record(
                 "tip",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import ClassVar
 
 from chainlab.ledger import encoding
@@ -39,7 +40,7 @@ class Task(Signed):
         """Task ID = Hash(TASK)."""
         return self.hash
 
-    @property
+    @cached_property
     def requester_id(self) -> bytes:
         """The requester's node ID."""
         return node_id_of(self.requester_key)
@@ -65,8 +66,12 @@ class DatasetRelease(Signed):
     signature: bytes = b""
 
 
+@lru_cache(maxsize=4096)
 def model_hash(model_bytes: bytes, miner_id: bytes) -> bytes:
-    """ModelHash = Hash(omega || M_i): binds the model to its owner against plagiarism."""
+    """ModelHash = Hash(omega || M_i): binds the model to its owner against plagiarism.
+
+    Memoized: in the simulator every node checks the very bytes object its miner served, whose Python hash is kept
+    with it, so a thousand nodes hash a model once; the cache holds models the nodes hold anyway."""
     return sha256(model_bytes, miner_id)
 
 
@@ -83,7 +88,7 @@ class MiniBlock(Signed):
     height: int
     signature: bytes = b""
 
-    @property
+    @cached_property
     def miner_id(self) -> bytes:
         """The producing miner's ID."""
         return node_id_of(self.miner_key)
@@ -102,7 +107,7 @@ class EnsembleBlock(Signed):
     height: int
     signature: bytes = b""
 
-    @property
+    @cached_property
     def miner_id(self) -> bytes:
         """The producing miner's ID."""
         return node_id_of(self.miner_key)
@@ -148,7 +153,7 @@ class KeyBlock(Signed):
     nonce: int | None = None
     signature: bytes = b""
 
-    @property
+    @cached_property
     def miner_id(self) -> bytes:
         """The producer's ID (empty for genesis)."""
         return node_id_of(self.miner_key) if self.miner_key else b""

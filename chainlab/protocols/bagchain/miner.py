@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 from typing import Any, ClassVar
 
 from chainlab.ledger.hashing import short
@@ -22,7 +23,7 @@ from chainlab.protocols.bagchain.messages import (
     model_hash,
 )
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
-from chainlab.protocols.bagchain.timers import CloseCollection
+from chainlab.protocols.bagchain.timers import BuildCandidate, CloseCollection
 from chainlab.protocols.base import Timer
 from chainlab.protocols.effects import Broadcast, CancelJob, Compute, Effect, JobResult, Mine, StartTimer, TrainModel
 
@@ -34,12 +35,20 @@ class Miner(FullNode):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._trained: set[tuple[int, bytes]] = set()
+        self._trained: set[tuple[int, bytes, bytes]] = set()  # (height, task, parent scope) with an own MiniBlock
+        self._training: set[tuple[int, bytes]] = set()  # (height, task) with a Train job in flight
         self._own: dict[bytes, MiniBlock] = {}  # ModelHash -> own MiniBlock
         self._ensembled: set[tuple[int, bytes, bytes]] = set()
         self._collection_closed: set[tuple[int, bytes]] = set()
         self._mining_job: int | None = None
         self._candidate: KeyBlock | None = None
+        # Phase III keeps its ranking as Ensemble Blocks become valid and get their Metric_E, instead of scoring them
+        # all again after every event: valid ones not yet scored on D_E, then the scored ones with their parent.
+        self._to_rank: defaultdict[tuple[int, bytes], set[bytes]] = defaultdict(set)
+        self._ranked: defaultdict[tuple[int, bytes], dict[bytes, tuple[RankedEnsemble, bytes]]] = defaultdict(dict)
+        self._mined_for: tuple[int, bytes, int, int] | None = None  # what the candidate was built from
+        self._build_round = -1  # the round whose arrivals are all in (a BuildCandidate fired), or -1
+        self._build_asked = False  # a BuildCandidate is on its way
 
     def start(self, now: int) -> list[Effect]:
         """Begin taking part; a restored miner also stops waiting for model fetches of a height already in Phase II
@@ -56,7 +65,7 @@ class Miner(FullNode):
         for mb in self.miniblocks.values():
             if mb.miner_key == self.identity.public_key and mb.model_hash in self.models:
                 self._own[mb.model_hash] = mb
-                self._trained.add((mb.height, mb.task_id))
+                self._trained.add((mb.height, mb.task_id, self._training_scope(mb.prehash)))
         for eb in self.ensembles.values():
             if eb.miner_key == self.identity.public_key and eb.miniblocks and eb.miniblocks[0] in self.miniblocks:
                 scope = b"" if self.params.cfs else self.miniblocks[eb.miniblocks[0]].prehash
@@ -114,17 +123,34 @@ class Miner(FullNode):
             self._record("production_stopped", height=height, reason=str(exc.reason), detail=exc.detail)
 
     def _train_if_due(self, height: int, task: Task) -> None:
-        """Phase I (Algorithm 1.1): one base model per height, trained on a bootstrap of D_T and private data."""
-        key = (height, task.task_id)
-        if key in self._trained or (height, task.task_id, DatasetKind.VALIDATION) in self.releases:
+        """Phase I (Algorithm 1.1): a base model trained on a bootstrap of D_T and private data, once per confirmed
+        parent KB_{h-1} while Phase I of the height is open (no D_V released).
+
+        Without CFS a MiniBlock counts only on the fork its prehash names, so a miner that switches to another
+        KB_{h-1} runs Algorithm 1.1 again on it: training is keyed on (height, task, parent). With CFS (section V)
+        an Ensemble Block takes MiniBlocks of every fork at the height and the Key Block's parent is the majority
+        vote of its winning MiniBlocks, so the MiniBlock already made still counts after a switch: training stays
+        keyed on (height, task). A Train job still in flight is not doubled: its model is encapsulated for
+        whichever parent is the tip when it finishes (the model itself does not depend on the parent).
+        """
+        scope = self._training_scope(self.tip.hash)
+        if (height, task.task_id, scope) in self._trained or (height, task.task_id) in self._training:
+            return
+        if (height, task.task_id, DatasetKind.VALIDATION) in self.releases:
             return
         # D_T of a task taken at run time is fetched from its requester first (planned ones are held from the start).
         self._dataset(task.train_commitment, task.requester_id)
-        self._trained.add(key)
-        job = self._new_job("train", key)
-        seed = self._seed_for(task.task_id, height.to_bytes(8, "big"))
+        self._training.add((height, task.task_id))
+        job = self._new_job("train", (height, task.task_id))
+        # The parent is part of the seed: two MiniBlocks of one miner at one height (on two forks) hold different
+        # models. With CFS the scope is empty, which leaves the seed as it was.
+        seed = self._seed_for(task.task_id, height.to_bytes(8, "big"), scope)
         self._emit(Compute(job, TrainModel(task.train, (task.train_commitment,), True, seed)))
-        self._record("training_started", height=height, task=task.task_id.hex())
+        self._record("training_started", height=height, task=task.task_id.hex(), parent=self.tip.hash.hex())
+
+    def _training_scope(self, parent: bytes) -> bytes:
+        """What one MiniBlock per height covers: its parent without CFS, every fork of the height with CFS."""
+        return b"" if self.params.cfs else parent
 
     def _on_own_result(self, kind: str, key: Any, result: JobResult) -> None:
         if kind == "train" and isinstance(result, bytes):
@@ -135,19 +161,32 @@ class Miner(FullNode):
     def _on_own_failure(self, kind: str, key: Any) -> None:
         # Forget the attempt so that _after_progress asks for it again.
         if kind == "train":
-            self._trained.discard(key)
+            self._training.discard(key)
         elif kind == "mine" and self._candidate is not None and self._candidate.hash == key:
             self._mining_job, self._candidate = None, None
 
     def _on_trained(self, key: tuple[int, bytes], model: bytes) -> None:
+        """Encapsulate a finished base model in a MiniBlock on the current tip, if Phase I of its height is open.
+
+        A model whose height or task the tip no longer executes is dropped (training_obsolete): a MiniBlock on a
+        parent the miner has left could only join an Ensemble Block of a fork it no longer extends.
+        """
         height, task_id = key
+        self._training.discard(key)
         tip = self.tip
         if (height, task_id, DatasetKind.VALIDATION) in self.releases:
             self._record("miniblock_too_late", height=height)
             return
-        if tip.height + 1 != height or not tip.task_queue or tip.task_queue[0] != task_id:
+        scope = self._training_scope(tip.hash)
+        if (
+            tip.height + 1 != height
+            or not tip.task_queue
+            or tip.task_queue[0] != task_id
+            or (height, task_id, scope) in self._trained
+        ):
             self._record("training_obsolete", height=height)
             return
+        self._trained.add((height, task_id, scope))
         digest = model_hash(model, self.node_id)
         mb = MiniBlock(self.now, self.identity.public_key, task_id, digest, tip.hash, height).signed_by(self.identity)
         self.models[digest] = model
@@ -164,6 +203,9 @@ class Miner(FullNode):
             parent=tip.hash.hex(),
         )
 
+    def _on_valid_ensemble(self, eb: EnsembleBlock) -> None:
+        self._to_rank[(eb.height, eb.task_id)].add(eb.hash)
+
     def _on_release(self, release: DatasetRelease) -> None:
         if release.kind is DatasetKind.VALIDATION:
             timer = CloseCollection(release.height, release.task_id)
@@ -172,6 +214,8 @@ class Miner(FullNode):
     def _on_own_timer(self, timer: Timer) -> None:
         if isinstance(timer, CloseCollection):
             self._collection_closed.add((timer.height, timer.task_id))
+        elif isinstance(timer, BuildCandidate):
+            self._build_asked, self._build_round = False, self.now
 
     def _ensemble_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
         """Phase II (Algorithm 1.2): aggregate every valid MiniBlock held and publish Metric_V."""
@@ -179,15 +223,15 @@ class Miner(FullNode):
         scope = b"" if self.params.cfs else tip.hash
         if (height, task.task_id, scope) in self._ensembled:
             return
+        unsettled = self._unsettled[(height, task.task_id, None if self.params.cfs else tip.hash)]
+        if unsettled and (height, task.task_id) not in self._collection_closed:
+            return
         candidates = [
             self.miniblocks[h]
             for h in self._mb_at[(height, task.task_id)]
             if self.params.cfs or self.miniblocks[h].prehash == tip.hash
         ]
-        pending = [mb for mb in candidates if mb.hash not in self.mb_verdict]
-        if pending and (height, task.task_id) not in self._collection_closed:
-            return
-        members = self._unique_models([mb for mb in candidates if self.mb_verdict.get(mb.hash, False) is None])
+        members = self._unique_models([mb for mb in candidates if mb.hash in self._valid_mbs])
         if not members:
             return
         value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
@@ -204,7 +248,7 @@ class Miner(FullNode):
         ).signed_by(self.identity)
         self._store_ensemble(eb)
         self._pending_ebs.discard(eb.hash)
-        self.eb_verdict[eb.hash] = None
+        self._record_verdict(eb.hash, None)
         self._emit(persist.of_verdict(eb.hash, None))
         self._emit(Broadcast(eb, self.params.ensemble_block_size_mb))
         self._record("ensemble_created", block=eb.hash.hex(), height=height, size=len(members), metric_v=value)
@@ -220,19 +264,31 @@ class Miner(FullNode):
     def _mine_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
         """Phase III (Algorithm 1.3): rank the valid Ensemble Blocks on D_E and search a nonce."""
         release = self._release(height, task.task_id, DatasetKind.TEST)
-        entries: list[RankedEnsemble] = []
-        members_of: dict[bytes, list[MiniBlock]] = {}
-        for eb_hash in self._eb_at[(height, task.task_id)]:
-            if self.eb_verdict.get(eb_hash, False) is not None:
+        at = (height, task.task_id)
+        ranked, waiting = self._ranked[at], None
+        for eb_hash in sorted(self._to_rank[at]):
+            eb = self.ensembles[eb_hash]
+            try:
+                value = self._metric(self._model_key(eb), task, release.dataset)
+            except Waiting as wait:
+                waiting = wait  # every evaluation is asked for before waiting for any
                 continue
-            members = [self.miniblocks[h] for h in self.ensembles[eb_hash].miniblocks]
-            if not self.params.cfs and members[0].prehash != tip.hash:
-                continue
-            value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
-            entries.append(RankedEnsemble(eb_hash, value))
-            members_of[eb_hash] = members
+            self._to_rank[at].discard(eb_hash)
+            ranked[eb_hash] = (RankedEnsemble(eb_hash, value), self._members(eb)[0].prehash)
+        if waiting is not None:
+            raise waiting
+        built_from = (height, tip.hash, len(ranked), len(self.tasks))
+        if self._candidate is not None and self._mined_for == built_from:
+            return  # nothing the candidate depends on has changed
+        if self._build_round != self.now:
+            # Ensemble Blocks often arrive by the dozen in one round: one candidate for all of them, not one each.
+            if not self._build_asked:
+                self._build_asked = True
+                self._emit(StartTimer(BuildCandidate(), 0))
+            return
+        entries = [entry for entry, parent in ranked.values() if self.params.cfs or parent == tip.hash]
         ranking = rules.rank(entries)
-        winners = members_of[ranking[0].ensemble_block] if ranking else []
+        winners = list(self._members(self.ensembles[ranking[0].ensemble_block])) if ranking else []
         parent = self._choose_parent(winners, tip)
         queue = rules.rotate_queue(parent.task_queue, self._next_task(parent))
         rewards = rules.allocate_rewards(
@@ -252,9 +308,10 @@ class Miner(FullNode):
         )
         current = self._candidate
         if current is not None and dataclasses.replace(current, timestamp=self.now) == candidate:
+            self._mined_for = built_from
             return
         self._stop_mining()
-        self._candidate = candidate
+        self._candidate, self._mined_for = candidate, built_from
         self._mining_job = self._new_job("mine", candidate.hash)
         self._emit(Mine(self._mining_job, candidate.pow_prefix(), self.params.target, NONCE_TAG))
         self._record("mining", height=height, ranked=len(ranking), parent=short(parent.hash))

@@ -34,7 +34,7 @@ _HASH = 32
 
 def of_block(block: Block) -> Persist:
     """A block, task or release under its own hash."""
-    return Persist(_KIND_OF[type(block)], block.hash, encoding.encode(block))
+    return Persist(_KIND_OF[type(block)], block.hash, block.encode())
 
 
 def read_block(record: Persist) -> Block:

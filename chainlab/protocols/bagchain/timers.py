@@ -45,3 +45,16 @@ class SyncDue(Timer):
     """A pending Key Block still lacks its parent or an Ensemble Block this long after it was missed: ask a peer."""
 
     block_hash: bytes
+
+
+@dataclass(frozen=True)
+class RetryDataset(Timer):
+    """A dataset fetch failed a while ago: validation that waits for the dataset may ask for it again."""
+
+    commitment: bytes
+
+
+@dataclass(frozen=True)
+class BuildCandidate(Timer):
+    """A miner's Phase III inputs changed this round: build its Key Block candidate once the round's arrivals are in
+    (started with no delay, it fires after what is already due this round)."""

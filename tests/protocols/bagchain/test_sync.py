@@ -93,7 +93,7 @@ def test_a_restored_miner_does_not_train_or_aggregate_twice(honest: Honest) -> N
     again = Miner(miner.identity, miner.params, miner.genesis, seed=miner.seed, held=frozenset(miner.datasets))
     again.restore(records)
     assert set(again.own_models()) == set(miner.own_models())
-    assert {(1, honest.net.tasks[0].task_id)} <= again._trained
+    assert {(1, honest.net.tasks[0].task_id, honest.observer.genesis.hash)} <= again._trained  # (height, task, parent)
 
 
 def test_an_answer_holds_at_most_sync_max_blocks_and_only_what_was_asked(honest: Honest) -> None:
