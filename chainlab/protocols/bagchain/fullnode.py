@@ -113,6 +113,8 @@ class FullNode:
         self._dirty: set[bytes] = set()
         self._waiters: defaultdict[Hashable, set[bytes]] = defaultdict(set)
         self._valid_mbs: set[bytes] = set()  # MiniBlocks with a valid verdict
+        self._all_valid: set[bytes] = set()  # digests of MiniBlock lists (see _members_digest) found all valid here
+        self._version = 0  # counts what Phase III ranks by: valid Ensemble Blocks and computed metrics
         self._unsettled: Counter[tuple[int, bytes, bytes | None]] = Counter()  # MiniBlocks without a verdict, by
         # (height, task, parent) and by (height, task, None)
         self._by_model: defaultdict[bytes, list[bytes]] = defaultdict(list)  # ModelHash -> MiniBlock hashes
@@ -260,6 +262,7 @@ class FullNode:
             # again when validation next needs it.
             self._record("job_failed", job=kind, detail=result.detail)
             if kind in ("model", "metric"):
+                self._version += kind == "metric"
                 self._wake((kind, key.hash if kind == "model" else key))
             if kind == "dataset":
                 self._retry_dataset(key)
@@ -283,6 +286,7 @@ class FullNode:
             elif isinstance(result, float | int) and not isinstance(result, bool):
                 self.metrics[key] = self.params.round_metric(float(result))
                 self._emit(persist.of_metric(key[0], key[1], self.metrics[key]))
+            self._version += 1
             self._wake(("metric", key))
         elif kind == "sync":
             self._on_sync_answer(key, result)
@@ -473,9 +477,9 @@ class FullNode:
             raise Rejected(Reason.EMPTY_ENSEMBLE)
         if len(set(eb.miniblocks)) != len(eb.miniblocks):
             raise Rejected(Reason.DUPLICATE_MODEL, "a MiniBlock is listed twice")
-        for mb_hash in eb.miniblocks:
-            if mb_hash not in self.miniblocks:
-                raise Rejected(Reason.UNKNOWN_MINIBLOCK, short(mb_hash))
+        if not self.miniblocks.keys() >= self._member_set(eb):  # one C-level pass; the loop only names the culprit
+            missing = next(h for h in eb.miniblocks if h not in self.miniblocks)
+            raise Rejected(Reason.UNKNOWN_MINIBLOCK, short(missing))
         self._store_ensemble(eb)
 
     def _store_ensemble(self, eb: EnsembleBlock) -> None:
@@ -597,6 +601,7 @@ class FullNode:
         else:
             self.eb_verdict[block_hash] = verdict
             if verdict is None:
+                self._version += 1
                 self._on_valid_ensemble(self.ensembles[block_hash])
         self._wake(("verdict", block_hash))
 
@@ -641,6 +646,14 @@ class FullNode:
         if not eb.metric_v > task.metric_min:
             raise Rejected(Reason.BELOW_METRIC_MIN, f"ensemble {eb.metric_v}")
 
+    def _member_set(self, eb: EnsembleBlock) -> frozenset[bytes]:
+        """Its MiniBlock hashes as a set."""
+        return eb.derived("member_set", lambda: frozenset(eb.miniblocks))
+
+    def _members_digest(self, eb: EnsembleBlock) -> bytes:
+        """A digest of its MiniBlock list: Ensemble Blocks of one height usually list the same MiniBlocks."""
+        return eb.derived("members_digest", lambda: sha256(*eb.miniblocks))
+
     def _members(self, eb: EnsembleBlock) -> tuple[MiniBlock, ...]:
         """An Ensemble Block's MiniBlocks (all held: admission checks it), looked up once per block object."""
         return eb.derived("members", lambda: tuple(self.miniblocks[h] for h in eb.miniblocks))
@@ -659,7 +672,12 @@ class FullNode:
             "members_fit", lambda: all(mb.height == eb.height and mb.task_id == eb.task_id for mb in members)
         ):
             raise Rejected(Reason.TASK_MISMATCH, "MiniBlock of another height or task")
-        if not self._valid_mbs.issuperset(eb.miniblocks):  # one C-level pass in the usual case: all are valid
+        digest = self._members_digest(eb)
+        if digest in self._all_valid:
+            pass  # these MiniBlocks were all found valid here before (verdicts are final)
+        elif self._valid_mbs.issuperset(eb.miniblocks):  # one C-level pass in the usual case: all are valid
+            self._all_valid.add(digest)
+        else:
             for mb in members:
                 if mb.hash not in self.mb_verdict:
                     raise Waiting(Reason.INVALID_MINIBLOCK, ("verdict", mb.hash))
@@ -694,13 +712,11 @@ class FullNode:
                 raise Rejected(Reason.WRONG_PARENT, "not the majority vote of the winning MiniBlocks")
         elif any(self._parents(eb) != {kb.prehash} for _, eb in ranked):
             raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "a ranked MiniBlock points elsewhere")
-        expected = rules.allocate_rewards(
-            task.fee if winners else 0, winners, kb.miner_id, self.params.key_block_reward
-        )
-        if kb.rewards != expected:
-            raise Rejected(Reason.WRONG_REWARDS)
-        if kb.merkle_root != rules.rewards_root(kb.rewards):
-            raise Rejected(Reason.BAD_MERKLE_ROOT)
+        # The payments follow from the block and its ranked Ensemble Block alone: worked out once per block object.
+        reward = self.params.key_block_reward
+        wrong = kb.derived(("rewards", task.fee, reward), lambda: rules.rewards_error(kb, task.fee, winners, reward))
+        if wrong is not None:
+            raise Rejected(wrong)
         if kb.ranking:
             release = self._release(kb.height, kb.task_id, DatasetKind.TEST)
             for entry, eb in ranked:
@@ -807,7 +823,8 @@ class FullNode:
             self._model_failures[mb.hash] = Reason.MODEL_UNAVAILABLE
 
     def _metric(self, model_hashes: tuple[bytes, ...], task: Task, dataset: bytes) -> float:
-        key: MetricKey = (tuple(sorted(model_hashes)), dataset)
+        """The task's metric of the ensemble of model_hashes (sorted: see _model_key) on dataset, once computed."""
+        key: MetricKey = (model_hashes, dataset)
         if key in self.metrics:
             return self.metrics[key]
         if key in self._metric_failures:

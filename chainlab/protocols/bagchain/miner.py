@@ -47,6 +47,7 @@ class Miner(FullNode):
         self._to_rank: defaultdict[tuple[int, bytes], set[bytes]] = defaultdict(set)
         self._ranked: defaultdict[tuple[int, bytes], dict[bytes, tuple[RankedEnsemble, bytes]]] = defaultdict(dict)
         self._mined_for: tuple[int, bytes, int, int] | None = None  # what the candidate was built from
+        self._scanned: tuple[tuple[int, bytes], int] | None = None  # (height and task, _version) of the last scan
         self._build_round = -1  # the round whose arrivals are all in (a BuildCandidate fired), or -1
         self._build_asked = False  # a BuildCandidate is on its way
 
@@ -234,7 +235,7 @@ class Miner(FullNode):
         members = self._unique_models([mb for mb in candidates if mb.hash in self._valid_mbs])
         if not members:
             return
-        value = self._metric(tuple(mb.model_hash for mb in members), task, release.dataset)
+        value = self._metric(tuple(sorted(mb.model_hash for mb in members)), task, release.dataset)
         self._ensembled.add((height, task.task_id, scope))
         if not value > task.metric_min:
             return
@@ -265,18 +266,22 @@ class Miner(FullNode):
         """Phase III (Algorithm 1.3): rank the valid Ensemble Blocks on D_E and search a nonce."""
         release = self._release(height, task.task_id, DatasetKind.TEST)
         at = (height, task.task_id)
-        ranked, waiting = self._ranked[at], None
-        for eb_hash in sorted(self._to_rank[at]):
-            eb = self.ensembles[eb_hash]
-            try:
-                value = self._metric(self._model_key(eb), task, release.dataset)
-            except Waiting as wait:
-                waiting = wait  # every evaluation is asked for before waiting for any
-                continue
-            self._to_rank[at].discard(eb_hash)
-            ranked[eb_hash] = (RankedEnsemble(eb_hash, value), self._members(eb)[0].prehash)
-        if waiting is not None:
-            raise waiting
+        ranked = self._ranked[at]
+        if self._to_rank[at]:
+            if self._scanned == (at, self._version):
+                raise Waiting(Reason.EVALUATION_UNFINISHED)  # nothing it waits for has come since the last look
+            self._scanned, waiting = (at, self._version), None
+            for eb_hash in sorted(self._to_rank[at]):
+                eb = self.ensembles[eb_hash]
+                try:
+                    value = self._metric(self._model_key(eb), task, release.dataset)
+                except Waiting as wait:
+                    waiting = wait  # every evaluation is asked for before waiting for any
+                    continue
+                self._to_rank[at].discard(eb_hash)
+                ranked[eb_hash] = (RankedEnsemble(eb_hash, value), self._members(eb)[0].prehash)
+            if waiting is not None:
+                raise waiting
         built_from = (height, tip.hash, len(ranked), len(self.tasks))
         if self._candidate is not None and self._mined_for == built_from:
             return  # nothing the candidate depends on has changed

@@ -6,6 +6,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 
 from chainlab.ledger.merkle import merkle_root
 from chainlab.protocols.bagchain.messages import KeyBlock, MiniBlock, RankedEnsemble, Reward, Task
@@ -85,7 +86,24 @@ def allocate_rewards(
 
 def rewards_root(rewards: Iterable[Reward]) -> bytes:
     """Merkle root of the Key Block payload (its reward entries)."""
-    return merkle_root([r.encode() for r in rewards])
+    return merkle_root([_leaf(r.recipient, r.amount) for r in rewards])
+
+
+@lru_cache(maxsize=1 << 16)
+def _leaf(recipient: bytes, amount: int) -> bytes:
+    """A reward entry's canonical bytes: a miner's candidates repeat the same entries, block after block."""
+    return Reward(recipient, amount).encode()
+
+
+def rewards_error(kb: KeyBlock, fee: int, winners: Sequence[MiniBlock], key_block_reward: int) -> Reason | None:
+    """What is wrong with a Key Block's payments (Algorithm 2.3): WRONG_REWARDS unless they are the fee split among
+    its winning MiniBlocks' miners plus the block reward to its producer, BAD_MERKLE_ROOT unless its root commits
+    to them; None when they are right."""
+    if kb.rewards != allocate_rewards(fee if winners else 0, winners, kb.miner_id, key_block_reward):
+        return Reason.WRONG_REWARDS
+    if kb.merkle_root != rewards_root(kb.rewards):
+        return Reason.BAD_MERKLE_ROOT
+    return None
 
 
 def rank(entries: Iterable[RankedEnsemble]) -> tuple[RankedEnsemble, ...]:
