@@ -220,6 +220,8 @@ class Miner(FullNode):
 
     def _ensemble_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
         """Phase II (Algorithm 1.2): aggregate every valid MiniBlock held and publish Metric_V."""
+        if (height, task.task_id, DatasetKind.VALIDATION) not in self.releases:
+            return  # before the phase (the common case, so no Waiting raised and caught)
         release = self._release(height, task.task_id, DatasetKind.VALIDATION)
         scope = b"" if self.params.cfs else tip.hash
         if (height, task.task_id, scope) in self._ensembled:
@@ -264,6 +266,8 @@ class Miner(FullNode):
 
     def _mine_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
         """Phase III (Algorithm 1.3): rank the valid Ensemble Blocks on D_E and search a nonce."""
+        if (height, task.task_id, DatasetKind.TEST) not in self.releases:
+            return  # before the phase (the common case, so no Waiting raised and caught)
         release = self._release(height, task.task_id, DatasetKind.TEST)
         at = (height, task.task_id)
         ranked = self._ranked[at]
