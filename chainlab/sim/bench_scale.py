@@ -263,8 +263,9 @@ def markdown(rows: Sequence[Row], title: str) -> str:
         ]
     lines += [
         "",
-        "non-ML s = wall s - ML s / workers (ML s is summed over the workers); non-ML / ML divides it by ML s / "
-        "workers. peak RSS MB is results.json's; process RSS MB the largest single process of the point (wait4).",
+        "ML s is the ML work summed over every process; non-ML s is the simulator process's CPU time on anything "
+        "else (engine, protocol, summary), and non-ML / ML their ratio. peak RSS MB is the simulator process's "
+        "(results.json); process RSS MB the largest single process of the point (wait4).",
     ]
     return "\n".join(lines) + "\n"
 

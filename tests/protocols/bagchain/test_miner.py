@@ -1,4 +1,5 @@
-"""Phase I of a BagChain miner across fork switches: Algorithm 1.1 runs once per confirmed parent KB_{h-1}."""
+"""A BagChain miner: Phase I across fork switches (Algorithm 1.1 runs once per confirmed parent KB_{h-1}), and
+Phase III building one Key Block candidate per round."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain import Miner
 from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, MiniBlock
+from chainlab.protocols.bagchain.timers import BuildCandidate
 from chainlab.protocols.effects import Broadcast, Compute, Persist, TrainModel
 from tests.protocols.bagchain.conftest import Harness, Honest, sibling_key_block, validator
 
@@ -152,3 +154,18 @@ def test_a_restarted_miner_does_not_retrain_for_a_parent_it_already_trained_on(h
     assert trainings(lonely, 2) == []
     lonely.send(second)  # a parent it has not trained on: Algorithm 1.1 runs on it
     assert [parent for _, _, parent in trainings(lonely, 2)] == [second.hash.hex()]
+
+
+def test_ensemble_blocks_arriving_in_one_round_make_one_candidate_once_the_round_is_in(honest: Honest) -> None:
+    h = Harness(switching_miner(honest), honest)
+    h.send(*honest.net.tasks, *honest.miniblocks(1))
+    h.send(honest.release(1, V), honest.release(1, DatasetKind.TEST))
+    h.now += 1
+    for eb in honest.ensembles(1):  # all in one round
+        h._run(h.node.on_message(b"peer", eb, h.now))
+    assert len(honest.ensembles(1)) >= 2
+    assert not [r for r in h.records if r.event == "mining"]  # nothing built while the round's arrivals come in
+    (build,) = [t for t in h.timers if isinstance(t, BuildCandidate)]
+    h.fire(build)
+    (mining,) = [r for r in h.records if r.event == "mining"]
+    assert mining.data["ranked"] == len(honest.ensembles(1)) + 1  # and its own
