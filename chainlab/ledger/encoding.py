@@ -50,13 +50,30 @@ def _set(msg: Message, name: str, value: Any) -> None:
         target = getattr(msg, name)
         for item in value:
             if dataclasses.is_dataclass(item):
-                target.add().CopyFrom(to_proto(item))
+                flat = _scalar_fields(item)
+                if flat is not None:  # a Key Block lists a reward and a ranking entry per miner: built in C
+                    target.add(**flat)
+                else:
+                    target.add().CopyFrom(to_proto(item))
             else:
                 target.append(item)
     elif isinstance(value, enum.Enum):
         setattr(msg, name, value.value)
     else:
         setattr(msg, name, value)
+
+
+def _scalar_fields(obj: ProtoBacked) -> dict[str, Any] | None:
+    """A dataclass's fields as keyword arguments when every one is a plain scalar (bytes, str, int, float, bool:
+    what protobuf sets as is), else None. Unset (None) fields are left out, as _set leaves them unset."""
+    cls: type = type(obj)
+    values = {name: getattr(obj, name) for name in _field_names(cls)}
+    if all(isinstance(v, _SCALARS) and not isinstance(v, enum.Enum) for v in values.values() if v is not None):
+        return {name: v for name, v in values.items() if v is not None}
+    return None
+
+
+_SCALARS = (bytes, str, int, float)
 
 
 def canonical_bytes(obj: ProtoBacked, *, exclude: Iterable[str] = ("signature",)) -> bytes:

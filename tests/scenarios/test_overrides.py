@@ -15,21 +15,9 @@ from hypothesis import strategies as st
 
 from chainlab.cli import main
 from chainlab.scenarios.experiment import apply_overrides, load_experiment, parse_override, with_overrides
+from tests.sim.test_experiment import SMALL as SIM_SMALL
 
-SMALL: dict[str, Any] = {
-    "name": "small",
-    "seed": 3,
-    "dataset": "digits",
-    "model": {"family": "decision_tree"},
-    "metric_min": 0.3,
-    "tasks": 1,
-    "miners": 4,
-    "validators": 1,
-    "partition": {"kappa": 0.1, "zeta": 0.2},
-    "network": {"kind": "full", "delay_rounds": 2},
-    "protocol": {"phase1_rounds": 30, "phase2_rounds": 10, "target": "2**250-1"},
-    "work": {"train_rounds": 3},
-}
+SMALL: dict[str, Any] = {**SIM_SMALL, "tasks": 1}  # the simulator tests' small network, one task
 
 segments = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
 paths = st.lists(segments, min_size=1, max_size=3).map(".".join)

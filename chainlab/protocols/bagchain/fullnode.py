@@ -114,7 +114,11 @@ class FullNode:
         self._waiters: defaultdict[Hashable, set[bytes]] = defaultdict(set)
         self._valid_mbs: set[bytes] = set()  # MiniBlocks with a valid verdict
         self._all_valid: set[bytes] = set()  # digests of MiniBlock lists (see _members_digest) found all valid here
+        self._all_held: set[bytes] = set()  # and found all held here
         self._version = 0  # counts what Phase III ranks by: valid Ensemble Blocks and computed metrics
+        # Counts what a miner acts on (see _after_progress): Key Blocks accepted, tasks and releases admitted, verdicts,
+        # timers and job results other than a fetched model's. A MiniBlock or a model arriving changes none of it.
+        self._changes = 0
         self._unsettled: Counter[tuple[int, bytes, bytes | None]] = Counter()  # MiniBlocks without a verdict, by
         # (height, task, parent) and by (height, task, None)
         self._by_model: defaultdict[bytes, list[bytes]] = defaultdict(list)  # ModelHash -> MiniBlock hashes
@@ -230,6 +234,7 @@ class FullNode:
     def on_timer(self, timer: Timer, now: int) -> list[Effect]:
         """A timer started by StartTimer fired."""
         self.now = now
+        self._changes += 1
         if isinstance(timer, ExpireKeyBlock):
             block = self._pending_kbs.pop(timer.block_hash, None)
             if block is not None:
@@ -257,6 +262,7 @@ class FullNode:
             return []
         self._inflight.discard(entry)
         kind, key = entry
+        self._changes += kind != "model"
         if isinstance(result, JobFailed):
             # The driver failed, not the peer: nothing is held against any block, and the job is asked for
             # again when validation next needs it.
@@ -424,6 +430,7 @@ class FullNode:
         rules.check_task_terms(task, self.params)
         rules.check_funds(task, self.best_chain(), self.tasks)
         self.tasks[task.task_id] = task
+        self._changes += 1
         self._emit(persist.of_block(task))
         self._wake(("task", task.task_id))
 
@@ -438,6 +445,7 @@ class FullNode:
             self._emit(persist.of_block(release))
             self._record("release", kind=release.kind.name.lower(), height=release.height)
             self._wake(("release", release.height, release.task_id, release.kind))
+            self._changes += 1
             self._on_release(release)
 
     def _on_release(self, release: DatasetRelease) -> None:
@@ -477,9 +485,12 @@ class FullNode:
             raise Rejected(Reason.EMPTY_ENSEMBLE)
         if len(set(eb.miniblocks)) != len(eb.miniblocks):
             raise Rejected(Reason.DUPLICATE_MODEL, "a MiniBlock is listed twice")
-        if not self.miniblocks.keys() >= self._member_set(eb):  # one C-level pass; the loop only names the culprit
-            missing = next(h for h in eb.miniblocks if h not in self.miniblocks)
-            raise Rejected(Reason.UNKNOWN_MINIBLOCK, short(missing))
+        digest = self._members_digest(eb)
+        if digest not in self._all_held:
+            if not self.miniblocks.keys() >= self._member_set(eb):  # one C pass; the loop only names the culprit
+                missing = next(h for h in eb.miniblocks if h not in self.miniblocks)
+                raise Rejected(Reason.UNKNOWN_MINIBLOCK, short(missing))
+            self._all_held.add(digest)  # MiniBlocks are never dropped: held once, held for good
         self._store_ensemble(eb)
 
     def _store_ensemble(self, eb: EnsembleBlock) -> None:
@@ -590,6 +601,7 @@ class FullNode:
 
     def _record_verdict(self, block_hash: bytes, verdict: Reason | None) -> None:
         """A MiniBlock's or Ensemble Block's verdict, settled once; the blocks that waited for it are woken."""
+        self._changes += 1
         mb = self.miniblocks.get(block_hash)
         if mb is not None:
             if block_hash not in self.mb_verdict:
@@ -700,7 +712,7 @@ class FullNode:
             raise Rejected(Reason.TASK_MISMATCH, "not the head of the parent's task queue")
         task = self._task(kb.task_id)
         self._check_queue(kb, parent)
-        if rules.rank(kb.ranking) != kb.ranking:
+        if not kb.derived("ranking_sorted", lambda: rules.rank(kb.ranking) == kb.ranking):
             raise Rejected(Reason.RANKING_NOT_SORTED)
         best = kb.ranking[0].metric_e if kb.ranking else 0.0
         if kb.metric_best != best:
@@ -852,6 +864,7 @@ class FullNode:
     def _accept_key_block(self, kb: KeyBlock) -> None:
         self.key_blocks[kb.hash] = kb
         self._executed[kb.hash] = self._executed[kb.prehash] | {kb.task_id}
+        self._changes += 1
         self._emit(persist.of_block(kb))
         self._waiting_on.pop(kb.hash, None)
         old_tip = self.chain.tip.block_hash

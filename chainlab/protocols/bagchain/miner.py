@@ -48,6 +48,7 @@ class Miner(FullNode):
         self._ranked: defaultdict[tuple[int, bytes], dict[bytes, tuple[RankedEnsemble, bytes]]] = defaultdict(dict)
         self._mined_for: tuple[int, bytes, int, int] | None = None  # what the candidate was built from
         self._scanned: tuple[tuple[int, bytes], int] | None = None  # (height and task, _version) of the last scan
+        self._acted_on = -1  # FullNode._changes when _after_progress last looked
         self._build_round = -1  # the round whose arrivals are all in (a BuildCandidate fired), or -1
         self._build_asked = False  # a BuildCandidate is on its way
 
@@ -104,6 +105,9 @@ class Miner(FullNode):
     # ----- the three phases ---------------------------------------------------------------------------------------
 
     def _after_progress(self) -> None:
+        if self._acted_on == self._changes:
+            return  # nothing it produces from has changed since it last looked (most events bring a MiniBlock)
+        self._acted_on = self._changes
         tip = self.tip
         if self._candidate is not None and self._candidate.height <= tip.height:
             self._stop_mining()
