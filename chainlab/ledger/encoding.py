@@ -93,11 +93,19 @@ def encode(obj: ProtoBacked) -> bytes:
 
 def from_proto(cls: type[T], msg: Message) -> T:
     """Rebuild a dataclass from its protobuf message, checking the field types on the way."""
-    hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]  # T is always a dataclass here
-        values[field.name] = _get(msg, field.name, hints[field.name])
+    target: type = cls
+    for name, hint in _field_hints(target):
+        values[name] = _get(msg, name, hint)
     return cls(**values)
+
+
+@functools.cache
+def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's (field name, resolved type hint) pairs, resolved once per class: every message decoded needs
+    them, and typing.get_type_hints re-evaluates the annotations on each call."""
+    hints = typing.get_type_hints(cls)
+    return tuple((field.name, hints[field.name]) for field in dataclasses.fields(cls))
 
 
 def _get(msg: Message, name: str, hint: Any) -> Any:
