@@ -17,23 +17,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Broadcast:
-    """Flood a message to every peer. size_mb is its declared size, charged identically by sim and netem."""
+    """Flood a message to every peer. size_mb is its declared size, charged identically by sim and netem.
+
+    payload_mb is the part of size_mb that is model or gradient data (the rest is control): drivers count the
+    bytes on the wire in both kinds, the split seed 002's Figure 5 and protocols.md section 6 compare.
+    """
 
     message: object  # one of the protocol's messages; the codec encodes it
     size_mb: float
+    payload_mb: float = 0.0
 
 
 @dataclass(frozen=True)
 class Send:
     """Deliver a message to one peer (its on_message), routed over the network's shortest up path.
 
-    size_mb is charged per hop as for Broadcast. Nothing comes back: a message to an unknown or unreachable peer
-    is lost, as on a real network (protocols that need an answer time out).
+    size_mb is charged per hop and payload_mb counted as for Broadcast. Nothing comes back: a message to an unknown
+    or unreachable peer is lost, as on a real network (protocols that need an answer time out).
     """
 
     peer: bytes
     message: object  # one of the protocol's messages; the codec encodes it
     size_mb: float
+    payload_mb: float = 0.0  # as Broadcast's
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def assemble(
     cpu: Mapping[str, Mapping[str, float]] | None = None,
     chaos: Sequence[Mapping[str, object]] = (),
     cost: Mapping[str, float | int] | None = None,
+    wire_bytes: Mapping[str, float | int] | None = None,
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
 
@@ -57,7 +58,9 @@ def assemble(
     (seed 001 counts it among network tasks); both None without it. chaos is the scenario's report (ChaosClock):
     each action with when it took effect and when the nodes it restarted or healed caught up. cost (simulation
     only: None live, where each node is its own process) holds `workers`, `non_ml_seconds`, `peak_rss_mb` and
-    `peak_rss_worker_mb` (see chainlab.sim.experiment.run).
+    `peak_rss_worker_mb` (see chainlab.sim.experiment.run). wire_bytes (simulation only for now) counts the bytes
+    delivered by kind: model or gradient payload, control, and answers served on request (chainlab.sim.engine
+    WireBytes).
     """
     cpu = cpu or {}
     process = sum(c["process_seconds"] for c in cpu.values())
@@ -91,4 +94,5 @@ def assemble(
         "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
         "chaos": [dict(entry) for entry in chaos],
         **{key: (cost or {}).get(key) for key in COST_KEYS},
+        "wire_bytes": dict(wire_bytes) if wire_bytes is not None else None,
     }

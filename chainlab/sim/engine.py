@@ -81,6 +81,42 @@ _Event = _Deliver | _Flood | Timer | _Result | _Mining | _Serve
 
 
 @dataclass
+class WireBytes:
+    """Bytes delivered over the network, one copy per receiving node: model or gradient payload, control, and
+    the answers served to point-to-point requests (models, datasets' grants, blocks for catch-up)."""
+
+    payload: int = 0
+    control: int = 0
+    served: int = 0
+    sent_by: dict[int, int] = field(default_factory=dict)  # node index -> bytes it sent or served
+
+    def count(self, sender: int, size_mb: float, payload_mb: float, copies: int) -> None:
+        """A message of size_mb (payload_mb of it payload) delivered to copies receivers."""
+        payload = round(payload_mb * 1e6) * copies
+        total = round(size_mb * 1e6) * copies
+        self.payload += payload
+        self.control += max(0, total - payload)
+        self.sent_by[sender] = self.sent_by.get(sender, 0) + total
+
+    def count_served(self, server: int, size: int) -> None:
+        """An answer of size bytes to a point-to-point request."""
+        self.served += size
+        self.sent_by[server] = self.sent_by.get(server, 0) + size
+
+    def summary(self, nodes: int) -> dict[str, float | int]:
+        """results.json's `wire_bytes`: the totals by kind and the mean per node."""
+        total = self.payload + self.control + self.served
+        return {
+            "payload": self.payload,
+            "control": self.control,
+            "served": self.served,
+            "total": total,
+            "per_node_mean": total / nodes if nodes else 0.0,
+            "per_node_max": max(self.sent_by.values(), default=0),
+        }
+
+
+@dataclass
 class Simulation:
     """Executes effects: network deliveries, timers, ML work, mining and point-to-point requests."""
 
@@ -111,6 +147,7 @@ class Simulation:
     # ML jobs go to the pool when there is one: submitted when asked for, collected when due (simulated rounds
     # later), so that independent jobs run on every worker meanwhile; without one they run here, one at a time.
     pool: ComputePool | None = None
+    wire: WireBytes = field(default_factory=WireBytes)
 
     def __post_init__(self) -> None:
         self._index = {node.node_id: i for i, node in enumerate(self.nodes)}
@@ -174,13 +211,16 @@ class Simulation:
         # As raft's Ready: a step's records are written before anything it announces can be seen.
         for effect in persist_first(effects):
             match effect:
-                case Broadcast(message, size_mb):
+                case Broadcast(message, size_mb, payload_mb):
                     sender = self.nodes[i].node_id
                     # Keyed like the sidecar's: the same message draws the same hop times in sim and live.
                     wire_id = message_id(sender, self.codec.encode_message(message))
-                    self._flood(sender, message, self.network.broadcast(i, size_mb, self.now, wire_id))
-                case Send(peer, message, size_mb):
-                    self._send(i, peer, message, size_mb)
+                    arrivals = self.network.broadcast(i, size_mb, self.now, wire_id)
+                    self.wire.count(i, size_mb, payload_mb, len(arrivals))
+                    self._flood(sender, message, arrivals)
+                case Send(peer, message, size_mb, payload_mb):
+                    if self._send(i, peer, message, size_mb):
+                        self.wire.count(i, size_mb, payload_mb, 1)
                 case StartTimer(timer, after):
                     self._push(self.now + after, i, timer)
                 case Persist(kind, key, payload):
@@ -214,16 +254,18 @@ class Simulation:
         for at, nodes in by_round.items():
             self._push(at, -1, _Flood(sender, message, tuple(nodes)))
 
-    def _send(self, i: int, peer: bytes, message: object, size_mb: float) -> None:
-        """Point to point along the shortest up route; lost if the peer is unknown, itself or unreachable."""
+    def _send(self, i: int, peer: bytes, message: object, size_mb: float) -> bool:
+        """Point to point along the shortest up route; lost (False) if the peer is unknown, itself or unreachable."""
         dst = self._index.get(peer)
         if dst is None or dst == i:
-            return
+            return False
         sender = self.nodes[i].node_id
         wire_id = message_id(sender, b"send:" + peer + self.codec.encode_message(message))
         at = self.network.unicast(i, dst, size_mb, self.now, wire_id)
-        if at is not None:
-            self._push(at, dst, _Deliver(sender, message))
+        if at is None:
+            return False
+        self._push(at, dst, _Deliver(sender, message))
+        return True
 
     def _training_data(self, i: int, op: TrainModel) -> Dataset:
         """D_Ti, assembled once per data (nodes that share a private set share it)."""
@@ -266,7 +308,12 @@ class Simulation:
         if isinstance(effect, FetchData):
             answer = self.nodes[server].on_request(sender, DataRequest(effect.commitment), self.now)
             result = isinstance(answer, DataGrant) and answer.commitment in self.datasets
+            if result:
+                granted = self.datasets[effect.commitment]
+                self.wire.count_served(server, granted.X.nbytes + granted.y.nbytes)
         else:
             answer = self.nodes[server].on_request(sender, effect.request, self.now)
             result = answer if isinstance(answer, bytes) else None
+            if result is not None:
+                self.wire.count_served(server, len(result))
         self._push(self.now, client, _Result(effect.job, result))

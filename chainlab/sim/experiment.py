@@ -92,6 +92,7 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None, *, 
             "non_ml_seconds": time.process_time() - cpu_started - ml_here - worker.ml_seconds,
             **peak_memory(),
         },
+        wire_bytes=simulation.wire.summary(len(simulation.nodes)),
     )
 
 

@@ -107,6 +107,17 @@ def test_a_send_across_a_cut_to_a_stranger_or_to_itself_is_lost() -> None:
     assert all(not n.got for n in nodes)
 
 
+def test_bytes_on_the_wire_count_one_copy_per_receiver_by_kind_and_nothing_for_a_lost_send() -> None:
+    nodes = [_Node(bytes([i]) * 32) for i in range(3)]
+    network = _line(3)
+    nodes[0].first = [Broadcast(b"model", 0.5, 0.4), Send(nodes[2].node_id, b"vote", 0.01), Send(b"\x09" * 32, b"y", 1)]
+    simulation = _simulation(nodes, network)
+    simulation.run()
+    wire = simulation.wire.summary(3)
+    assert (wire["payload"], wire["control"], wire["served"]) == (2 * 400_000, 2 * 100_000 + 10_000, 0)
+    assert wire["per_node_max"] == wire["total"] == 1_010_000
+
+
 def test_weight_operations_run_on_the_nodes_own_data_and_report_bad_weights() -> None:
     rng = np.random.default_rng(0)
     X = rng.random((40, 4), dtype=np.float32)

@@ -267,7 +267,10 @@ class BflcNode:
             return [self._compute(_Job("perturb", job.round), op)]
         update = Update(job.round, self.identity.public_key, result, self.n_samples).signed_by(self.identity)
         self._update = update
-        effects: list[Effect] = [Send(member, update, self.params.model_size_mb) for member in self.chain.committee]
+        effects: list[Effect] = [
+            Send(member, update, self.params.model_size_mb, self.params.model_size_mb)
+            for member in self.chain.committee
+        ]
         if self.params.resend_after > 0 and self.params.resend_limit > 0:
             effects.append(StartTimer(Resend(job.round, self.params.resend_limit - 1), self.params.resend_after))
         return effects
@@ -279,7 +282,10 @@ class BflcNode:
         update = self._update
         if update is None or update.round != timer.round or self.chain.round != timer.round or self._finished():
             return []
-        effects: list[Effect] = [Send(member, update, self.params.model_size_mb) for member in self.chain.committee]
+        effects: list[Effect] = [
+            Send(member, update, self.params.model_size_mb, self.params.model_size_mb)
+            for member in self.chain.committee
+        ]
         if timer.left > 0:
             effects.append(StartTimer(Resend(timer.round, timer.left - 1), self.params.resend_after))
         return effects
@@ -468,7 +474,9 @@ class BflcNode:
         work.endorsed.add(mb.attempt)
         proposal = Proposal(mb, blocks.update_blocks)
         effects: list[Effect] = [
-            Send(m, proposal, self.params.model_size_mb) for m in chain.committee if m != self.node_id
+            Send(m, proposal, self.params.model_size_mb, self.params.model_size_mb)
+            for m in chain.committee
+            if m != self.node_id
         ]
         return effects + self._maybe_commit()
 
@@ -504,7 +512,11 @@ class BflcNode:
                 "units": units,
             },
         )
-        return [Broadcast(commit, self.params.model_size_mb), record, *self._append(commit.blocks)]
+        return [
+            Broadcast(commit, self.params.model_size_mb, self.params.model_size_mb),
+            record,
+            *self._append(commit.blocks),
+        ]
 
     # -- committee members: checking a proposal -------------------------------------------------------------------
 

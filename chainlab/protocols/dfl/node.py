@@ -321,7 +321,7 @@ class DflNode:
         self._seen[tx.digest] = self.node_id
         self._known_receipts[tx.digest] = set()
         self.transactions += 1
-        effects: list[Effect] = [Send(n, tx, tx.size_mb + self.params.overhead_mb) for n in self.neighbours]
+        effects: list[Effect] = [Send(n, tx, tx.size_mb + self.params.overhead_mb, tx.size_mb) for n in self.neighbours]
         if self.params.chain:
             self._pending[tx.digest] = tx
             self._unblocked.append(tx.digest)
@@ -361,7 +361,7 @@ class DflNode:
             if new and self.params.receipt_routing == "reverse_path" and parent != sender:
                 # Receipts from further away travel back along the path the transaction came by.
                 known |= new
-                return [Send(parent, tx, tx.size_mb + self.params.overhead_mb)]
+                return [Send(parent, tx, tx.size_mb + self.params.overhead_mb, tx.size_mb)]
             raise Rejected(Kind.TX, Reason.DUPLICATE, digest.hex()[:16])
         rules.check_witness(tx)
         self._seen[digest] = sender
@@ -395,7 +395,7 @@ class DflNode:
             targets = [sender] + ([n for n in self.neighbours if n != sender] if receipt.received_at_ttl > 0 else [])
         else:
             targets = list(self.neighbours)
-        effects: list[Effect] = [Send(peer, copy, size) for peer in targets]
+        effects: list[Effect] = [Send(peer, copy, size, copy.size_mb) for peer in targets]
         if len(self.buffer) >= self.params.buffer and not self._update_queued:
             self._update_queued = True
             self._model_queue.append(("aggregate", 0))
@@ -433,7 +433,7 @@ class DflNode:
         self.draft = draft_block(height, self.chain[-1].final_hash, self.identity, txs, now, self.genesis.final_hash)
         self._confirmations = {}
         size = self.draft.size_mb + self.params.overhead_mb
-        effects: list[Effect] = [Send(n, self.draft, size) for n in self.neighbours]
+        effects: list[Effect] = [Send(n, self.draft, size, self.draft.size_mb) for n in self.neighbours]
         return [*effects, StartTimer(ConfirmWindow(height), self.params.confirm_window)]
 
     def _on_draft(self, draft: Block) -> list[Effect]:
