@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= experiments/table1_mnist_dt.yaml
 OUT    ?= runs
 
-.PHONY: install demo test test-fast lint proto proto-check sim paper bench bench-scale load bench-load monitor-check clean
+.PHONY: install demo test test-fast lint proto proto-check sim paper bench bench-scale load bench-load monitor-check clean compare compare-quick
 
 install: $(STAMP)
 
@@ -92,6 +92,16 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	MINERS="$(MINERS)" NETWORKS="$(NETWORKS)" WORKERS="$(WORKERS)" TIMEOUT="$(TIMEOUT)" \
 		$(BIN)/python -m chainlab.sim.bench_scale --out $(OUT)/bench-scale
+
+# protocols.md 6 (E5): five protocols, one world, each point a fresh `chainlab sim` (experiments/compare/compare.yaml,
+# the nightly grid); writes $(OUT)/compare/{summary.json,report.md,*.png}; exit 1 if a point failed. JOBS at once.
+JOBS ?= 1
+compare: $(STAMP)
+	$(BIN)/chainlab compare --config experiments/compare/compare.yaml --out $(OUT)/compare --jobs $(JOBS)
+
+# The CI grid (f in {0, 0.3}, label flip, one seed): $(OUT)/compare-quick/report.md and summary.json.
+compare-quick: $(STAMP)
+	$(BIN)/chainlab compare --config experiments/compare/compare_quick.yaml --out $(OUT)/compare-quick --jobs $(JOBS)
 
 # The demo network under locust load (loadtest/); results.json gains a `load` section, locust.html beside it.
 load: $(STAMP) $(MONITORING_STAMP)

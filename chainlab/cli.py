@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--config", type=Path, required=True)
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--out", type=Path, required=True)
+    compare = sub.add_parser("compare", help="five protocols, one world: a compare config's grid and report")
+    compare.add_argument("--config", type=Path, default=Path("experiments/compare/compare.yaml"))
+    compare.add_argument("--out", type=Path, default=Path("runs/compare"))
+    compare.add_argument("--jobs", type=int, default=1, help="points run at once, each its own process (default 1)")
     sub.add_parser("protocols", help="list the protocols that can run")
     up = sub.add_parser("up", help="run a protocol network as real services on 127.0.0.1 until it is done")
     up.add_argument("--config", type=Path, default=Path("experiments/demo.yaml"))
@@ -202,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             only = tuple(name for name in args.only.split(",") if name)
             write_paper(args.experiments, args.out, console, only, args.jobs, args.resume)
             return 0
+        if args.command == "compare":
+            from chainlab.sim.compare import cmd_compare
+
+            return cmd_compare(args.config, args.out, args.jobs, console)
         if args.command == "bench":
             from chainlab.sim.bench import run_bench
 

@@ -305,7 +305,21 @@ def _load_breast_cancer() -> tuple[Dataset, Dataset]:
     return data.subset(train_idx), data.subset(test_idx)
 
 
+def _load_synthetic_ball() -> tuple[Dataset, Dataset]:
+    """Seed 003's synthetic task: 30k train / 30k test, x uniform in the 10-d unit ball, y = [w* . x > 0] for a
+    fixed-seed w* (its sign(w* . x) as classes 0 and 1)."""
+    rng = np.random.default_rng(3)
+    w_star = rng.standard_normal(10)
+    direction = rng.standard_normal((60_000, 10))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    X = direction * rng.random((60_000, 1)) ** (1.0 / 10)  # radius r^(1/d) makes the ball's density uniform
+    y = (X @ w_star > 0).astype(np.int64)
+    data = Dataset(X.astype(np.float32), y, 2, (10,), "synthetic_ball")
+    return data.subset(np.arange(30_000)), data.subset(np.arange(30_000, 60_000))
+
+
 _LOADERS: dict[str, Callable[[], tuple[Dataset, Dataset]]] = {
+    "synthetic_ball": _load_synthetic_ball,
     "mnist": _load_mnist,
     "mnist5k": _load_mnist5k,
     "digits": _load_digits,

@@ -1,7 +1,8 @@
 """Model families behind one interface: fit, class probabilities, and a safe byte encoding.
 
-Families in this module: "decision_tree" (scikit-learn). "lenet5" (PyTorch) lives in `lenet.py` and is
-imported only when asked for, so processes that never touch a CNN do not pay for importing torch.
+Families in this module: "decision_tree" (scikit-learn) and "softmax" (softmax regression, trained with PyTorch on
+one CPU thread, torch imported inside fit). "lenet5" (PyTorch) lives in `lenet.py` and is imported only when asked
+for, so processes that never touch a CNN do not pay for importing torch.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ __all__ = [
     "LeNet5Family",
     "ModelCodecError",
     "ModelFamily",
+    "SoftmaxFamily",
+    "SoftmaxModel",
     "TreeModel",
     "check_labels",
     "make_family",
 ]
 
-FAMILIES = ("decision_tree", "lenet5")
+FAMILIES = ("decision_tree", "lenet5", "softmax")
 
 # Upper bound on a decoded model's declared class count, so metadata cannot demand absurd allocations.
 MAX_CLASSES = 10_000
@@ -225,6 +228,105 @@ def _validate_tree(estimator: DecisionTreeClassifier, n_classes: int) -> None:
         raise ModelCodecError("tree leaf values have the wrong shape")
 
 
+# --- softmax regression --------------------------------------------------------------------------------
+
+# Upper bound on a decoded softmax model's input width (MNIST has 784), so a header cannot demand huge arrays.
+MAX_FEATURES = 1_000_000
+
+
+@dataclass(frozen=True)
+class SoftmaxModel:
+    """A linear classifier: class scores weight @ x + bias, probabilities their softmax."""
+
+    weight: NDArray[np.float32]  # (n_classes, n_features)
+    bias: NDArray[np.float32]  # (n_classes,)
+
+    @property
+    def n_classes(self) -> int:
+        """The task's class count."""
+        return int(self.weight.shape[0])
+
+
+class SoftmaxFamily:
+    """Softmax regression (protocols.md 6's Tier A base model): mini-batch SGD on cross-entropy from zero weights,
+    the batch order drawn from the fit's seed, on one CPU thread so that miners on a shared machine do not contend."""
+
+    name: str = "softmax"
+
+    def __init__(self, epochs: int = 5, batch_size: int = 32, lr: float = 0.1, weight_decay: float = 0.0) -> None:
+        for key, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"softmax {key} must be an integer >= 1, got {value!r}")
+        for key, number in (("lr", lr), ("weight_decay", weight_decay)):
+            if isinstance(number, bool) or not isinstance(number, int | float) or not np.isfinite(number):
+                raise ValueError(f"softmax {key} must be a number, got {number!r}")
+        if lr <= 0 or weight_decay < 0:
+            raise ValueError(f"softmax needs lr > 0 and weight_decay >= 0, got {lr!r}, {weight_decay!r}")
+        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, float(lr), float(weight_decay)
+
+    def fit(
+        self, X: NDArray[np.float32], y: NDArray[np.int64], n_classes: int, shape: tuple[int, ...], seed: int
+    ) -> SoftmaxModel:
+        """Train from zero weights; the same data and seed give the same bytes (one thread, fixed batch order)."""
+        import torch
+
+        check_labels(y, n_classes)
+        if len(y) == 0:
+            raise ValueError("cannot train on an empty dataset")
+        inputs = torch.tensor(X.reshape(len(X), -1), dtype=torch.float32)
+        targets = torch.tensor(y, dtype=torch.int64)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            linear = torch.nn.Linear(inputs.shape[1], n_classes)
+            torch.nn.init.zeros_(linear.weight)
+            torch.nn.init.zeros_(linear.bias)
+            optimizer = torch.optim.SGD(linear.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            order_rng = torch.Generator().manual_seed(seed)
+            loss_fn = torch.nn.CrossEntropyLoss()
+            for _ in range(self.epochs):
+                order = torch.randperm(len(targets), generator=order_rng)
+                for start in range(0, len(order), self.batch_size):
+                    batch = order[start : start + self.batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_fn(linear(inputs[batch]), targets[batch]).backward()
+                    optimizer.step()
+            weight = linear.weight.detach().numpy().astype(np.float32)
+            bias = linear.bias.detach().numpy().astype(np.float32)
+        finally:
+            torch.set_num_threads(threads)
+        return SoftmaxModel(weight, bias)
+
+    def predict_proba(self, model: SoftmaxModel, X: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Softmax of the class scores, in numpy (no torch needed to serve predictions)."""
+        flat = X.reshape(len(X), -1).astype(np.float32, copy=False)
+        if flat.shape[1] != model.weight.shape[1]:
+            raise ValueError(f"expected {model.weight.shape[1]} features, got {flat.shape[1]}")
+        scores = flat @ model.weight.T + model.bias
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        out: NDArray[np.float32] = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        return out
+
+    def encode(self, model: SoftmaxModel) -> bytes:
+        """weight and bias as safetensors float32 arrays; never pickle."""
+        meta = {"family": self.name, "format": 1, "n_classes": model.n_classes}
+        return encode_arrays({"weight": model.weight, "bias": model.bias}, meta)
+
+    def decode(self, data: bytes) -> SoftmaxModel:
+        """The model from encode()'s bytes; ModelCodecError on wrong shapes or values that are not finite."""
+        arrays, meta = decode_arrays(data, {"weight": "F32", "bias": "F32"})
+        n_classes = check_meta_classes(meta, self.name)
+        weight, bias = arrays["weight"], arrays["bias"]
+        if weight.ndim != 2 or weight.shape[0] != n_classes or not 1 <= weight.shape[1] <= MAX_FEATURES:
+            raise ModelCodecError("softmax weight has the wrong shape")
+        if bias.shape != (n_classes,):
+            raise ModelCodecError("softmax bias has the wrong shape")
+        if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+            raise ModelCodecError("softmax weights must be finite")
+        return SoftmaxModel(weight, bias)
+
+
 # --- registry ------------------------------------------------------------------------------------------
 
 
@@ -232,6 +334,11 @@ def make_family(name: str, params: Mapping[str, Any]) -> ModelFamily:
     """Build the model family called `name` with its hyper-parameters."""
     if name == "decision_tree":
         return DecisionTreeFamily(**params)
+    if name == "softmax":
+        try:
+            return SoftmaxFamily(**params)
+        except TypeError as exc:
+            raise ValueError(f"bad softmax parameters: {exc}") from exc
     if name == "lenet5":
         from chainlab.learning.lenet import LeNet5Family
 

@@ -141,7 +141,75 @@ class Perturb:
     seed: int
 
 
-WorkOp = TrainModel | EvaluateEnsemble | InitModel | TrainSteps | EvaluateModel | Aggregate | Perturb
+@dataclass(frozen=True)
+class PrivateGradient:
+    """LearningChain's holder step on w_t (seed 003 Eq. 6-12): the gradient of the loss summed over a batch of the
+    held dataset (batch 0: all of it), clipped to `bound` per example or as a sum (`clip`), plus the noise of Eq. 10
+    at `epsilon` (None: no DP), normalised. A `byzantine` holder sends an N(0, sigma^2) vector instead. The draws
+    come from seed. Result: Gradient, or EvaluationFailed if `weights` do not decode to spec's architecture."""
+
+    spec: ModelSpec
+    weights: bytes
+    dataset: bytes  # a held dataset's commitment, or PRIVATE
+    batch: int
+    clip: str  # "per_example" (Appendix A) or "sum" (Eq. 9 as printed)
+    bound: float  # G
+    epsilon: float | None
+    seed: int
+    byzantine: bool = False
+    sigma: float = 200.0
+
+
+@dataclass(frozen=True)
+class AggregateGradients:
+    """LearningChain's aggregation (seed 003 Eq. 14-17): from the messages (unit vectors as little-endian float64,
+    their norms) in canonical order, select by `rule` ("l_nearest": the `select` largest cosines to their sum;
+    "multi_krum": Krum scores with `byzantine` = f), average s_i g_i over the selection and step w_t by -lr times it
+    (plus l2 * w_t). Result: Aggregation, or EvaluationFailed if the weights or a vector do not decode."""
+
+    spec: ModelSpec
+    weights: bytes
+    vectors: tuple[bytes, ...]
+    norms: tuple[float, ...]
+    rule: str
+    select: int  # l (l_nearest)
+    byzantine: int  # f (multi_krum: m = n - f are averaged)
+    lr: float
+    l2: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReadSample:
+    """The marketplace contributor's next sample: sample `index` of a held binary dataset (features in {0, 1}) as
+    its packed bits (numpy.packbits order) followed by one label byte. Result: bytes."""
+
+    dataset: bytes  # a held dataset's commitment, or PRIVATE
+    index: int
+
+
+@dataclass(frozen=True)
+class EvaluatePerceptron:
+    """The marketplace owner's accuracy of an integer perceptron (little-endian int64 weights, the bias last) on a
+    held binary dataset: predict 1 where w.x + b > 0. Result: the accuracy in [0, 1], or EvaluationFailed if the
+    weights do not match the dataset's features."""
+
+    weights: bytes
+    dataset: bytes  # a held dataset's commitment, or PRIVATE
+
+
+WorkOp = (
+    TrainModel
+    | EvaluateEnsemble
+    | InitModel
+    | TrainSteps
+    | EvaluateModel
+    | Aggregate
+    | Perturb
+    | PrivateGradient
+    | AggregateGradients
+    | ReadSample
+    | EvaluatePerceptron
+)
 """An ML operation a Compute effect asks for."""
 
 PERTURB_KINDS = ("uniform", "gaussian")
@@ -237,7 +305,23 @@ class JobFailed:
     detail: str
 
 
-JobResult = bytes | int | float | bool | EvaluationFailed | JobFailed | None
+@dataclass(frozen=True)
+class Gradient:
+    """A PrivateGradient result: the unit vector g*/s as little-endian float64 bytes, and s = ||g*||."""
+
+    vector: bytes
+    norm: float
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """An AggregateGradients result: w_{t+1} as weight bytes, and the indices of the aggregated messages (ascending)."""
+
+    weights: bytes
+    selected: tuple[int, ...]
+
+
+JobResult = bytes | int | float | bool | EvaluationFailed | JobFailed | Gradient | Aggregation | None
 """What on_result receives: model bytes or request answers, a nonce, a metric, a fetch outcome, or a failure."""
 
 

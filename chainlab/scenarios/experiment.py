@@ -17,7 +17,7 @@ from chainlab.work.config import WorkConfig, from_section
 
 GENERIC_KEYS = frozenset({
     "name", "seed", "description", "deviations", "paper", "dataset", "partition", "network", "work", "live",
-    "max_rounds", "sweep", "compare", "seeds", "analysis", "protocol", "chaos",
+    "max_rounds", "sweep", "compare", "seeds", "analysis", "protocol", "chaos", "report_set",
 })  # fmt: skip
 DEFAULT_PROTOCOL = "bagchain"
 DEFAULT_ROUND_SECONDS = 0.1
@@ -82,6 +82,9 @@ class Experiment:
         seeds = data.get("seeds", [])
         if not isinstance(seeds, list) or not all(type(x) is int for x in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be a list of distinct integers (each point runs once per seed)")
+        report_set = data.get("report_set")
+        if report_set is not None and (type(report_set) is not int or report_set < 1):
+            raise ValueError(f"report_set must be a number of test samples >= 1, got {report_set!r}")
         deviations = data.get("deviations", [])
         if not isinstance(deviations, list) or not all(isinstance(d, str) for d in deviations):
             raise ValueError("deviations must be a list of strings")
@@ -145,6 +148,12 @@ class Experiment:
     def max_rounds(self) -> int:
         """Simulated rounds after which a run stops and is marked truncated."""
         return int(self.get("max_rounds", 1_000_000))
+
+    @property
+    def report_set(self) -> int | None:
+        """How many samples of the original test set are held out as the report set D_R (None: no D_R)."""
+        value = self.get("report_set")
+        return None if value is None else int(value)
 
     @property
     def deviations(self) -> list[str]:

@@ -1,12 +1,13 @@
 """Data for the federated protocols (DFL, BFLC): full train and test sets, one shard per participant, attacks on data.
 
 Unlike BagChain's split there is no public set D_T, and reports use the whole original test set, which no
-participant trains on.
+participant trains on, or the report set D_R held out of it when the experiment sets `report_set:`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from chainlab.learning.datasets import Dataset, load_dataset
 from chainlab.learning.partition import partition
 from chainlab.protocols.spec import ModelSpec
+from chainlab.scenarios.data import split_report
 from chainlab.scenarios.experiment import Experiment
 
 FAMILIES = ("softmax", "mlp", "lenet5", "caffe_lenet")
@@ -21,18 +23,26 @@ FAMILIES = ("softmax", "mlp", "lenet5", "caffe_lenet")
 
 @dataclass(frozen=True)
 class FederatedData:
-    """The original training set, the report set (the original test set) and one shard per participant."""
+    """The original training set, the test set (the original one, less D_R), one shard per participant, and the
+    report set D_R that no protocol sees when the experiment sets `report_set:` (protocols.md 6)."""
 
     train: Dataset
     test: Dataset
     shards: tuple[Dataset, ...]
+    report: Dataset | None = None
+
+    @property
+    def reported(self) -> Dataset:
+        """What final accuracies are measured on: D_R when there is one, else the test set."""
+        return self.report if self.report is not None else self.test
 
 
 def federated_data(exp: Experiment, participants: int) -> FederatedData:
     """Load exp's dataset and deal its training set to participants by exp's partition (kappa is ignored: all of
     the training set is private here), deterministically in exp.seed."""
     rng = np.random.default_rng(exp.seed)
-    train, test = load_dataset(str(exp.get("dataset", "mnist")))
+    train, original_test = load_dataset(str(exp.get("dataset", "mnist")))
+    report, test = split_report(original_test, exp.report_set, exp.seed)
     split = exp.partition
     # Without zeta, everything is dealt: the largest whole share per participant (so rounding never overshoots).
     zeta = float(split.zeta) if "zeta" in exp.get("partition", {}) else (len(train) // participants) / len(train)
@@ -46,7 +56,23 @@ def federated_data(exp: Experiment, participants: int) -> FederatedData:
         beta=float(split.beta),
         rng=rng,
     )
-    return FederatedData(train, test, parts.private)
+    return FederatedData(train, test, parts.private, report)
+
+
+def flipped_shards(shards: Sequence[Dataset], fraction: float) -> tuple[Dataset, ...]:
+    """The common label-flip attack (protocols.md 6): the first floor(fraction * N) shards label_flipped."""
+    count = math.floor(fraction * len(shards) + 1e-9)
+    return tuple(label_flipped(s) if i < count else s for i, s in enumerate(shards))
+
+
+def label_flip_of(section: Mapping[str, object]) -> float:
+    """A protocol section's `label_flip:` fraction (default 0), checked: a share in [0, 1)."""
+    value = section.get("label_flip", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"label_flip must be a fraction in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"label_flip must be a fraction in [0, 1), got {value!r}")
+    return float(value)
 
 
 def label_matched(test: Dataset, shard: Dataset, size: int, rng: np.random.Generator) -> Dataset:

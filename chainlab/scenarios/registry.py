@@ -16,6 +16,8 @@ _BUILTIN = {
     "bagchain": "chainlab.scenarios.bagchain.spec:SPEC",
     "dfl": "chainlab.scenarios.dfl.spec:SPEC",
     "bflc": "chainlab.scenarios.bflc.spec:SPEC",
+    "datamarket": "chainlab.scenarios.datamarket.spec:SPEC",
+    "learningchain": "chainlab.scenarios.learningchain.spec:SPEC",
 }
 _loaded: dict[str, ProtocolSpec] = {}
 

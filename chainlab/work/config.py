@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from chainlab.protocols.effects import TrainModel, TrainSteps, WorkOp
+from chainlab.protocols.effects import PrivateGradient, TrainModel, TrainSteps, WorkOp
 
 Section = TypeVar("Section")
 
@@ -54,7 +54,7 @@ class WorkConfig:
         match op:
             case TrainModel():
                 return self.train_rounds
-            case TrainSteps():
+            case TrainSteps() | PrivateGradient():  # a LearningChain holder's gradient costs as SGD steps do
                 return self.step_rounds
             case _:
                 return 0

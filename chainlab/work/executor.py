@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, assert_never
@@ -13,11 +14,17 @@ from chainlab.learning.worker import Worker
 from chainlab.protocols.effects import (
     PRIVATE,
     Aggregate,
+    AggregateGradients,
+    Aggregation,
     EvaluateEnsemble,
     EvaluateModel,
+    EvaluatePerceptron,
     EvaluationFailed,
+    Gradient,
     InitModel,
     Perturb,
+    PrivateGradient,
+    ReadSample,
     TrainModel,
     TrainSteps,
     WorkOp,
@@ -25,6 +32,7 @@ from chainlab.protocols.effects import (
 from chainlab.protocols.spec import ModelSpec
 
 if TYPE_CHECKING:  # torch is imported on first use (see Worker.federated)
+    from chainlab.learning.dp_gradients import LinearShape
     from chainlab.learning.federated import NetSpec
 
 
@@ -60,7 +68,7 @@ def execute(
     datasets: Mapping[bytes, Dataset],
     train_data: Dataset | None = None,
     private: Dataset | None = None,
-) -> bytes | float | EvaluationFailed:
+) -> bytes | float | EvaluationFailed | Gradient | Aggregation:
     """Run op. Models that fail to decode or run are the peer's fault (EvaluationFailed); anything else raises.
 
     train_data, if given, is the already assembled training set (drivers cache it per node); private is the
@@ -78,6 +86,16 @@ def execute(
         case TrainModel():
             data = train_data if train_data is not None else training_data(op, datasets, None)
             return worker.train(learning_spec(op.spec), data, op.seed)
+        case PrivateGradient() | AggregateGradients():
+            start = time.perf_counter()
+            try:
+                return _gradient_op(op, datasets, private)
+            except ModelCodecError as exc:
+                return EvaluationFailed(str(exc))
+            finally:
+                worker.ml_seconds += time.perf_counter() - start
+        case ReadSample() | EvaluatePerceptron():
+            return _market_op(op, datasets, private)
         case EvaluateEnsemble():
             dataset = _held(datasets, op.dataset)
             try:
@@ -86,6 +104,21 @@ def execute(
                 return EvaluationFailed(str(exc))
         case _:
             assert_never(op)
+
+
+def _market_op(
+    op: ReadSample | EvaluatePerceptron, datasets: Mapping[bytes, Dataset], private: Dataset | None
+) -> bytes | float | EvaluationFailed:
+    """The data marketplace's operations on binary datasets (chainlab.learning.market_data)."""
+    from chainlab.learning import market_data
+
+    data = _held_or_private(datasets, op.dataset, private)
+    if isinstance(op, ReadSample):
+        return market_data.sample_bytes(data, op.index)
+    try:
+        return market_data.perceptron_accuracy(op.weights, data)
+    except ValueError as exc:
+        return EvaluationFailed(str(exc))
 
 
 def _weights_op(
@@ -111,6 +144,60 @@ def _weights_op(
             return fed.perturb(spec, op.weights, op.kind, op.scale, op.seed)
         case _:
             assert_never(op)
+
+
+def _gradient_op(
+    op: PrivateGradient | AggregateGradients, datasets: Mapping[bytes, Dataset], private: Dataset | None
+) -> Gradient | Aggregation:
+    """LearningChain's numpy operations on softmax regression; ModelCodecError when a peer's bytes do not decode."""
+    from chainlab.learning import dp_gradients, robust_aggregation
+
+    shape = _linear_shape(op.spec)
+    match op:
+        case PrivateGradient():
+            data = _held_or_private(datasets, op.dataset, private)
+            vector, norm = dp_gradients.private_gradient(
+                op.weights,
+                shape,
+                data.X,
+                data.y,
+                batch=op.batch,
+                clip=op.clip,
+                bound=op.bound,
+                epsilon=op.epsilon,
+                seed=op.seed,
+                byzantine=op.byzantine,
+                sigma=op.sigma,
+            )
+            return Gradient(vector, norm)
+        case AggregateGradients():
+            weights, selected = robust_aggregation.aggregate(
+                op.weights,
+                shape,
+                op.vectors,
+                op.norms,
+                rule=op.rule,
+                select=op.select,
+                byzantine=op.byzantine,
+                lr=op.lr,
+                l2=op.l2,
+            )
+            return Aggregation(weights, selected)
+        case _:
+            assert_never(op)
+
+
+def _linear_shape(spec: ModelSpec) -> LinearShape:
+    """Softmax regression's C x F from a model spec (the only family LearningChain's numpy operations take)."""
+    from chainlab.learning.dp_gradients import FAMILY, LinearShape
+
+    if spec.family != FAMILY:
+        raise ValueError(f"LearningChain's gradients need the {FAMILY} family, got {spec.family!r}")
+    shape = spec.params.get("input")
+    classes = spec.params.get("classes")
+    if not isinstance(shape, list | tuple) or not isinstance(classes, int):
+        raise ValueError("a softmax spec names its input shape and class count")
+    return LinearShape(classes, math.prod(int(s) for s in shape))
 
 
 def _held_or_private(datasets: Mapping[bytes, Dataset], ref: bytes, private: Dataset | None) -> Dataset:

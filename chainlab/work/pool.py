@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
-from chainlab.protocols.effects import EvaluateEnsemble, EvaluationFailed, JobResult, TrainModel, WorkOp
+from chainlab.protocols.effects import EvaluateEnsemble, JobResult, TrainModel, WorkOp
 from chainlab.work import executor
 
 THREAD_VARIABLES = (
@@ -41,7 +41,7 @@ THREAD_VARIABLES = (
 )
 """Thread-count variables that numerical libraries read once, when they load; a worker process gets each as 1."""
 
-_Outcome = tuple[bytes | float | EvaluationFailed, float]  # (result, ML seconds spent on it)
+_Outcome = tuple[JobResult, float]  # (result, ML seconds spent on it)
 _Arrays = tuple[NDArray[np.float32], NDArray[np.int64], int, tuple[int, ...], str]  # a Dataset's fields
 _TrainKey = tuple[tuple[bytes, ...], bool, bytes | None]
 

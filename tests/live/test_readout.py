@@ -27,7 +27,8 @@ def _plan() -> NetworkPlan:
     deployment = registry.get("bagchain").build(exp)
     return NetworkPlan(
         dict(exp.raw), 0.1, 123.0, "127.0.0.1:1", node_entries(deployment.slots), deployment.payload,
-        {"public": "Qm-public", "test": "Qm-test"}, {k: list(v) for k, v in deployment.holdings.items()},
+        {"public": "Qm-public", "test": "Qm-test", "report": "Qm-report"},
+        {k: list(v) for k, v in deployment.holdings.items()},
         deployment.private,
     )  # fmt: skip
 
@@ -120,7 +121,7 @@ def test_results_come_from_the_next_full_node_when_validator_0_is_down(monkeypat
     asked = _patch_network(monkeypatch, plan, {"validator-0"})
     results = asyncio.run(readout.read_results(plan, truncated=False, wall_seconds=1.0, round_seconds=0.1))
     assert asked == ["validator-1"] and results["observer"] == "validator-1"
-    assert results["protocol_results"] == {"view": "view of validator-1", "data": ["public", "test"]}
+    assert results["protocol_results"] == {"view": "view of validator-1", "data": ["public", "report", "test"]}
     assert results["truncated"] is False and "error" not in results
 
 

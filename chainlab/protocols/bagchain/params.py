@@ -45,7 +45,7 @@ class BagChainParams:
     metric_decimals: int = 6  # metrics are rounded so that every node computes the same value
     # What a Task may ask for: a node refuses a task its miners could not train, aggregate or score. These are
     # the names chainlab.learning implements (a test keeps them equal; the core may not import it).
-    task_families: tuple[str, ...] = ("decision_tree", "lenet5")
+    task_families: tuple[str, ...] = ("decision_tree", "lenet5", "softmax")
     task_aggregates: tuple[str, ...] = ("majority", "soft")
     task_metrics: tuple[str, ...] = ("accuracy", "f1")
 

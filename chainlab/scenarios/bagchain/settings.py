@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from chainlab.learning.bagging import RULES
@@ -10,6 +11,7 @@ from chainlab.learning.metrics import METRICS
 from chainlab.protocols.bagchain import BagChainParams
 from chainlab.protocols.spec import ModelSpec
 from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.federated import label_flip_of
 
 CONFIG_KEYS = frozenset(
     {"model", "aggregate", "metric", "metric_min", "tasks", "miners", "validators", "fee", "requester_balance"}
@@ -32,6 +34,12 @@ class BagChainSettings:
     fee: int
     requester_balance: int  # the requester's genesis allocation, which its fees are paid from
     params: BagChainParams
+    label_flip: float = 0.0  # the common attack: the first floor(label_flip * miners) miners' D_Mi label-flipped
+
+    @property
+    def flippers(self) -> int:
+        """How many miners (the first ones) hold label-flipped private data."""
+        return math.floor(self.label_flip * self.miners + 1e-9)
 
     @classmethod
     def of(cls, exp: Experiment) -> BagChainSettings:
@@ -49,7 +57,8 @@ class BagChainSettings:
             metric_min=float(exp.get("metric_min", 0.5)),
             fee=_count(exp, "fee", 100, least=1),
             requester_balance=0,
-            params=BagChainParams.from_mapping(exp.protocol_params),
+            params=BagChainParams.from_mapping({k: v for k, v in exp.protocol_params.items() if k != "label_flip"}),
+            label_flip=label_flip_of(exp.protocol_params),
         )
         default_balance = settings.fee * (settings.tasks + SPARE_TASKS)
         balance = _count(exp, "requester_balance", default_balance, least=settings.fee * settings.tasks)

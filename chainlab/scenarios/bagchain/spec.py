@@ -24,11 +24,14 @@ from chainlab.scenarios.base import (
     ProtocolSpec,
     ReportLayout,
 )
+from chainlab.scenarios.chaos import Byzantine, parse_chaos
 from chainlab.scenarios.data import load_split
 from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.federated import flipped_shards
 from chainlab.work.executor import learning_spec
 
 PUBLIC, VALIDATION, TEST = "public", "validation", "test"
+REPORT = "report"  # D_R when the experiment holds one out (protocols.md 6), else D_E again
 
 ENSEMBLE_ACCURACY = "chainlab_bagchain_ensemble_accuracy"
 MINIBLOCKS = "chainlab_bagchain_miniblocks_total"
@@ -81,7 +84,7 @@ class BagChainSpec(ProtocolSpec):
         MetricFamily(TASK_MINIBLOCKS, "gauge", "MiniBlocks generated for a finished task", ("task",)),
     )
 
-    summary_data = (PUBLIC, TEST)
+    summary_data = (PUBLIC, TEST, REPORT)
     behaviours = tuple(BEHAVIOURS)  # see chainlab/scenarios/bagchain/byzantine.py
     report = ReportLayout(
         headline=(
@@ -147,7 +150,8 @@ class BagChainSpec(ProtocolSpec):
         identities = [identity_of(exp.seed, r, i) for r, i in roles]
         slots = [NodeSlot(slot_name(r, i), r, i, k.node_id) for (r, i), k in zip(roles, identities, strict=True)]
         data = {PUBLIC: split.public, VALIDATION: split.validation, TEST: split.test}
-        data |= {private_name(i): d for i, d in enumerate(split.private)}
+        data[REPORT] = split.report if split.report is not None else split.test
+        data |= {private_name(i): d for i, d in enumerate(flipped_shards(split.private, settings.label_flip))}
         # D_T is public from the start; D_V and D_E stay with the requester until it releases them.
         held = {"miner": (PUBLIC,), "requester": (PUBLIC, VALIDATION, TEST), "validator": ()}
         holdings = {slot.name: held[slot.role] for slot in slots}
@@ -222,7 +226,7 @@ class BagChainSpec(ProtocolSpec):
         """Heights, ensemble/base/public/best-possible accuracy, wastage, Key Block intervals, balances."""
         if not isinstance(view, ChainView):
             raise TypeError(f"expected a BagChain ChainView, got {type(view).__name__}")
-        return summarise(exp, view, data, worker)
+        return summarise(exp, view, data, worker, dishonest_miners(exp))
 
     def metric_updates(self, obs: Observation) -> Sequence[MetricUpdate]:
         """Ensemble accuracy and wastage when a task finishes on the best chain; MiniBlocks as they are made."""
@@ -242,6 +246,19 @@ class BagChainSpec(ProtocolSpec):
             updates = [MetricUpdate(TASK_ACCURACY, _number(v), (task, measure)) for measure, v in scores]
             return (*updates, MetricUpdate(TASK_MINIBLOCKS, _number(obs.data.get("miniblocks")), (task,)))
         return ()
+
+
+def dishonest_miners(exp: Experiment) -> frozenset[bytes]:
+    """The miners that attack: the label flippers (the first ones) and every miner the chaos section turns
+    Byzantine, by node ID (for the comparison block's honest reward share)."""
+    settings = BagChainSettings.of(exp)
+    indices = set(range(settings.flippers))
+    for timed in parse_chaos(exp.get("chaos")):
+        if isinstance(timed.action, Byzantine) and timed.action.node.startswith("miner-"):
+            tail = timed.action.node.removeprefix("miner-")
+            if tail.isdigit():
+                indices.add(int(tail))
+    return frozenset(identity_of(exp.seed, "miner", i).node_id for i in indices)
 
 
 def _full_nodes(seed: int, settings: BagChainSettings) -> tuple[bytes, ...]:

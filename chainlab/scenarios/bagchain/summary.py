@@ -10,6 +10,7 @@ import numpy as np
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import ModelSpec as LearningSpec
 from chainlab.learning.worker import Worker
+from chainlab.ledger import encoding
 from chainlab.ledger.hashing import sha256
 from chainlab.protocols.bagchain import FullNode
 from chainlab.protocols.bagchain.messages import EnsembleBlock, KeyBlock, MiniBlock
@@ -47,10 +48,22 @@ def view_of(node: FullNode) -> ChainView:
     return ChainView(tuple(heights), dict(node.models), node.balances())
 
 
-def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], worker: Worker) -> dict[str, object]:
-    """Per-height and overall figures, measured on D_E from the observer's best chain."""
+def summarise(
+    exp: Experiment,
+    view: ChainView,
+    data: Mapping[str, Dataset],
+    worker: Worker,
+    dishonest: frozenset[bytes] = frozenset(),
+) -> dict[str, object]:
+    """Per-height and overall figures, measured on D_E from the observer's best chain; the comparison block
+    (protocols.md 6) on the report set D_R, with dishonest (label flippers, Byzantine miners) for the reward share."""
     settings = BagChainSettings.of(exp)
     spec, metric, test = learning_spec(settings.model), settings.metric, data["test"]
+    report = data.get("report", test)
+    same = report.commitment() == test.commitment()
+    history: dict[str, list[int] | list[float]] = {"rounds": [], "accuracy": []}
+    rounds_seen: list[int] = []
+    accuracy_seen: list[float] = []
     heights: list[dict[str, object]] = []
     previous = 0
     for hv in view.heights:
@@ -77,6 +90,14 @@ def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], wor
             }
         )
         previous = kb.timestamp
+        predicted = heights[-1]["predict_accuracy"]
+        if same and isinstance(predicted, float):
+            on_report: float | None = predicted
+        else:
+            on_report = _predicted(ChainView((), {}, {}), kb.height, members, spec, report, settings.aggregate, worker)
+        rounds_seen.append(kb.timestamp)
+        accuracy_seen.append(on_report if on_report is not None else 0.0)
+    history["rounds"], history["accuracy"] = rounds_seen, accuracy_seen
     public_model = worker.fit_plain(spec, data["public"], exp.seed)
     all_base = [a for h in heights for a in _floats(h["base_accuracies"])]
     return {
@@ -92,7 +113,35 @@ def summarise(exp: Experiment, view: ChainView, data: Mapping[str, Dataset], wor
         "miniblock_wastage": _mean([_float(h["miniblocks_generated"]) - _float(h["miniblocks_used"]) for h in heights]),
         "key_block_interval_rounds": _mean([_float(h["interval_rounds"]) for h in heights]),
         "balances": {account.hex(): amount for account, amount in sorted(view.balances.items())},
+        "comparison": {
+            "accuracy": accuracy_seen[-1] if accuracy_seen else 0.0,  # the last task's winning ensemble on D_R
+            "history": history,
+            "chain_bytes": _chain_bytes(view),
+            "blocks": len(view.heights),  # Key Blocks on the best chain (one per height)
+            "forks": 0,  # the view holds the best chain only; results.json's `forks` counts the observer's forks
+            "honest_reward_share": _honest_share(view, dishonest),
+        },
     }
+
+
+def _chain_bytes(view: ChainView) -> int:
+    """Bytes of the best chain a full node stores: every Key Block, MiniBlock and Ensemble Block, encoded (the
+    base models' weights live off chain)."""
+    total = 0
+    for hv in view.heights:
+        total += len(encoding.encode(hv.key_block))
+        total += sum(len(encoding.encode(mb)) for mb in hv.miniblocks)
+        total += sum(len(encoding.encode(eb)) for eb in hv.ensembles)
+    return total
+
+
+def _honest_share(view: ChainView, dishonest: frozenset[bytes]) -> float | None:
+    """The share of the rewards Key Blocks paid (fees and block rewards) that went to honest accounts."""
+    paid = [r for hv in view.heights for r in hv.key_block.rewards]
+    total = sum(r.amount for r in paid)
+    if total <= 0:
+        return None
+    return sum(r.amount for r in paid if r.recipient not in dishonest) / total
 
 
 def base_and_best(

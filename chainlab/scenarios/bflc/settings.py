@@ -11,8 +11,9 @@ from chainlab.ledger.hashing import sha256
 from chainlab.protocols.bflc import BflcParams
 from chainlab.protocols.bflc import committee as draws
 from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.federated import label_flip_of
 
-SCENARIO_KEYS = ("nodes", "malicious", "model", "standalone", "standalone_epochs", "eval_every")
+SCENARIO_KEYS = ("nodes", "malicious", "model", "standalone", "standalone_epochs", "eval_every", "label_flip")
 MODEL_KEYS = frozenset({"family", "lr", "weight_decay", "lr_policy", "gamma", "power", "hidden"})
 
 
@@ -27,6 +28,12 @@ class BflcSettings:
     standalone_epochs: float
     eval_every: int  # the summary measures every eval_every-th model block (and the last) on the test set
     params: BflcParams
+    label_flip: float = 0.0  # the common attack: the first floor(label_flip * nodes) participants' shards flipped
+
+    @property
+    def flippers(self) -> int:
+        """How many participants (the first ones) train on label-flipped shards."""
+        return math.floor(self.label_flip * self.nodes + 1e-9)
 
     @classmethod
     def of(cls, exp: Experiment) -> BflcSettings:
@@ -44,6 +51,7 @@ class BflcSettings:
             standalone_epochs=float(scenario.get("standalone_epochs", 1.0)),
             eval_every=_integer(scenario.get("eval_every", 1), "eval_every", 1),
             params=BflcParams.from_mapping(section),
+            label_flip=label_flip_of(scenario),
         )
         if not settings.standalone_epochs > 0:
             raise ValueError(f"standalone_epochs must be > 0, got {settings.standalone_epochs}")

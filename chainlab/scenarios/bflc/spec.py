@@ -28,9 +28,9 @@ from chainlab.scenarios.base import (
 )
 from chainlab.scenarios.bflc.capture import capture_tables
 from chainlab.scenarios.bflc.settings import BflcSettings, malicious_ids
-from chainlab.scenarios.bflc.summary import TEST, TRAIN, summarise
+from chainlab.scenarios.bflc.summary import REPORT, TEST, TRAIN, summarise
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.federated import federated_data, model_spec
+from chainlab.scenarios.federated import federated_data, flipped_shards, model_spec
 from chainlab.work import executor
 
 ROUNDS = "chainlab_bflc_rounds_total"
@@ -77,7 +77,7 @@ class BflcSpec(ProtocolSpec):
         MetricFamily(ROUNDS, "counter", "BFLC rounds this node committed as leader"),
         MetricFamily(PACKED, "gauge", "updates packed into the latest round this node committed"),
     )
-    summary_data = (TEST, TRAIN)
+    summary_data = (TEST, TRAIN, REPORT)
     report = ReportLayout(
         headline=(
             Figure("method", "method", "id"),
@@ -123,14 +123,16 @@ class BflcSpec(ProtocolSpec):
         ids = [identity_of(exp.seed, i) for i in range(settings.nodes)]
         gen = genesis_block(exp, settings, ids, fed.train)
         bad = malicious_ids(exp, [i.node_id for i in ids])
-        samples = [len(shard.y) for shard in fed.shards]
+        shards = flipped_shards(fed.shards, settings.label_flip)
+        samples = [len(shard.y) for shard in shards]
         payload = {
             "genesis": encoding.encode(gen).hex(),
             "malicious": ",".join(m.hex() for m in bad),
             "samples": ",".join(str(n) for n in samples),
         }
         slots = [NodeSlot(f"miner-{i}", "miner", i, ident.node_id) for i, ident in enumerate(ids)]
-        data = {TEST: fed.test, TRAIN: fed.train} | {private_name(i): s for i, s in enumerate(fed.shards)}
+        data = {TEST: fed.test, TRAIN: fed.train, REPORT: fed.reported}
+        data |= {private_name(i): s for i, s in enumerate(shards)}
         holdings: dict[str, tuple[str, ...]] = {slot.name: () for slot in slots}
         private = {slot.name: private_name(slot.index) for slot in slots}
         nodes: list[ProtocolNode] = [self.node(exp, payload, slot) for slot in slots]
@@ -180,8 +182,10 @@ class BflcSpec(ProtocolSpec):
         """Accuracy per round on the full test set, committee capture, packed attackers, transmission units."""
         if not isinstance(view, Chain):
             raise TypeError(f"expected a BFLC Chain, got {type(view).__name__}")
-        members = [identity_of(exp.seed, i).node_id for i in range(BflcSettings.of(exp).nodes)]
-        return summarise(exp, view, frozenset(malicious_ids(exp, members)), data, worker)
+        settings = BflcSettings.of(exp)
+        members = [identity_of(exp.seed, i).node_id for i in range(settings.nodes)]
+        flippers = frozenset(members[: settings.flippers])
+        return summarise(exp, view, frozenset(malicious_ids(exp, members)), data, worker, flippers=flippers)
 
     def analyse(self, name: str, exp: Experiment) -> Analysis:
         """committee_capture (Figure 3): P[capture] exactly and over 2,000 committees drawn by the protocol's code."""

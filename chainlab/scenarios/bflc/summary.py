@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
+from chainlab.ledger import encoding
 from chainlab.protocols.bflc.chain import ChainState
 from chainlab.protocols.bflc.messages import Chain
 from chainlab.protocols.effects import EvaluateModel, TrainSteps
@@ -16,6 +17,7 @@ from chainlab.scenarios.experiment import Experiment
 from chainlab.work import executor
 
 TEST, TRAIN = "test", "train"
+REPORT = "report"  # D_R when the experiment holds one out, else the test set again
 
 
 def transmission_units(trainers: int, seats: int, nodes: int) -> int:
@@ -61,8 +63,11 @@ def summarise(
     malicious: frozenset[bytes],
     data: Mapping[str, Dataset],
     worker: Worker,
+    *,
+    flippers: frozenset[bytes] = frozenset(),
 ) -> dict[str, object]:
-    """Per-round accuracy on the full test set of w_{t+1}, capture and transmission units; the headline figures."""
+    """Per-round accuracy on the full test set of w_{t+1}, capture and transmission units; the headline figures;
+    the comparison block (protocols.md 6) on the report set, flippers counted as dishonest."""
     settings = BflcSettings.of(exp)
     spec = chain.genesis.spec
     if spec is None:
@@ -89,9 +94,46 @@ def summarise(
         "total_units": _int(rows[-1]["cumulative_units"]) if rows else 0,
         "malicious_nodes": len(malicious),
     }
+    results["comparison"] = _comparison(chain, rows, data.get(REPORT, test), test, worker, malicious | flippers)
     if settings.standalone and TRAIN in data:
         results["standalone_accuracy"] = _standalone(settings, spec, chain.genesis.weights, data, worker, exp.seed)
     return results
+
+
+def _comparison(
+    chain: Chain,
+    rows: Sequence[Mapping[str, object]],
+    report: Dataset,
+    test: Dataset,
+    worker: Worker,
+    dishonest: frozenset[bytes],
+) -> dict[str, object]:
+    """The compare harness's block: w_T and the measured w_t on D_R (history against FL rounds, not virtual ones),
+    the encoded chain every participant stores, and the share of rewards paid to honest participants."""
+    spec = chain.genesis.spec
+    assert spec is not None  # summarise checked it
+    held = {report.commitment(): report}
+    rounds: list[int] = []
+    history: list[float] = []
+    for row, blocks in zip(rows, chain.rounds, strict=True):
+        if row.get("accuracy") is None:
+            continue
+        same = report.commitment() == test.commitment()
+        accuracy = row["accuracy"] if same else _accuracy(worker, spec, blocks.model_block.weights, held)
+        rounds.append(_int(row["round"]) + 1)
+        history.append(float(accuracy) if isinstance(accuracy, int | float) else 0.0)
+    paid = [r for blocks in chain.rounds for r in blocks.model_block.rewards]
+    total = sum(r.amount for r in paid)
+    honest = sum(r.amount for r in paid if r.recipient not in dishonest)
+    stored = len(encoding.encode(chain.genesis)) + sum(len(encoding.encode(b)) for b in chain.rounds)
+    return {
+        "accuracy": history[-1] if history else _accuracy(worker, spec, chain.genesis.weights, held),
+        "history": {"rounds": rounds, "accuracy": history},
+        "chain_bytes": stored,
+        "blocks": len(chain.rounds) + 1,  # the genesis model block and one model block per round
+        "forks": 0,  # committee-signed blocks: no competing chains
+        "honest_reward_share": honest / total if total > 0 else None,
+    }
 
 
 def _accuracy(worker: Worker, spec: ModelSpec, weights: bytes, held: Mapping[bytes, Dataset]) -> float:

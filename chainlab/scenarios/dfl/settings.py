@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chainlab.protocols.dfl import DflParams
 from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.federated import label_flip_of
 
 CONFIG_KEYS: frozenset[str] = frozenset()  # DFL has no top-level keys of its own
 ATTACKS = ("none", "data", "model")
-SCENARIO_KEYS = frozenset({"nodes", "attack", "attackers", "model"})
+SCENARIO_KEYS = frozenset({"nodes", "attack", "attackers", "model", "label_flip"})
 DEFAULT_MODEL: Mapping[str, object] = {
     "family": "lenet5",
     "lr": 0.1,
@@ -29,6 +31,7 @@ class DflSettings:
     attackers: tuple[int, ...]
     model: Mapping[str, object]
     params: DflParams
+    label_flip: float = 0.0  # the common attack: the first floor(label_flip * nodes) nodes' shards label-flipped
 
     @classmethod
     def of(cls, exp: Experiment) -> DflSettings:
@@ -52,7 +55,13 @@ class DflSettings:
         if not isinstance(model, Mapping) or "family" not in model:
             raise ValueError("model must be a mapping {family: ..., lr: ..., ...}")
         params = DflParams.from_mapping({k: v for k, v in section.items() if k not in SCENARIO_KEYS})
-        return cls(nodes, str(attack), attackers, dict(model), params)
+        label_flip = label_flip_of(section)
+        return cls(nodes, str(attack), attackers, dict(model), params, label_flip)
+
+    @property
+    def flippers(self) -> int:
+        """How many nodes (the first ones) train on label-flipped shards."""
+        return math.floor(self.label_flip * self.nodes + 1e-9)
 
     def is_attacker(self, index: int) -> bool:
         """Whether node index attacks."""

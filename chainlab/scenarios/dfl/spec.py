@@ -29,10 +29,11 @@ from chainlab.scenarios.base import (
 from chainlab.scenarios.dfl.settings import CONFIG_KEYS, DflSettings
 from chainlab.scenarios.dfl.summary import DflView, summarise
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.federated import federated_data, label_matched, model_spec, noise_images
+from chainlab.scenarios.federated import federated_data, flipped_shards, label_matched, model_spec, noise_images
 from chainlab.work.executor import net_spec
 
 TEST = "test"
+REPORT = "report"  # D_R when the experiment holds one out, else the test set again
 LOCAL_TEST_SIZE = 2000  # the label-matched test samples each node draws its receipts' 100 samples from
 VALIDATION_SHAPE = (1, 28, 28)  # model parameters are checked against MNIST's shape before the data is loaded
 
@@ -72,7 +73,7 @@ class DflSpec(ProtocolSpec):
     progress_unit = "round"
     # Transactions carry full weights and a draft carries T_b of them (12 of Caffe's LeNet are 21 MB).
     max_message_mb = 32.0
-    summary_data = (TEST,)
+    summary_data = (TEST, REPORT)
     report = ReportLayout(
         headline=(
             Figure("accuracy mean", "accuracy.mean", "pct"),
@@ -113,8 +114,8 @@ class DflSpec(ProtocolSpec):
         settings = DflSettings.of(exp)
         fed = federated_data(exp, settings.nodes)
         spec = model_spec(settings.model, fed.test)
-        data: dict[str, Dataset] = {TEST: fed.test}
-        for i, shard in enumerate(fed.shards):
+        data: dict[str, Dataset] = {TEST: fed.test, REPORT: fed.reported}
+        for i, shard in enumerate(flipped_shards(fed.shards, settings.label_flip)):
             data[local_test_name(i)] = label_matched(
                 fed.test, shard, LOCAL_TEST_SIZE, np.random.default_rng([exp.seed, i, 1])
             )
@@ -182,7 +183,10 @@ class DflSpec(ProtocolSpec):
         if not isinstance(view, DflView):
             raise TypeError(f"expected a DflView, got {type(view).__name__}")
         test = data[TEST]
-        return summarise(view, model_spec(DflSettings.of(exp).model, test), test, worker)
+        settings = DflSettings.of(exp)
+        flippers = frozenset(identity_of(exp.seed, i).node_id for i in range(settings.flippers))
+        spec = model_spec(settings.model, test)
+        return summarise(view, spec, test, worker, report_set=data.get(REPORT, test), flippers=flippers)
 
     def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
         """Build the model once (torch's first import takes seconds), before the node joins."""

@@ -21,8 +21,17 @@ class DflView:
     reports: Mapping[str, NodeReport]
 
 
-def summarise(view: DflView, spec: ModelSpec, test: Dataset, worker: Worker) -> dict[str, object]:
-    """Honest nodes' final accuracy on the full test set, chain statistics, and the mean accuracy history."""
+def summarise(
+    view: DflView,
+    spec: ModelSpec,
+    test: Dataset,
+    worker: Worker,
+    *,
+    report_set: Dataset | None = None,
+    flippers: frozenset[bytes] = frozenset(),
+) -> dict[str, object]:
+    """Honest nodes' final accuracy on the full test set, chain statistics, and the mean accuracy history; the
+    comparison block (protocols.md 6) measures nodes neither attacking nor label-flipped on report_set (D_R)."""
     rows: list[dict[str, object]] = []
     accuracies: dict[str, float] = {}
     for name, report in sorted(view.reports.items(), key=lambda item: _index(item[0])):
@@ -54,6 +63,30 @@ def summarise(view: DflView, spec: ModelSpec, test: Dataset, worker: Worker) -> 
         "attacker_reputation": _attacker_reputation(honest, attackers),
         "history": _mean_history(honest),
         "nodes": rows,
+        "comparison": _comparison(view, spec, test if report_set is None else report_set, worker, flippers),
+    }
+
+
+def _comparison(
+    view: DflView, spec: ModelSpec, report: Dataset, worker: Worker, flippers: frozenset[bytes]
+) -> dict[str, object]:
+    """The compare harness's block: the mean accuracy on D_R of the nodes that neither attack nor train on
+    flipped labels; history is their mean local accuracy (label-matched test samples); chain bytes estimated as the
+    model payload of the transactions in a node's finalised blocks (receipts and headers left out)."""
+    clean = [r for r in view.reports.values() if not r.attacker and r.node_id not in flippers]
+    if not clean:
+        clean = [r for r in view.reports.values() if not r.attacker]
+    values = [a for r in clean if (a := _accuracy(worker, spec, r.weights, report)) is not None]
+    history = _mean_history(clean)
+    reports = list(view.reports.values())
+    chain = [sum(b.transactions for b in r.blocks) * len(r.weights) for r in reports]
+    return {
+        "accuracy": statistics.fmean(values) if values else 0.0,
+        "history": {"rounds": [int(t) for t in history["ticks"]], "accuracy": history["mean"]},
+        "chain_bytes": int(statistics.fmean(chain)) if chain else 0,
+        "blocks": round(statistics.fmean(len(r.blocks) for r in reports)) if reports else 0,
+        "forks": 0,  # every node keeps its own chain: nothing is off a main chain
+        "honest_reward_share": None,  # proof of contribution feeds an external reward system the paper leaves out
     }
 
 

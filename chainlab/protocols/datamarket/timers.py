@@ -1,0 +1,24 @@
+"""The marketplace's timers: typed values a node starts and gets back, never strings to parse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainlab.protocols.base import Timer
+
+
+@dataclass(frozen=True)
+class Seal(Timer):
+    """The sealer orders its pending transactions into a block."""
+
+
+@dataclass(frozen=True)
+class Act(Timer):
+    """A contributor's turn: claim what is due, and maybe add its next sample."""
+
+    turn: int
+
+
+@dataclass(frozen=True)
+class Publish(Timer):
+    """The owner measures the model on its hidden test set and publishes the accuracy."""

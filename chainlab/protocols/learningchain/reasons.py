@@ -1,0 +1,48 @@
+"""Why a LearningChain node rejects an object: every rejection names one of these (protocols.md 3.2)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Kind(enum.StrEnum):
+    """The rejected object, as protocols.md names it (the metric's `kind` label)."""
+
+    MESSAGE = "msg"
+    BLOCK = "blk"
+
+
+class Reason(enum.StrEnum):
+    """A rejection reason; the value is the metric label and log field."""
+
+    # Gradient messages.
+    BAD_SIGNATURE = "bad_signature"
+    STALE = "stale"
+    BAD_DIM = "bad_dim"
+    NOT_UNIT = "not_unit"
+    BAD_NORM = "bad_norm"
+    DUPLICATE = "duplicate"
+    # Blocks.
+    BAD_POW = "bad_pow"
+    UNKNOWN_PARENT = "unknown_parent"  # buffered, not dropped
+    BAD_HEIGHT = "bad_height"
+    BAD_MERKLE = "bad_merkle"
+    INVALID_MSG = "invalid_msg"
+    TOO_FEW_MSGS = "too_few_msgs"
+    UNKNOWN_MESSAGE = "unknown_message"
+    BAD_SELECTION = "bad_selection"
+    BAD_MODEL = "bad_model"
+    # Not in protocols.md's list, needed all the same: a block extending a block this node rejected (it cannot be
+    # valid, and buffering it as an orphan would hold it for ever). A block whose miner signature fails (protocols.md
+    # 3.2's [A] miner signature) is blk.bad_signature, the message reason's name.
+    INVALID_PARENT = "invalid_parent"
+
+
+class Rejected(Exception):
+    """Raised inside validation; carries the kind and reason."""
+
+    def __init__(self, kind: Kind, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{kind}.{reason}: {detail}" if detail else f"{kind}.{reason}")
+        self.kind = kind
+        self.reason = reason
+        self.detail = detail

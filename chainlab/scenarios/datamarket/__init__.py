@@ -1,0 +1,1 @@
+"""Seed 004, the data marketplace: settings, spec and summary."""
