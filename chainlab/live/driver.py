@@ -36,10 +36,12 @@ from chainlab.protocols.effects import (
     Compute,
     Effect,
     FetchData,
+    Get,
     JobFailed,
     JobResult,
     Mine,
     Persist,
+    Put,
     Record,
     Request,
     Send,
@@ -57,7 +59,7 @@ MALFORMED = "malformed"
 FETCH_DATA, FETCH_REQUEST = "data", "request"  # the two kinds of point-to-point fetch a transport carries
 JOB_ATTEMPTS = 3  # an internal failure is retried this many times in all before the node hears JobFailed
 
-Job = Compute | Mine | Request | FetchData
+Job = Compute | Mine | Request | FetchData | Put | Get
 
 
 class RoundClock:
@@ -283,7 +285,7 @@ class LiveNode:
                     task = self._jobs.pop(job, None)
                     if task is not None:
                         task.cancel()
-                case Compute() | Mine() | Request() | FetchData():
+                case Compute() | Mine() | Request() | FetchData() | Put() | Get():
                     self._jobs[effect.job] = asyncio.create_task(self._job(effect))
                 case _:
                     assert_never(effect)
@@ -319,6 +321,10 @@ class LiveNode:
                 return await self.fetch(peer, FETCH_REQUEST, self.codec.encode_request(request))
             case FetchData():
                 return await self._fetch_data(effect)
+            case Put(_, content):
+                return (await self.store.put(content)).encode("ascii")
+            case Get(_, address):
+                return await self.store.find(address.decode("ascii", errors="replace"))
             case _:
                 assert_never(effect)
 
@@ -369,5 +375,6 @@ class LiveNode:
 
 
 def _job_name(effect: Job) -> str:
-    """TrainModel, EvaluateEnsemble, Mine, Request or FetchData: the label of job metrics and logs."""
+    """A Compute op's name (TrainModel, EvaluateEnsemble, ...), else Mine, Request, FetchData, Put or Get: the label of
+    job metrics and logs."""
     return type(effect.op).__name__ if isinstance(effect, Compute) else type(effect).__name__

@@ -70,6 +70,15 @@ class StorageClient:
             parts.append(chunk.data)
         return b"".join(parts)
 
+    async def find(self, cid: str) -> bytes | None:
+        """A whole object; None if the CID is malformed or no node holds it, raises if the service cannot answer."""
+        try:
+            return await self.get(cid)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise
+
     async def pin(self, cid: str) -> bool:
         """Pin an object the service holds; returns the pinned state (True)."""
         reply = await self.stub.Pin(storage_pb2.PinRequest(cid=cid), timeout=self.timeout)

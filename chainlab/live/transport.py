@@ -34,6 +34,9 @@ class ContentStore(Protocol):
     async def get(self, ref: str) -> bytes:
         """The data at an address; raises if it is unknown."""
 
+    async def find(self, ref: str) -> bytes | None:
+        """The data at an address; None if the address is malformed or unknown, raises if the store cannot be asked."""
+
 
 class InMemoryTransport:
     """Every node reaches every other after `delay_seconds`; the netem sidecar replaces this in deployments."""
@@ -86,3 +89,7 @@ class InMemoryStore:
     async def get(self, ref: str) -> bytes:
         """The data under ref; KeyError if unknown."""
         return self._objects[ref]
+
+    async def find(self, ref: str) -> bytes | None:
+        """The data under ref; None if unknown."""
+        return self._objects.get(ref)

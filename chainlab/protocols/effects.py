@@ -256,6 +256,30 @@ class FetchData:
 
 
 @dataclass(frozen=True)
+class Put:
+    """Store content in the content-addressed storage every node reaches (IPFS live, a shared store simulated).
+
+    Result: its address, a CID as ASCII bytes, the same for the same content; JobFailed if storage failed (the
+    driver's fault, never a peer's).
+    """
+
+    job: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Get:
+    """Read content by its address (a CID as ASCII bytes, e.g. from a peer's transaction).
+
+    Result: the content, or None if the address is malformed or no node holds it (what a peer named may be
+    missing); JobFailed if storage could not be asked.
+    """
+
+    job: int
+    address: bytes
+
+
+@dataclass(frozen=True)
 class CancelJob:
     """Abandon a job; its result must not be delivered."""
 
@@ -284,7 +308,7 @@ class Record:
     data: Mapping[str, RecordValue] = field(default_factory=dict)
 
 
-Effect = Broadcast | Send | StartTimer | Compute | Mine | Request | FetchData | CancelJob | Persist | Record
+Effect = Broadcast | Send | StartTimer | Compute | Mine | Request | FetchData | Put | Get | CancelJob | Persist | Record
 
 
 @dataclass(frozen=True)

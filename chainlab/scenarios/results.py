@@ -30,6 +30,15 @@ def internal_errors_by_node(records: Sequence[Observation], names: Sequence[str]
 
 
 COST_KEYS = ("workers", "non_ml_seconds", "peak_rss_mb", "peak_rss_worker_mb")
+# What measures the machine a run ran on, not the run: two runs of one config differ only in these.
+MEASURED_KEYS = frozenset(
+    {"wall_seconds", "ml_seconds", "protocol_cpu_share", "codec_cpu_share", "cpu_by_node", *COST_KEYS}
+)
+
+
+def without_measurements(results: Mapping[str, object]) -> dict[str, object]:
+    """results less MEASURED_KEYS: what the same config and seed must reproduce byte for byte."""
+    return {key: value for key, value in results.items() if key not in MEASURED_KEYS}
 
 
 def assemble(
@@ -50,6 +59,7 @@ def assemble(
     chaos: Sequence[Mapping[str, object]] = (),
     cost: Mapping[str, float | int] | None = None,
     wire_bytes: Mapping[str, float | int] | None = None,
+    protocol_share: float | None = None,
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
 
@@ -60,7 +70,8 @@ def assemble(
     only: None live, where each node is its own process) holds `workers`, `non_ml_seconds`, `peak_rss_mb` and
     `peak_rss_worker_mb` (see chainlab.sim.experiment.run). wire_bytes (simulation only for now) counts the bytes
     delivered by kind: model or gradient payload, control, and answers served on request (chainlab.sim.engine
-    WireBytes).
+    WireBytes). protocol_share stands for protocol_cpu_share where there is no cpu by node (simulation: the time
+    in the nodes' handlers over the simulator's CPU plus the workers' ML).
     """
     cpu = cpu or {}
     process = sum(c["process_seconds"] for c in cpu.values())
@@ -89,7 +100,7 @@ def assemble(
         "protocol_results": dict(protocol_results),
         "round_seconds": round_seconds,  # wall seconds per round live; None in simulation (no wall clock)
         "cpu_by_node": {name: dict(c) for name, c in sorted(cpu.items())},
-        "protocol_cpu_share": protocol / process if process > 0 else None,
+        "protocol_cpu_share": protocol / process if process > 0 else protocol_share,
         "codec_cpu_share": codec / process if process > 0 else None,
         "exit_codes": {},  # live: each service's exit code once stopped; no processes in simulation
         "chaos": [dict(entry) for entry in chaos],

@@ -10,6 +10,7 @@ sidecars run, which can be cut).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -153,7 +154,7 @@ class ChaosSimulation(Simulation):
                 assert self.rebuild is not None
                 fresh = self.restored(i, self.rebuild(i))  # on what it persisted, where its protocol persists
                 cast(list[ProtocolNode], self.nodes)[i] = fresh
-                self._execute(i, fresh.start(self.now))
+                self._step(i, functools.partial(fresh.start, self.now))
             case Byzantine(node, behaviour):
                 i = index[node]
                 assert self.byzantine is not None

@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
+from chainlab.ledger.cid import raw_cid
 from chainlab.ledger.pow import fixed64_suffix, search_nonce
 from chainlab.ledger.store import MemoryBlockStore
 from chainlab.network.links import message_id
-from chainlab.protocols.base import DataGrant, DataRequest, Observation, ProtocolNode, Restorable, Timer, WireCodec
+from chainlab.protocols.base import (
+    Answer,
+    DataGrant,
+    DataRequest,
+    Observation,
+    ProtocolNode,
+    Restorable,
+    Timer,
+    WireCodec,
+)
 from chainlab.protocols.effects import (
     Broadcast,
     CancelJob,
     Compute,
     Effect,
     FetchData,
+    Get,
     JobResult,
     Mine,
     Persist,
+    Put,
     Record,
     Request,
     Send,
@@ -83,7 +97,8 @@ _Event = _Deliver | _Flood | Timer | _Result | _Mining | _Serve
 @dataclass
 class WireBytes:
     """Bytes delivered over the network, one copy per receiving node: model or gradient payload, control, and
-    the answers served to point-to-point requests (models, datasets' grants, blocks for catch-up)."""
+    the answers served to point-to-point requests (models, datasets' grants, blocks for catch-up) and the content
+    moved to or from storage (Put, Get)."""
 
     payload: int = 0
     control: int = 0
@@ -99,7 +114,7 @@ class WireBytes:
         self.sent_by[sender] = self.sent_by.get(sender, 0) + total
 
     def count_served(self, server: int, size: int) -> None:
-        """An answer of size bytes to a point-to-point request."""
+        """An answer of size bytes to a point-to-point request, or content of size bytes to or from storage."""
         self.served += size
         self.sent_by[server] = self.sent_by.get(server, 0) + size
 
@@ -148,6 +163,10 @@ class Simulation:
     # later), so that independent jobs run on every worker meanwhile; without one they run here, one at a time.
     pool: ComputePool | None = None
     wire: WireBytes = field(default_factory=WireBytes)
+    protocol_seconds: float = 0.0  # time spent inside the nodes' handlers: the protocol core's share of the CPU
+    # The content-addressed storage every node reaches, by address: what Put stored, for Get. Addresses are CIDv1
+    # (raw) here and the storage service's (Kubo's CIDv0) live: the cores treat them as opaque.
+    content: dict[bytes, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._index = {node.node_id: i for i, node in enumerate(self.nodes)}
@@ -170,7 +189,7 @@ class Simulation:
     def run(self) -> int:
         """Start every node and process events until none are left or max_rounds passes; returns the last round."""
         for i, node in enumerate(self.nodes):
-            self._execute(i, node.start(0))
+            self._step(i, functools.partial(node.start, 0))
         while self._queue:
             at, _, i, event = heapq.heappop(self._queue)
             if isinstance(event, _Result | _Mining) and (i, event.job) in self._cancelled:
@@ -188,10 +207,18 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._queue, (at, self._seq, node, event))
 
+    def _step(self, i: int, effects: Callable[[], list[Effect]]) -> None:
+        """Run one protocol step of node i, timed (the protocol core's CPU), then its effects."""
+        started = time.perf_counter()
+        out = effects()
+        self.protocol_seconds += time.perf_counter() - started
+        self._execute(i, out)
+
     def _dispatch(self, i: int, event: _Event) -> None:
+        node, now = self.nodes[i], self.now
         match event:
             case _Deliver(sender, message):
-                self._execute(i, self.nodes[i].on_message(sender, message, self.now))
+                self._step(i, functools.partial(node.on_message, sender, message, now))
             case _Flood(sender, message, nodes):
                 for dst in nodes:
                     self._dispatch(dst, _Deliver(sender, message))
@@ -201,11 +228,11 @@ class Simulation:
                 if isinstance(result, Ticket):
                     assert self.pool is not None
                     result = self.pool.result(result)
-                self._execute(i, self.nodes[i].on_result(job, result, self.now))
+                self._step(i, functools.partial(node.on_result, job, result, now))
             case _Serve():
                 self._serve(i, event)
             case Timer():
-                self._execute(i, self.nodes[i].on_timer(event, self.now))
+                self._step(i, functools.partial(node.on_timer, event, now))
 
     def _execute(self, i: int, effects: list[Effect]) -> None:
         # As raft's Ready: a step's records are written before anything it announces can be seen.
@@ -242,6 +269,16 @@ class Simulation:
                     self._mine(i, _Mining(job, effect, self.now, 0))
                 case Request() | FetchData():
                     self._fetch(i, effect)
+                case Put(job, content):
+                    address = raw_cid(content).encode("ascii")
+                    self.content[address] = content
+                    self.wire.count_served(i, len(content))
+                    self._push(self.now + self.work.fetch_rounds, i, _Result(job, address))
+                case Get(job, address):
+                    found = self.content.get(address)
+                    if found is not None:
+                        self.wire.count_served(i, len(found))
+                    self._push(self.now + self.work.fetch_rounds, i, _Result(job, found))
                 case _:
                     assert_never(effect)
 
@@ -301,18 +338,25 @@ class Simulation:
             return
         self._push(self.now + self.work.fetch_rounds, dst, _Serve(i, effect))
 
+    def _answer(self, server: int, sender: bytes, request: object) -> Answer:
+        """The server's answer to a point-to-point request, timed as a protocol step."""
+        started = time.perf_counter()
+        answer = self.nodes[server].on_request(sender, request, self.now)
+        self.protocol_seconds += time.perf_counter() - started
+        return answer
+
     def _serve(self, server: int, event: _Serve) -> None:
         client, effect = event.client, event.effect
         sender = self.nodes[client].node_id
         result: JobResult
         if isinstance(effect, FetchData):
-            answer = self.nodes[server].on_request(sender, DataRequest(effect.commitment), self.now)
+            answer = self._answer(server, sender, DataRequest(effect.commitment))
             result = isinstance(answer, DataGrant) and answer.commitment in self.datasets
             if result:
                 granted = self.datasets[effect.commitment]
                 self.wire.count_served(server, granted.X.nbytes + granted.y.nbytes)
         else:
-            answer = self.nodes[server].on_request(sender, effect.request, self.now)
+            answer = self._answer(server, sender, effect.request)
             result = answer if isinstance(answer, bytes) else None
             if result is not None:
                 self.wire.count_served(server, len(result))

@@ -93,6 +93,8 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None, *, 
             **peak_memory(),
         },
         wire_bytes=simulation.wire.summary(len(simulation.nodes)),
+        # Over all the CPU the run used: this process's and the ML in the workers beside it.
+        protocol_share=simulation.protocol_seconds / (time.process_time() - cpu_started + ml_seconds - ml_here),
     )
 
 

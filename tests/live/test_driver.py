@@ -16,7 +16,7 @@ from chainlab.protocols.bagchain.messages import to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import Observation
-from chainlab.protocols.effects import Compute, Effect, EvaluateEnsemble, FetchData, JobFailed, JobResult
+from chainlab.protocols.effects import Compute, Effect, EvaluateEnsemble, FetchData, Get, JobFailed, JobResult, Put
 from chainlab.protocols.errors import Refusal
 from chainlab.work import executor
 from tests.bagchain_net import Experiment, Network, build
@@ -195,3 +195,15 @@ def test_an_unreleased_dataset_is_refused() -> None:
         return await _driver(net, net.requester, []).serve(b"peer", FETCH_DATA, net.tasks[0].validation_commitment)
 
     assert asyncio.run(scenario()) is None
+
+
+def test_put_and_get_go_through_the_store_and_an_unknown_address_reads_as_none() -> None:
+    async def scenario() -> tuple[JobResult, JobResult, JobResult]:
+        net = _net()
+        driver = _driver(net, net.miners[0], [])
+        address = await driver._work(Put(1, b"contribution"))
+        assert isinstance(address, bytes)
+        return address, await driver._work(Get(2, address)), await driver._work(Get(3, b"no-such-address"))
+
+    address, found, missing = asyncio.run(scenario())
+    assert address and found == b"contribution" and missing is None

@@ -21,9 +21,11 @@ from chainlab.protocols.effects import (
     Effect,
     EvaluateModel,
     EvaluationFailed,
+    Get,
     InitModel,
     JobResult,
     Mine,
+    Put,
     Send,
     TrainSteps,
 )
@@ -175,3 +177,24 @@ def test_a_broadcast_reaches_each_node_in_node_order_within_a_round() -> None:
     nodes[2].first = [Broadcast(b"block", 0.1)]
     Simulation(nodes, _Codec(), FullyConnected(5, 3), Worker(), {}, {}, WorkConfig()).run()
     assert order == [0, 1, 3, 4]
+
+
+def test_put_stores_content_under_its_cid_and_get_reads_it_back_or_none() -> None:
+    @dataclass
+    class _Storing(_Node):
+        def on_result(self, job: int, result: JobResult, now: int) -> list[Effect]:
+            self.results.append((job, result))
+            if job == 1:
+                assert isinstance(result, bytes)
+                return [Get(2, result), Get(3, b"bafkrei-unknown")]
+            return []
+
+    node = _Storing(b"\x01" * 32, first=[Put(1, b"hello")])
+    simulation = _simulation([node], _line(1))
+    simulation.run()
+    assert node.results == [
+        (1, b"bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"),  # `ipfs add --cid-version 1` of "hello"
+        (2, b"hello"),
+        (3, None),
+    ]
+    assert simulation.wire.served == 10  # up and down again

@@ -10,6 +10,7 @@ import pytest
 
 from chainlab.cli import main
 from chainlab.scenarios.experiment import Experiment, load_experiment
+from chainlab.scenarios.results import without_measurements
 from chainlab.sim.experiment import run
 from chainlab.sim.report import figures
 from chainlab.sim.runner import points, run_to_disk
@@ -28,19 +29,15 @@ SMALL: dict[str, Any] = {
     "protocol": {"phase1_rounds": 30, "phase2_rounds": 10, "target": "2**250-1"},
     "work": {"train_rounds": 3},
 }
-TIMINGS = {"wall_seconds", "ml_seconds", "non_ml_seconds", "peak_rss_mb", "peak_rss_worker_mb", "workers"}
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-
-
-def _without_timings(results: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in results.items() if k not in TIMINGS}
 
 
 def test_same_seed_gives_identical_results_json() -> None:
     exp = Experiment.from_mapping(SMALL)
     first, second = run(exp), run(exp)
-    assert _without_timings(first) == _without_timings(second)
-    assert json.dumps(_without_timings(first), sort_keys=True) == json.dumps(_without_timings(second), sort_keys=True)
+    assert without_measurements(first) == without_measurements(second)
+    first_json, second_json = (json.dumps(without_measurements(r), sort_keys=True) for r in (first, second))
+    assert first_json == second_json
     other = run(Experiment.from_mapping({**SMALL, "seed": 4}))
     assert figures(other)["heights"] != figures(first)["heights"]
 
@@ -148,5 +145,6 @@ def test_results_do_not_depend_on_the_number_of_ml_workers() -> None:
     exp = Experiment.from_mapping(SMALL)
     one, two = run(exp, workers=1), run(exp, workers=2)
     assert (one["workers"], two["workers"]) == (1, 2)
-    assert json.dumps(_without_timings(one), sort_keys=True) == json.dumps(_without_timings(two), sort_keys=True)
+    one_json, two_json = (json.dumps(without_measurements(r), sort_keys=True) for r in (one, two))
+    assert one_json == two_json
     assert two["ml_seconds"] > 0 and two["peak_rss_mb"] > 0 and two["peak_rss_worker_mb"] > 0

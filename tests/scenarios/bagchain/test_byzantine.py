@@ -25,6 +25,7 @@ from chainlab.scenarios import registry
 from chainlab.scenarios.bagchain import byzantine as bz
 from chainlab.scenarios.chaos import Byzantine, scenario
 from chainlab.scenarios.experiment import Experiment, load_experiment
+from chainlab.scenarios.results import without_measurements
 from chainlab.sim.experiment import run, simulation_for
 from tests.bagchain_net import build
 from tests.protocols.bagchain.conftest import Honest
@@ -121,10 +122,7 @@ def test_a_lie_that_costs_the_liar_its_model_costs_the_network_nothing_more() ->
 
 def test_a_scenario_runs_the_same_twice() -> None:
     first, second = (run(load_experiment(CHAOS / "garbage_flood.yaml")) for _ in range(2))
-    timeless = ("wall_seconds", "ml_seconds", "non_ml_seconds", "peak_rss_mb", "peak_rss_worker_mb")
-    assert {k: v for k, v in first.items() if k not in timeless} == {
-        k: v for k, v in second.items() if k not in timeless
-    }
+    assert without_measurements(first) == without_measurements(second)
 
 
 def test_the_plagiarists_victim_rejects_the_copy() -> None:

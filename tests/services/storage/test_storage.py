@@ -150,6 +150,14 @@ def test_a_malformed_cid_is_an_invalid_argument(backend: EmbeddedKubo) -> None:
     assert _refusals("Get", "INVALID_ARGUMENT", "bad_cid") == before + 1
 
 
+def test_find_reads_a_stored_object_and_answers_none_for_an_unknown_or_malformed_cid(backend: EmbeddedKubo) -> None:
+    async def body(client: StorageClient) -> list[bytes | None]:
+        cid = await client.put(b"a contribution")
+        return [await client.find(cid), await client.find(ABSENT), await client.find("not-a-cid")]
+
+    assert _serve(backend, body, deadline=LOOKUP_DEADLINE) == [b"a contribution", None, None]
+
+
 def test_an_oversized_object_is_refused_while_it_streams(backend: EmbeddedKubo) -> None:
     before = _refusals("Put", "INVALID_ARGUMENT", "object_too_large")
 
