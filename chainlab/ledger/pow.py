@@ -9,6 +9,17 @@ DEFAULT_TARGET: int = 2**244 - 1
 _HASH_SPACE = 2**256
 
 
+def parse_target(text: str) -> int:
+    """'2**244-1' style targets from YAML, without eval: base**exponent, optionally minus an integer."""
+    body, _, minus = text.replace(" ", "").partition("-")
+    base, _, exponent = body.partition("**")
+    try:
+        value = int(base) ** int(exponent) if exponent else int(base)
+        return value - int(minus) if minus else value
+    except ValueError as exc:
+        raise ValueError(f"target must look like 2**244-1, got {text!r}") from exc
+
+
 def meets_target(digest: bytes, target: int) -> bool:
     """Return True iff ``digest``, read as a big-endian integer, is below ``target``."""
     return int.from_bytes(digest, "big") < target

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from chainlab.ledger.pow import DEFAULT_TARGET, meets_target, search_nonce, success_probability
+from chainlab.ledger.pow import DEFAULT_TARGET, meets_target, parse_target, search_nonce, success_probability
 
 
 def suffix(nonce: int) -> bytes:
@@ -56,3 +56,16 @@ def test_search_with_no_trials() -> None:
 
 def test_search_counts_a_first_try_success() -> None:
     assert search_nonce(b"x", suffix, 2**256, start=42, max_trials=3) == (42, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("2**244-1", 2**244 - 1), ("2 ** 240", 2**240), ("1000", 1000), ("16**3 - 6", 4090)]
+)
+def test_parse_target_reads_power_minus_integer(text: str, value: int) -> None:
+    assert parse_target(text) == value
+
+
+@pytest.mark.parametrize("text", ["2^244", "two", "2**x", ""])
+def test_parse_target_refuses_anything_else_naming_the_text(text: str) -> None:
+    with pytest.raises(ValueError, match="target must look like"):
+        parse_target(text)

@@ -9,14 +9,15 @@ Generic live code loads it with load() and never imports it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import grpc
 
 from chainlab.live.driver import FETCH_REQUEST
 from chainlab.live.server import insecure_channel
 from chainlab.proto.v1 import netem_pb2, node_pb2_grpc
+from chainlab.protocols.base import WireCodec
 
 if TYPE_CHECKING:
     from chainlab.live.driver import LiveNode
@@ -36,6 +37,8 @@ class LiveAdapter(Protocol):
         ...
 
 
+T = TypeVar("T")
+
 ASK_TIMEOUT_SECONDS = 30.0
 READER = b"results-reader"  # a request's origin that is no node, so an answer is never a peer's data grant
 
@@ -53,6 +56,17 @@ async def ask(entry: NodeEntry, storage: StorageClient, request: bytes) -> bytes
         return await storage.get(bytes(reply.answer).decode("ascii"))
     except (grpc.aio.AioRpcError, UnicodeDecodeError):
         return None
+
+
+async def read_chain(
+    observer: NodeEntry, storage: StorageClient, codec: WireCodec, request: object, decode: Callable[[bytes], T]
+) -> T:
+    """A protocol's chain as one node serves it: the request put to it with ask(), its answer decoded;
+    RuntimeError if the node does not answer."""
+    data = await ask(observer, storage, codec.encode_request(request))
+    if data is None:
+        raise RuntimeError(f"{observer.name} did not serve its chain")
+    return decode(data)
 
 
 def load(module: str) -> LiveAdapter:

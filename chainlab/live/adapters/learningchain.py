@@ -6,10 +6,12 @@ driver publishes the encoded chain to storage and answers with its address, whic
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 
 from chainlab.ledger import encoding
-from chainlab.live.adapters import ask
+from chainlab.live.adapters import read_chain
 from chainlab.live.driver import LiveNode
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.storage_client import StorageClient
@@ -24,8 +26,4 @@ def register(server: grpc.aio.Server, live: LiveNode) -> list[str]:
 
 async def read_view(plan: NetworkPlan, observer: NodeEntry, storage: StorageClient) -> Chain:
     """The observer's main chain (genesis first), fork count and rejections, as the summary reads them in simulation."""
-    data = await ask(observer, storage, CODEC.encode_request(ChainRequest(0)))
-    if data is None:
-        raise RuntimeError(f"{observer.name} did not serve its chain")
-    chain: Chain = encoding.decode(Chain, data)
-    return chain
+    return await read_chain(observer, storage, CODEC, ChainRequest(0), partial(encoding.decode, Chain))

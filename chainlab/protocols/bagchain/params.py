@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_TARGET = 2**244 - 1
+from chainlab.ledger.pow import DEFAULT_TARGET
+from chainlab.protocols.params import params_from
+
 # A fee above this is refused as absurd whatever the balance: balances are signed 64-bit on the wire.
 MAX_FEE = 2**62
 
@@ -52,24 +54,8 @@ class BagChainParams:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> BagChainParams:
         """Build from config, naming any unknown key."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown protocol parameter(s): {', '.join(sorted(unknown))}")
-        values = dict(data)
-        if isinstance(values.get("target"), str):
-            values["target"] = _parse_target(values["target"])
-        return cls(**values)
+        return params_from(cls, data)
 
     def round_metric(self, value: float) -> float:
         """The metric as written in blocks."""
         return round(float(value), self.metric_decimals)
-
-
-def _parse_target(text: str) -> int:
-    """Accept '2**244-1' style targets from YAML without eval."""
-    compact = text.replace(" ", "")
-    base_exp, _, minus = compact.partition("-")
-    base, _, exp = base_exp.partition("**")
-    value = int(base) ** int(exp) if exp else int(base)
-    return value - int(minus) if minus else value

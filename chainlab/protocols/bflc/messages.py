@@ -224,14 +224,3 @@ def genesis(
         members=member_keys,
         spec=spec,
     )
-
-
-def to_wire(message: Message) -> bytes:
-    """An envelope: one tag byte naming the message type, then its encoding."""
-    return encoding.encode_tagged(message, MESSAGE_TYPES)
-
-
-def from_wire(data: bytes) -> Message:
-    """Parse an envelope; anything malformed raises EncodingError."""
-    message: Message = encoding.decode_tagged(data, MESSAGE_TYPES)
-    return message

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from chainlab.protocols.params import check_choice, check_integer, is_number, params_from
 
 METHODS = ("bflc", "basic_fl", "cwmed")
 SELECTIONS = ("rank", "stream")
@@ -56,11 +58,7 @@ class BflcParams:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> BflcParams:
         """Build from config, naming any unknown key, then check every value."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown protocol parameter(s): {', '.join(sorted(unknown))}")
-        params = cls(**dict(data))
+        params = params_from(cls, data)
         params.check()
         return params
 
@@ -74,19 +72,18 @@ class BflcParams:
             ("collusion", COLLUSIONS),
             ("floor", FLOORS),
         ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+            check_choice(self, name, choices)
         for name in ("active", "committee", "k_share"):
             value = getattr(self, name)
-            if not _number(value) or not 0.0 < value <= 1.0:
+            if not is_number(value) or not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be a share in (0, 1], got {value!r}")
         for name in ("theta", "blacklist_below"):
             value = getattr(self, name)
-            if not _number(value) or not 0.0 <= value <= 1.0:
+            if not is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
         for name in ("sigma", "reward", "local_epochs", "model_size_mb", "small_message_size_mb"):
             value = getattr(self, name)
-            if not _number(value) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         for name, least in (
             ("rounds", 1),
@@ -99,9 +96,7 @@ class BflcParams:
             ("fee", 0),
             ("score_decimals", 1),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+            check_integer(self, name, least)
         if self.local_steps == 0 and self.local_epochs <= 0:
             raise ValueError("local training needs local_steps > 0 or local_epochs > 0")
 
@@ -124,7 +119,3 @@ class BflcParams:
     def aggregate_rule(self) -> str:
         """The Aggregate op's rule: the coordinate-wise median for CwMed, a weighted sum otherwise."""
         return "median" if self.method == "cwmed" else "weighted"
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

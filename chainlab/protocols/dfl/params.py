@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from chainlab.protocols.params import check_choice, check_integer, params_from
 
 AGGREGATIONS = ("halffedavg", "reputation", "fedavg", "median")
 FINALIZE_RULES = ("window", "all_pct", "per_tx_pct")
@@ -40,14 +42,14 @@ class DflParams:
 
     def __post_init__(self) -> None:
         for name in ("duration", "interval_min", "batch_size", "buffer", "ttl", "expire", "receipt_wait"):
-            _at_least(self, name, 1)
-        _at_least(self, "confirm_window", 1)
-        _at_least(self, "interval_max", self.interval_min)
+            check_integer(self, name, 1)
+        check_integer(self, "confirm_window", 1)
+        check_integer(self, "interval_max", self.interval_min)
         for name in ("clock_skew", "tx_per_block", "eval_samples", "record_every"):
-            _at_least(self, name, 0)
-        _choice(self, "finalize", FINALIZE_RULES)
-        _choice(self, "aggregation", AGGREGATIONS)
-        _choice(self, "receipt_routing", RECEIPT_ROUTINGS)
+            check_integer(self, name, 0)
+        check_choice(self, "finalize", FINALIZE_RULES)
+        check_choice(self, "aggregation", AGGREGATIONS)
+        check_choice(self, "receipt_routing", RECEIPT_ROUTINGS)
         for name in ("all_pct", "per_tx_pct", "penalty"):
             _fraction(self, name)
         for name in ("perturb_scale", "overhead_mb"):
@@ -58,27 +60,12 @@ class DflParams:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> DflParams:
         """Build from config, naming any unknown key."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown DFL parameter(s): {', '.join(sorted(map(str, unknown)))}")
-        return cls(**data)
+        return params_from(cls, data, "DFL parameter")
 
     @property
     def chain(self) -> bool:
         """Whether nodes write blocks."""
         return self.tx_per_block > 0
-
-
-def _at_least(params: DflParams, name: str, least: int) -> None:
-    value = getattr(params, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-
-
-def _choice(params: DflParams, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(params, name)
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _fraction(params: DflParams, name: str) -> None:

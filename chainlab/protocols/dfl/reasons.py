@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 
+from chainlab.protocols import rejection
+
 
 class Kind(enum.StrEnum):
     """The rejected object: the `kind` label of a rejection."""
@@ -54,11 +56,5 @@ class Reason(enum.StrEnum):
     MALFORMED = "malformed"
 
 
-class Rejected(Exception):
-    """Raised inside validation; carries the object kind and the reason."""
-
-    def __init__(self, kind: Kind, reason: Reason, detail: str = "") -> None:
-        super().__init__(f"{kind}.{reason}: {detail}" if detail else f"{kind}.{reason}")
-        self.kind = kind
-        self.reason = reason
-        self.detail = detail
+class Rejected(rejection.Rejected[Kind, Reason]):
+    """Raised inside a DFL node's validation; carries one of these kinds and reasons."""

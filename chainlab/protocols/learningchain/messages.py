@@ -155,14 +155,3 @@ def genesis(weights: bytes, spec: ModelSpec) -> Block:
 def with_nonce(header: Header, nonce: int) -> Header:
     """The header carrying a found nonce (unsigned)."""
     return dataclasses.replace(header, nonce=nonce, signature=b"")
-
-
-def to_wire(message: Message) -> bytes:
-    """An envelope: one tag byte naming the message type, then its encoding."""
-    return encoding.encode_tagged(message, MESSAGE_TYPES)
-
-
-def from_wire(data: bytes) -> Message:
-    """Parse an envelope; anything malformed raises EncodingError."""
-    message: Message = encoding.decode_tagged(data, MESSAGE_TYPES)
-    return message

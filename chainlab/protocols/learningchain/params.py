@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from chainlab.ledger.pow import DEFAULT_TARGET
+from chainlab.protocols.params import check_choice, check_integer, is_number, params_from
 
 AGGREGATORS = ("l_nearest", "multi_krum")
 CLIPS = ("per_example", "sum")
@@ -44,14 +44,7 @@ class LearningChainParams:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> LearningChainParams:
         """Build from config, naming any unknown key, then check every value."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown protocol parameter(s): {', '.join(sorted(unknown))}")
-        values = dict(data)
-        if isinstance(values.get("target"), str):
-            values["target"] = parse_target(values["target"])
-        params = cls(**values)
+        params = params_from(cls, data)
         params.check()
         return params
 
@@ -63,8 +56,7 @@ class LearningChainParams:
             ("budget", BUDGETS),
             ("miner_attack", MINER_ATTACKS),
         ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+            check_choice(self, name, choices)
         for name, least in (
             ("rounds", 1),
             ("select", 0),
@@ -74,16 +66,14 @@ class LearningChainParams:
             ("max_orphans", 0),
             ("max_future_messages", 0),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+            check_integer(self, name, least)
         for name in ("lr", "bound"):
-            if not _number(getattr(self, name)) or getattr(self, name) <= 0:
+            if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a number > 0, got {getattr(self, name)!r}")
         for name in ("l2", "sigma", "perturb_scale", "small_message_size_mb"):
-            if not _number(getattr(self, name)) or getattr(self, name) < 0:
+            if not is_number(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
-        if self.epsilon is not None and (not _number(self.epsilon) or self.epsilon <= 0):
+        if self.epsilon is not None and (not is_number(self.epsilon) or self.epsilon <= 0):
             raise ValueError(f"epsilon must be a number > 0 or null (no DP), got {self.epsilon!r}")
         if self.budget != "fixed" and self.epsilon is None:
             raise ValueError("budget uniform or harmonic (LearningChainEx) needs an epsilon")
@@ -107,18 +97,3 @@ class LearningChainParams:
             t = height + 1
             return self.epsilon / (t * (t + 1))
         return self.epsilon
-
-
-def parse_target(text: str) -> int:
-    """'2**244-1' style targets from YAML, without eval: base**exponent, optionally minus an integer."""
-    body, _, minus = text.replace(" ", "").partition("-")
-    base, _, exponent = body.partition("**")
-    try:
-        value = int(base) ** int(exponent) if exponent else int(base)
-        return value - int(minus) if minus else value
-    except ValueError as exc:
-        raise ValueError(f"target must look like 2**244-1, got {text!r}") from exc
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

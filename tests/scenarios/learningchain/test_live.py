@@ -3,26 +3,17 @@ on experiments/learningchain_demo.yaml the final model is within 2 pp of the sim
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from chainlab.live.launcher import UpOptions, up
-from chainlab.scenarios.experiment import load_experiment
-from chainlab.sim.experiment import run
-
-DEMO = Path("experiments/learningchain_demo.yaml")
+from tests.scenarios.live_demo import live_and_simulated
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_the_learningchain_demo_runs_as_live_services_and_agrees_with_the_simulator(tmp_path: Path) -> None:
-    exp = load_experiment(DEMO)
-    options = UpOptions(exp, tmp_path, exp.live.round_seconds, timeout_seconds=300)
-    live = asyncio.run(up(options, Console(), lambda h, r: None))
-    simulated = run(exp)
+    live, simulated = live_and_simulated("learningchain_demo", tmp_path)
     assert not live["truncated"] and set(live["exit_codes"].values()) == {0}
     # PoW may leave a fork at the last height (a node stops at T), so tips need not agree; the observer's chain is
     # complete and its model is the simulator's within 2 pp.
