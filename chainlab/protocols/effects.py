@@ -188,10 +188,22 @@ class ReadSample:
 
 
 @dataclass(frozen=True)
+class ReadSamples:
+    """The marketplace's sample file: samples start .. start + count - 1 of a held dataset (fewer at its end) as
+    magic b"CLMS", features and count (little-endian u32s), then each sample's packed bits and label byte. Result:
+    bytes (what a contributor Puts and adds by CID, and the owner's revealed test set)."""
+
+    dataset: bytes  # a held dataset's commitment, or PRIVATE
+    start: int
+    count: int
+
+
+@dataclass(frozen=True)
 class EvaluatePerceptron:
     """The marketplace owner's accuracy of an integer perceptron (little-endian int64 weights, the bias last) on a
-    held binary dataset: predict 1 where w.x + b > 0. Result: the accuracy in [0, 1], or EvaluationFailed if the
-    weights do not match the dataset's features."""
+    held binary dataset: predict 1 where w.x + b > 0; with one row of weights per class, the class of the largest
+    w_k.x + b_k. Result: the accuracy in [0, 1], or EvaluationFailed if the weights do not match the dataset's
+    features and classes."""
 
     weights: bytes
     dataset: bytes  # a held dataset's commitment, or PRIVATE
@@ -208,6 +220,7 @@ WorkOp = (
     | PrivateGradient
     | AggregateGradients
     | ReadSample
+    | ReadSamples
     | EvaluatePerceptron
 )
 """An ML operation a Compute effect asks for."""

@@ -25,6 +25,7 @@ from chainlab.protocols.effects import (
     Perturb,
     PrivateGradient,
     ReadSample,
+    ReadSamples,
     TrainModel,
     TrainSteps,
     WorkOp,
@@ -94,7 +95,7 @@ def execute(
                 return EvaluationFailed(str(exc))
             finally:
                 worker.ml_seconds += time.perf_counter() - start
-        case ReadSample() | EvaluatePerceptron():
+        case ReadSample() | ReadSamples() | EvaluatePerceptron():
             return _market_op(op, datasets, private)
         case EvaluateEnsemble():
             dataset = _held(datasets, op.dataset)
@@ -107,7 +108,7 @@ def execute(
 
 
 def _market_op(
-    op: ReadSample | EvaluatePerceptron, datasets: Mapping[bytes, Dataset], private: Dataset | None
+    op: ReadSample | ReadSamples | EvaluatePerceptron, datasets: Mapping[bytes, Dataset], private: Dataset | None
 ) -> bytes | float | EvaluationFailed:
     """The data marketplace's operations on binary datasets (chainlab.learning.market_data)."""
     from chainlab.learning import market_data
@@ -115,6 +116,8 @@ def _market_op(
     data = _held_or_private(datasets, op.dataset, private)
     if isinstance(op, ReadSample):
         return market_data.sample_bytes(data, op.index)
+    if isinstance(op, ReadSamples):
+        return market_data.sample_file(data, op.start, op.count)
     try:
         return market_data.perceptron_accuracy(op.weights, data)
     except ValueError as exc:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"chainlab/proto/v1/datamarket.proto\x12\x0b\x63hainlab.v1\"\xe9\x01\n\x16\x44\x61tamarketCreateMarket\x12\x0f\n\x07weights\x18\x01 \x03(\x12\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x01(\r\x12\x12\n\ntrain_cids\x18\x03 \x03(\x0c\x12\x17\n\x0ftest_commitment\x18\x04 \x01(\x0c\x12\x0b\n\x03\x64\x61y\x18\x05 \x01(\x04\x12\x0b\n\x03tau\x18\x06 \x01(\x04\x12\x0c\n\x04tau2\x18\x07 \x01(\x04\x12\x13\n\x0b\x63ost_weight\x18\x08 \x01(\x04\x12\x15\n\rfixed_deposit\x18\t \x01(\x04\x12\x0e\n\x06reward\x18\n \x01(\x04\x12\x0c\n\x04sums\x18\x0b \x03(\x12\x12\r\n\x05\x63ount\x18\x0c \x01(\x04\"J\n\x11\x44\x61tamarketAddData\x12\t\n\x01x\x18\x01 \x01(\x0c\x12\t\n\x01y\x18\x02 \x01(\r\x12\x0b\n\x03\x63id\x18\x03 \x01(\x0c\x12\x12\n\nlabels_cid\x18\x04 \x01(\x0c\"\"\n\x10\x44\x61tamarketRefund\x12\x0e\n\x06record\x18\x01 \x01(\x04\"\"\n\x10\x44\x61tamarketReport\x12\x0e\n\x06record\x18\x01 \x01(\x04\"a\n\x15\x44\x61tamarketUploadModel\x12\x0e\n\x06parent\x18\x01 \x01(\x04\x12\x13\n\x0bweights_cid\x18\x02 \x01(\x0c\x12\x11\n\tdata_cids\x18\x03 \x03(\x0c\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x01(\r\"<\n\x19\x44\x61tamarketPublishAccuracy\x12\r\n\x05model\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\"&\n\x17\x44\x61tamarketRevealTestSet\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"\xbf\x03\n\x15\x44\x61tamarketTransaction\x12\x12\n\nsender_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x04\x12\r\n\x05value\x18\x03 \x01(\x04\x12\x33\n\x06\x63reate\x18\x04 \x01(\x0b\x32#.chainlab.v1.DatamarketCreateMarket\x12+\n\x03\x61\x64\x64\x18\x05 \x01(\x0b\x32\x1e.chainlab.v1.DatamarketAddData\x12-\n\x06refund\x18\x06 \x01(\x0b\x32\x1d.chainlab.v1.DatamarketRefund\x12-\n\x06report\x18\x07 \x01(\x0b\x32\x1d.chainlab.v1.DatamarketReport\x12\x32\n\x06upload\x18\x08 \x01(\x0b\x32\".chainlab.v1.DatamarketUploadModel\x12\x37\n\x07publish\x18\t \x01(\x0b\x32&.chainlab.v1.DatamarketPublishAccuracy\x12\x34\n\x06reveal\x18\n \x01(\x0b\x32$.chainlab.v1.DatamarketRevealTestSet\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"\xa9\x01\n\x0f\x44\x61tamarketBlock\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12\x0c\n\x04prev\x18\x02 \x01(\x0c\x12\x0c\n\x04time\x18\x03 \x01(\x04\x12\x12\n\nsealer_key\x18\x04 \x01(\x0c\x12/\n\x03txs\x18\x05 \x03(\x0b\x32\".chainlab.v1.DatamarketTransaction\x12\x12\n\nstate_root\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"-\n\x16\x44\x61tamarketChainRequest\x12\x13\n\x0b\x66rom_number\x18\x01 \x01(\x04\"?\n\x0f\x44\x61tamarketChain\x12,\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1c.chainlab.v1.DatamarketBlockb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"chainlab/proto/v1/datamarket.proto\x12\x0b\x63hainlab.v1\"\xfa\x01\n\x16\x44\x61tamarketCreateMarket\x12\x0f\n\x07weights\x18\x01 \x03(\x12\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x01(\r\x12\x12\n\ntrain_cids\x18\x03 \x03(\x0c\x12\x17\n\x0ftest_commitment\x18\x04 \x01(\x0c\x12\x0b\n\x03\x64\x61y\x18\x05 \x01(\x04\x12\x0b\n\x03tau\x18\x06 \x01(\x04\x12\x0c\n\x04tau2\x18\x07 \x01(\x04\x12\x13\n\x0b\x63ost_weight\x18\x08 \x01(\x04\x12\x15\n\rfixed_deposit\x18\t \x01(\x04\x12\x0e\n\x06reward\x18\n \x01(\x04\x12\x0c\n\x04sums\x18\x0b \x03(\x12\x12\r\n\x05\x63ount\x18\x0c \x01(\x04\x12\x0f\n\x07\x63lasses\x18\r \x01(\r\"J\n\x11\x44\x61tamarketAddData\x12\t\n\x01x\x18\x01 \x01(\x0c\x12\t\n\x01y\x18\x02 \x01(\r\x12\x0b\n\x03\x63id\x18\x03 \x01(\x0c\x12\x12\n\nlabels_cid\x18\x04 \x01(\x0c\"\"\n\x10\x44\x61tamarketRefund\x12\x0e\n\x06record\x18\x01 \x01(\x04\"\"\n\x10\x44\x61tamarketReport\x12\x0e\n\x06record\x18\x01 \x01(\x04\"a\n\x15\x44\x61tamarketUploadModel\x12\x0e\n\x06parent\x18\x01 \x01(\x04\x12\x13\n\x0bweights_cid\x18\x02 \x01(\x0c\x12\x11\n\tdata_cids\x18\x03 \x03(\x0c\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x01(\r\"<\n\x19\x44\x61tamarketPublishAccuracy\x12\r\n\x05model\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\"&\n\x17\x44\x61tamarketRevealTestSet\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"\xbf\x03\n\x15\x44\x61tamarketTransaction\x12\x12\n\nsender_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x04\x12\r\n\x05value\x18\x03 \x01(\x04\x12\x33\n\x06\x63reate\x18\x04 \x01(\x0b\x32#.chainlab.v1.DatamarketCreateMarket\x12+\n\x03\x61\x64\x64\x18\x05 \x01(\x0b\x32\x1e.chainlab.v1.DatamarketAddData\x12-\n\x06refund\x18\x06 \x01(\x0b\x32\x1d.chainlab.v1.DatamarketRefund\x12-\n\x06report\x18\x07 \x01(\x0b\x32\x1d.chainlab.v1.DatamarketReport\x12\x32\n\x06upload\x18\x08 \x01(\x0b\x32\".chainlab.v1.DatamarketUploadModel\x12\x37\n\x07publish\x18\t \x01(\x0b\x32&.chainlab.v1.DatamarketPublishAccuracy\x12\x34\n\x06reveal\x18\n \x01(\x0b\x32$.chainlab.v1.DatamarketRevealTestSet\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"\xa9\x01\n\x0f\x44\x61tamarketBlock\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12\x0c\n\x04prev\x18\x02 \x01(\x0c\x12\x0c\n\x04time\x18\x03 \x01(\x04\x12\x12\n\nsealer_key\x18\x04 \x01(\x0c\x12/\n\x03txs\x18\x05 \x03(\x0b\x32\".chainlab.v1.DatamarketTransaction\x12\x12\n\nstate_root\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"-\n\x16\x44\x61tamarketChainRequest\x12\x13\n\x0b\x66rom_number\x18\x01 \x01(\x04\"?\n\x0f\x44\x61tamarketChain\x12,\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1c.chainlab.v1.DatamarketBlockb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,25 +32,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chainlab.proto.v1.datamarke
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DATAMARKETCREATEMARKET']._serialized_start=52
-  _globals['_DATAMARKETCREATEMARKET']._serialized_end=285
-  _globals['_DATAMARKETADDDATA']._serialized_start=287
-  _globals['_DATAMARKETADDDATA']._serialized_end=361
-  _globals['_DATAMARKETREFUND']._serialized_start=363
-  _globals['_DATAMARKETREFUND']._serialized_end=397
-  _globals['_DATAMARKETREPORT']._serialized_start=399
-  _globals['_DATAMARKETREPORT']._serialized_end=433
-  _globals['_DATAMARKETUPLOADMODEL']._serialized_start=435
-  _globals['_DATAMARKETUPLOADMODEL']._serialized_end=532
-  _globals['_DATAMARKETPUBLISHACCURACY']._serialized_start=534
-  _globals['_DATAMARKETPUBLISHACCURACY']._serialized_end=594
-  _globals['_DATAMARKETREVEALTESTSET']._serialized_start=596
-  _globals['_DATAMARKETREVEALTESTSET']._serialized_end=634
-  _globals['_DATAMARKETTRANSACTION']._serialized_start=637
-  _globals['_DATAMARKETTRANSACTION']._serialized_end=1084
-  _globals['_DATAMARKETBLOCK']._serialized_start=1087
-  _globals['_DATAMARKETBLOCK']._serialized_end=1256
-  _globals['_DATAMARKETCHAINREQUEST']._serialized_start=1258
-  _globals['_DATAMARKETCHAINREQUEST']._serialized_end=1303
-  _globals['_DATAMARKETCHAIN']._serialized_start=1305
-  _globals['_DATAMARKETCHAIN']._serialized_end=1368
+  _globals['_DATAMARKETCREATEMARKET']._serialized_end=302
+  _globals['_DATAMARKETADDDATA']._serialized_start=304
+  _globals['_DATAMARKETADDDATA']._serialized_end=378
+  _globals['_DATAMARKETREFUND']._serialized_start=380
+  _globals['_DATAMARKETREFUND']._serialized_end=414
+  _globals['_DATAMARKETREPORT']._serialized_start=416
+  _globals['_DATAMARKETREPORT']._serialized_end=450
+  _globals['_DATAMARKETUPLOADMODEL']._serialized_start=452
+  _globals['_DATAMARKETUPLOADMODEL']._serialized_end=549
+  _globals['_DATAMARKETPUBLISHACCURACY']._serialized_start=551
+  _globals['_DATAMARKETPUBLISHACCURACY']._serialized_end=611
+  _globals['_DATAMARKETREVEALTESTSET']._serialized_start=613
+  _globals['_DATAMARKETREVEALTESTSET']._serialized_end=651
+  _globals['_DATAMARKETTRANSACTION']._serialized_start=654
+  _globals['_DATAMARKETTRANSACTION']._serialized_end=1101
+  _globals['_DATAMARKETBLOCK']._serialized_start=1104
+  _globals['_DATAMARKETBLOCK']._serialized_end=1273
+  _globals['_DATAMARKETCHAINREQUEST']._serialized_start=1275
+  _globals['_DATAMARKETCHAINREQUEST']._serialized_end=1320
+  _globals['_DATAMARKETCHAIN']._serialized_start=1322
+  _globals['_DATAMARKETCHAIN']._serialized_end=1385
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,7 @@ class DatamarketCreateMarket(_message.Message):
     REWARD_FIELD_NUMBER: _builtins.int
     SUMS_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    CLASSES_FIELD_NUMBER: _builtins.int
     features: _builtins.int
     test_commitment: _builtins.bytes
     day: _builtins.int
@@ -55,6 +56,8 @@ class DatamarketCreateMarket(_message.Message):
     reward: _builtins.int
     """R, paid from the pool to a reporter whose report the model backs"""
     count: _builtins.int
+    classes: _builtins.int
+    """0 (or 2): the binary task, one weight row; else one row per class, class by class"""
     @_builtins.property
     def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
@@ -76,10 +79,11 @@ class DatamarketCreateMarket(_message.Message):
         reward: _builtins.int = ...,
         sums: _abc.Iterable[_builtins.int] | None = ...,
         count: _builtins.int = ...,
+        classes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_weight", b"cost_weight", "count", b"count", "day", b"day", "features", b"features", "fixed_deposit", b"fixed_deposit", "reward", b"reward", "sums", b"sums", "tau", b"tau", "tau2", b"tau2", "test_commitment", b"test_commitment", "train_cids", b"train_cids", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classes", b"classes", "cost_weight", b"cost_weight", "count", b"count", "day", b"day", "features", b"features", "fixed_deposit", b"fixed_deposit", "reward", b"reward", "sums", b"sums", "tau", b"tau", "tau2", b"tau2", "test_commitment", b"test_commitment", "train_cids", b"train_cids", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -87,7 +91,9 @@ Global___DatamarketCreateMarket: _TypeAlias = DatamarketCreateMarket  # noqa: Y0
 
 @_typing.final
 class DatamarketAddData(_message.Message):
-    """AddData(x, y) inline (x: the sample's features as packed bits) or AddData(cid, labels_cid) by content address."""
+    """AddData(x, y) inline (x: the sample's features as packed bits) or AddData(cid) by storage address: a sample file
+    with its labels inside (labels_cid stays empty).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -208,6 +214,8 @@ Global___DatamarketPublishAccuracy: _TypeAlias = DatamarketPublishAccuracy  # no
 
 @_typing.final
 class DatamarketRevealTestSet(_message.Message):
+    """The storage address of the test set's sample file; every replica Gets it and checks its SHA-256."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CID_FIELD_NUMBER: _builtins.int

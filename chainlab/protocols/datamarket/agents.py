@@ -56,11 +56,17 @@ class Agent:
             return True
         return uniform(self.seed, self.me, b"add", turn) < accuracy + self.params.add_bonus
 
-    def label(self, turn: int, y: int) -> int:
-        """The label it submits: flipped by a bad agent, by a good one with probability `mistake`."""
+    def label(self, turn: int, y: int, classes: int = 2) -> int:
+        """The label it submits: flipped, y -> (y + 1) mod classes (1 - y for two), by a bad agent, and by a good
+        one with probability `mistake`."""
         if not self.params.honest:
-            return 1 - y
-        return 1 - y if uniform(self.seed, self.me, b"mistake", turn) < self.params.mistake else y
+            return (y + 1) % classes
+        return (y + 1) % classes if uniform(self.seed, self.me, b"mistake", turn) < self.params.mistake else y
+
+    def by_cid(self, turn: int) -> bool:
+        """Whether this turn's addition is a sample file added by CID (with probability cid_share)."""
+        share = self.market.cid_share
+        return share >= 1.0 or (share > 0.0 and uniform(self.seed, self.me, b"cid", turn) < share)
 
     def claims(self, state: Market, now: int) -> list[Refund | Report]:
         """Refunds and reports that are due at `now`, each decided by the model every replica holds: a refund of
@@ -83,13 +89,13 @@ class Agent:
             if record.claimable == 0 or self.me in record.claimed_by:
                 self.late.append(i)
                 continue
-            agrees = not record.inline or state.predict(record.x) == record.y
+            agrees = state.agrees(record)
             if record.sender == self.me:
                 if agrees:
                     out.append(Refund(i))
                     refunding = True
                 self.late.append(i)
-            elif record.inline and not agrees:
+            elif not agrees:
                 if state.num_good.get(self.me, 0) > 0 or refunding:
                     out.append(Report(i))
                     self.late.append(i)

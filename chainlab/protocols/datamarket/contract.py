@@ -3,13 +3,21 @@ records, num_good/total_good and the on-chain model (protocols.md 4.2; DRT's Dep
 0xDeCA10B's `Stakeable`, seed 004's verification reward). Value is integer units; time is chain time in rounds.
 
 Conservation: sum(balances) + escrow + pool never changes (value only moves between them).
+
+Content by address (protocols.md 7 leaves open how a CID contribution trains the model; chosen here): a transaction
+may name content in storage, a sample file added by CID, an off-chain trainer's model file, the revealed test set.
+Every replica Gets that content before it executes the block (execution waits for the Gets, in every replica) and
+passes it in `contents`; the contract then treats it as any other input. A CID contribution is one record under one
+deposit [P], and its samples train the on-chain model in file order, as inline ones do; the model "agrees" with it
+when it agrees with most of its samples, which decides its refund or report. Content storage does not hold (Get
+answered None) rejects the transaction, in every replica alike.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from chainlab.ledger.hashing import sha256
@@ -31,7 +39,10 @@ from chainlab.protocols.datamarket.reasons import Kind, Reason, Rejected
 SECONDS_PER_DAY = 86_400
 CLAIM_GAP_DAYS = 7  # DRT: the any-address claim wait must exceed the refund wait by more than 7 days
 DRT_COST_NUMERATOR = 60  # DRT's cost = 60 * cost_weight / floor(sqrt(seconds since the last update))
-CID_BYTES = 32  # a content address is a SHA-256 digest
+CID_BYTES = 32  # a commitment (the test set's, the owner's training data) is a SHA-256 digest
+MAX_CID_SAMPLES = 1_000  # a CID contribution's file holds at most this many samples (each trains every replica)
+_BASE58 = frozenset(b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+_BASE32 = frozenset(b"abcdefghijklmnopqrstuvwxyz234567")
 _NOT_SEEN = frozenset({Reason.BAD_SIGNATURE, Reason.MALFORMED, Reason.REPLAYED})
 
 
@@ -48,10 +59,11 @@ class DataRecord:
     initial_deposit: int
     claimable: int
     claimed_by: set[bytes] = field(default_factory=set)
+    samples: tuple[tuple[bytes, int], ...] = ()  # a CID contribution's samples, as its file held them
 
     @property
     def inline(self) -> bool:
-        """An inline sample the model can predict (a CID counts as one input the contract cannot read)."""
+        """An inline sample (not a CID contribution)."""
         return not self.cid
 
 
@@ -88,7 +100,7 @@ class Market:
     balances: dict[bytes, int]
     owner: bytes = b""
     terms: CreateMarket | None = None
-    model: perceptron.Perceptron = field(default_factory=lambda: perceptron.Perceptron([], []))
+    model: perceptron.Model = field(default_factory=lambda: perceptron.Perceptron([], []))
     pool: int = 0
     escrow: int = 0
     records: list[DataRecord] = field(default_factory=list)
@@ -101,6 +113,12 @@ class Market:
     seen_txs: set[bytes] = field(default_factory=set)
     seen_data: set[bytes] = field(default_factory=set)
     log: bytes = b""  # a running digest of every outcome: part of the state root
+    # What storage answered for the addresses the block being executed names.
+    _contents: Mapping[bytes, bytes | None] = field(default_factory=dict, repr=False, compare=False)
+    # SHA-256 of the model's weights and accumulator, kept until an update changes them: most blocks leave them alone
+    # (claims only, or samples the model already gets right), and hashing 2 x 7,850 integers per block per replica
+    # would cost more than the 10-class contract itself.
+    _model_digest: bytes = field(default=b"", repr=False, compare=False)
 
     @classmethod
     def genesis(cls, balances: Mapping[bytes, int]) -> Market:
@@ -115,6 +133,18 @@ class Market:
         """The current on-chain model's label for x."""
         return self.model.predict(x)
 
+    def agrees(self, record: DataRecord) -> bool:
+        """Whether the current model agrees with a record: its label, or most of a CID contribution's labels."""
+        if record.inline:
+            return self.predict(record.x) == record.y
+        agreeing = sum(1 for x, y in record.samples if self.predict(x) == y)
+        return 2 * agreeing > len(record.samples)
+
+    @property
+    def classes(self) -> int:
+        """The schema's classes (2 for DRT's binary task)."""
+        return max(self.terms.classes, 2) if self.terms is not None else 2
+
     def cost(self, now: int) -> int:
         """The deposit an addition at `now` costs: seed 004's fixed D, or DRT's cost function of the seconds since
         the last update (chain rounds scaled to seconds by the market's day)."""
@@ -128,13 +158,15 @@ class Market:
 
     # -- execution ------------------------------------------------------------------------------------------------
 
-    def execute_block(self, block: Block) -> list[Outcome]:
-        """Apply every transaction of a block at its time, in order; a rejected one changes nothing."""
-        return [self.apply(tx, block.time) for tx in block.txs]
+    def execute_block(self, block: Block, contents: Mapping[bytes, bytes | None] | None = None) -> list[Outcome]:
+        """Apply every transaction of a block at its time, in order, with the content its transactions name (what
+        Get answered for each of `addresses(block.txs)`); a rejected one changes nothing."""
+        return [self.apply(tx, block.time, contents) for tx in block.txs]
 
-    def apply(self, tx: Transaction, now: int) -> Outcome:
+    def apply(self, tx: Transaction, now: int, contents: Mapping[bytes, bytes | None] | None = None) -> Outcome:
         """Apply one transaction at chain time now; never raises for a peer's bad transaction."""
         bodies = tx.bodies()
+        self._contents = contents or {}
         try:
             outcome = self._apply(tx, now, bodies)
         except Rejected as exc:
@@ -181,7 +213,10 @@ class Market:
             raise Rejected(Kind.MARKET, Reason.BAD_PARAMS, f"need tau2 > tau + 7 days: {body.tau2}, {body.tau}")
         if body.features < 1 or body.cost_weight < 1 or body.count < 1:
             raise Rejected(Kind.MARKET, Reason.BAD_PARAMS, "the schema, cost weight or sample count")
-        if len(body.weights) != body.features + 1 or len(body.sums) != body.features + 1:
+        rows = 1 if body.classes in (0, 2) else body.classes
+        if body.classes == 1 or body.classes > 255:
+            raise Rejected(Kind.MARKET, Reason.BAD_PARAMS, f"{body.classes} classes")
+        if len(body.weights) != rows * (body.features + 1) or len(body.sums) != rows * (body.features + 1):
             raise Rejected(Kind.MARKET, Reason.BAD_PARAMS, "the model, schema or cost weight")
         if len(body.test_commitment) != CID_BYTES or any(len(c) != CID_BYTES for c in body.train_cids):
             raise Rejected(Kind.MARKET, Reason.BAD_PARAMS, "the test commitment or a training CID is no SHA-256")
@@ -189,7 +224,8 @@ class Market:
         self.balances[sender] -= tx.value
         self.pool += tx.value
         self.owner, self.terms, self.last_update = sender, body, now
-        self.model = perceptron.Perceptron(list(body.weights), list(body.sums), body.count)
+        self.model = perceptron.model_of(body.weights, body.sums, body.count, body.classes)
+        self._model_digest = b""
         self.models.append(ModelRecord(0, -1, sender, b"", body.train_cids))
         return Outcome(tx, Kind.MARKET, True, amount=tx.value)
 
@@ -197,9 +233,11 @@ class Market:
         terms = self.terms
         assert terms is not None
         if body.cid or body.labels_cid:
-            if body.x or len(body.cid) != CID_BYTES or len(body.labels_cid) not in (0, CID_BYTES):
-                raise Rejected(Kind.ADD, Reason.BAD_CID, "a CID is a 32-byte SHA-256, with no inline sample")
-        elif not perceptron.well_formed(body.x, terms.features) or body.y not in (0, 1):
+            if body.x or body.y or body.labels_cid or not well_formed_cid(body.cid):
+                raise Rejected(
+                    Kind.ADD, Reason.BAD_CID, "one storage address, no inline sample (labels are in the file)"
+                )
+        elif not perceptron.well_formed(body.x, terms.features) or not 0 <= body.y < self.classes:
             raise Rejected(Kind.ADD, Reason.SCHEMA_MISMATCH, f"{len(body.x)} bytes, label {body.y}")
         sender = tx.sender
         key = sha256(body.x, struct.pack("<Q", body.y), body.cid, body.labels_cid, struct.pack("<Q", now), sender)
@@ -210,15 +248,35 @@ class Market:
         cost = self.cost(now)
         if tx.value < cost:
             raise Rejected(Kind.ADD, Reason.INSUFFICIENT_DEPOSIT, f"{tx.value} < {cost}")
+        samples = self._sample_file(body.cid) if body.cid else [(body.x, body.y)]
         self.seen_data.add(key)
         self.balances[sender] -= cost
         self.escrow += cost
-        record = DataRecord(len(self.records), sender, now, body.x, body.y, body.cid, cost, cost)
+        held = tuple(samples) if body.cid else ()
+        record = DataRecord(len(self.records), sender, now, body.x, body.y, body.cid, cost, cost, samples=held)
         self.records.append(record)
-        if record.inline:
-            self.model.update(body.x, body.y)
+        for x, y in samples:
+            if self.model.update(x, y):
+                self._model_digest = b""
         self.last_update = now
         return Outcome(tx, Kind.ADD, True, record=record.id, amount=cost)
+
+    def _sample_file(self, address: bytes) -> list[tuple[bytes, int]]:
+        """A CID contribution's samples, from what Get answered for its address."""
+        content = self._contents.get(address)
+        if content is None:
+            raise Rejected(Kind.ADD, Reason.BAD_CID, "storage holds no content at this address")
+        terms = self.terms
+        assert terms is not None
+        try:
+            samples = perceptron.decode_samples(content, terms.features, self.classes, MAX_CID_SAMPLES)
+        except perceptron.SchemaMismatch as exc:
+            raise Rejected(Kind.ADD, Reason.SCHEMA_MISMATCH, str(exc)) from exc
+        except ValueError as exc:
+            raise Rejected(Kind.ADD, Reason.BAD_CID, f"not a sample file: {exc}") from exc
+        if not samples:
+            raise Rejected(Kind.ADD, Reason.BAD_CID, "an empty sample file")
+        return samples
 
     def _record(self, kind: Kind, index: int) -> DataRecord:
         if not 0 <= index < len(self.records):
@@ -238,7 +296,7 @@ class Market:
             raise Rejected(Kind.REFUND, Reason.NOTHING_LEFT)
         if now - record.time <= terms.tau:
             raise Rejected(Kind.REFUND, Reason.TOO_EARLY, f"{now - record.time} <= {terms.tau}")
-        if record.inline and self.predict(record.x) != record.y:
+        if not self.agrees(record):
             raise Rejected(Kind.REFUND, Reason.MODEL_DISAGREES)
         amount = record.claimable
         record.claimable = 0
@@ -261,7 +319,7 @@ class Market:
             raise Rejected(Kind.REPORT, Reason.ALREADY_CLAIMED)
         if record.claimable == 0:
             raise Rejected(Kind.REPORT, Reason.NOTHING_LEFT)
-        disagrees = record.inline and self.predict(record.x) != record.y
+        disagrees = not self.agrees(record)
         if age >= terms.tau2:
             amount = record.claimable  # DRT: after tau2 anyone takes all that is left
         else:
@@ -286,8 +344,17 @@ class Market:
         assert terms is not None
         if not 0 <= body.parent < len(self.models):
             raise Rejected(Kind.UPLOAD, Reason.UNKNOWN_PARENT, str(body.parent))
-        if body.features != terms.features or len(body.weights_cid) != CID_BYTES:
+        if not well_formed_cid(body.weights_cid) or not all(well_formed_cid(c) for c in body.data_cids):
+            raise Rejected(Kind.UPLOAD, Reason.BAD_CID, "the weights or a data address")
+        if body.features != terms.features:
             raise Rejected(Kind.UPLOAD, Reason.SCHEMA_MISMATCH, f"{body.features} features")
+        content = self._contents.get(body.weights_cid)
+        if content is None:
+            raise Rejected(Kind.UPLOAD, Reason.BAD_CID, "storage holds no content at the weights' address")
+        try:
+            perceptron.decode_model(content, terms.features, terms.classes)
+        except ValueError as exc:
+            raise Rejected(Kind.UPLOAD, Reason.SCHEMA_MISMATCH, str(exc)) from exc
         self.models.append(ModelRecord(len(self.models), body.parent, tx.sender, body.weights_cid, body.data_cids))
         return Outcome(tx, Kind.UPLOAD, True, record=len(self.models) - 1)
 
@@ -308,8 +375,11 @@ class Market:
             raise Rejected(Kind.REVEAL, Reason.NOT_OWNER)
         if self.revealed:
             raise Rejected(Kind.REVEAL, Reason.ALREADY_REVEALED)
-        if body.cid != terms.test_commitment:
-            raise Rejected(Kind.REVEAL, Reason.HASH_MISMATCH)
+        content = self._contents.get(body.cid) if well_formed_cid(body.cid) else None
+        if content is None:
+            raise Rejected(Kind.REVEAL, Reason.HASH_MISMATCH, "storage holds no content at this address")
+        if sha256(content) != terms.test_commitment:
+            raise Rejected(Kind.REVEAL, Reason.HASH_MISMATCH, "SHA-256 of the content is not the commitment")
         self.revealed = True
         return Outcome(tx, Kind.REVEAL, True)
 
@@ -322,8 +392,33 @@ class Market:
         counters = struct.pack(
             "<qqqqqq", self.escrow, self.pool, self.total_good, len(self.records), self.last_update, self.model.c
         )
-        model = perceptron.encode_weights(self.model.w) + perceptron.encode_weights(self.model.a)
+        if not self._model_digest:
+            current = self.model
+            w, a = current.flat if isinstance(current, perceptron.MultiPerceptron) else (current.w, current.a)
+            self._model_digest = sha256(perceptron.encode_weights(w), perceptron.encode_weights(a))
+        model = self._model_digest
         return sha256(prev, model, balances, counters, self.log)
+
+
+def well_formed_cid(address: bytes) -> bool:
+    """A storage address, syntactically: a CIDv0 ("Qm" + 44 base58 characters, the storage service's) or a CIDv1
+    in base32 ("b" + 58 characters, the simulator's raw CIDs and Kubo's v1 ones)."""
+    if len(address) == 46 and address.startswith(b"Qm"):
+        return set(address) <= _BASE58
+    return len(address) == 59 and address.startswith(b"b") and set(address[1:]) <= _BASE32
+
+
+def addresses(txs: Iterable[Transaction]) -> list[bytes]:
+    """The storage addresses a block's transactions name, in order, without repeats: what every replica Gets before
+    it executes them (only well-formed ones: a malformed address is rejected without asking storage)."""
+    out: dict[bytes, None] = {}
+    for tx in txs:
+        named = [tx.add.cid if tx.add is not None else b"", tx.reveal.cid if tx.reveal is not None else b""]
+        named.append(tx.upload.weights_cid if tx.upload is not None else b"")
+        for address in named:
+            if address and well_formed_cid(address):
+                out[address] = None
+    return list(out)
 
 
 def _kind_of(body: object) -> Kind:

@@ -29,11 +29,13 @@ class CreateMarket:
     reward: int = 0
     sums: tuple[int, ...] = ()  # the perceptron's update accumulator a
     count: int = 1  # its sample count c
+    classes: int = 0  # 0 (or 2): DRT's binary task, one weight row; else one row per class
 
 
 @dataclass(frozen=True)
 class AddData:
-    """One inline sample (x as packed bits, y) or one CID contribution (cid, labels_cid), under a deposit."""
+    """One inline sample (x as packed bits, y) or one CID contribution: the storage address of a sample file (its
+    labels inside, so labels_cid stays empty), under a deposit."""
 
     PROTO: ClassVar = pb.DatamarketAddData
     x: bytes = b""
@@ -80,7 +82,7 @@ class PublishAccuracy:
 
 @dataclass(frozen=True)
 class RevealTestSet:
-    """The owner reveals the test set's content address (its SHA-256 commitment in chainlab's storage)."""
+    """The owner reveals its test set: the storage address of its sample file, whose SHA-256 is the commitment."""
 
     PROTO: ClassVar = pb.DatamarketRevealTestSet
     cid: bytes
@@ -122,6 +124,11 @@ class Transaction(Signed):
     def bodies(self) -> list[Body]:
         """Every body set (a well-formed transaction has one)."""
         return [b for name in BODY_FIELDS if (b := getattr(self, name)) is not None]
+
+    @property
+    def data_mb(self) -> float:
+        """The contributed data it carries inline (an AddData sample's bits), in MB: its payload on the wire."""
+        return len(self.add.x) / 1e6 if self.add is not None else 0.0
 
 
 _BODY_TYPES: tuple[type, ...] = (CreateMarket, AddData, Refund, Report, UploadModel, PublishAccuracy, RevealTestSet)

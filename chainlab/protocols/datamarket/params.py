@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from chainlab.protocols.datamarket.contract import SECONDS_PER_DAY
+from chainlab.protocols.params import check_known, params_from
 
 BEHAVIOURS = ("good", "bad")
 
@@ -28,6 +29,10 @@ class MarketParams:
     reward_fund: int = 10_000
     owner_balance: int = 20_000
     tx_size_mb: float = 0.001
+    cid_share: float = 0.0  # share of a contributor's additions made by CID: a sample file Put to storage
+    cid_samples: int = 10  # samples in one such file (one input, one deposit [P])
+    trainer_every_days: float = 1.0  # an off-chain trainer's period: Get the model and new CID data, train, upload
+    trainer_epochs: int = 1  # its perceptron epochs over the new data
 
     def __post_init__(self) -> None:
         for name in ("day", "block_rounds", "cost_weight"):
@@ -41,6 +46,12 @@ class MarketParams:
         for name in ("tau_days", "tau2_days", "days", "accuracy_every_days"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.cid_share) <= 1.0 or not float(self.trainer_every_days) > 0:
+            raise ValueError("cid_share must be a share in [0, 1] and trainer_every_days > 0")
+        for name in ("cid_samples", "trainer_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if float(self.settle_days) < 0:
             raise ValueError(f"settle_days must be >= 0, got {self.settle_days!r}")
         if self.reward_fund > self.owner_balance:
@@ -49,11 +60,7 @@ class MarketParams:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MarketParams:
         """Build from the protocol section's remaining keys, naming unknown ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown protocol parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**dict(data))
+        return params_from(cls, data)
 
     def rounds(self, days: float) -> int:
         """Days as rounds (at least one)."""
@@ -100,10 +107,7 @@ class AgentParams:
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> AgentParams:
         """A contributor entry: behaviour good or bad with DRT's defaults for that behaviour, then overrides."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown contributor key(s): {', '.join(sorted(unknown))}")
+        check_known(cls, data, "contributor key")
         behaviour = str(data.get("behaviour", "good"))
         defaults: dict[str, Any] = {} if behaviour != "bad" else {"deposit_mean": 100.0, "deposit_sd": 3.0}
         if behaviour == "bad":

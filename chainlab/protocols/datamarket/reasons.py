@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 
+from chainlab.protocols import rejection
+
 
 class Kind(enum.StrEnum):
     """The rejected object, as protocols.md names it (the metric's `kind` label)."""
@@ -64,11 +66,5 @@ class Reason(enum.StrEnum):
     BAD_CHAIN = "bad_chain"  # a catch-up answer that does not decode
 
 
-class Rejected(Exception):
-    """Raised inside validation; carries the kind and reason."""
-
-    def __init__(self, kind: Kind, reason: Reason, detail: str = "") -> None:
-        super().__init__(f"{kind}.{reason}: {detail}" if detail else f"{kind}.{reason}")
-        self.kind = kind
-        self.reason = reason
-        self.detail = detail
+class Rejected(rejection.Rejected[Kind, Reason]):
+    """Raised inside the marketplace's validation; carries one of these kinds and reasons."""

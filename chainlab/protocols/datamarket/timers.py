@@ -22,3 +22,15 @@ class Act(Timer):
 @dataclass(frozen=True)
 class Publish(Timer):
     """The owner measures the model on its hidden test set and publishes the accuracy."""
+
+
+@dataclass(frozen=True)
+class Refetch(Timer):
+    """Ask storage again for content a block names, after a Get failed (the driver's fault, never a peer's)."""
+
+    address: bytes
+
+
+@dataclass(frozen=True)
+class Train(Timer):
+    """An off-chain trainer's turn: train the latest model on the CID data added since its last upload."""

@@ -12,7 +12,8 @@ from chainlab.protocols.datamarket import AgentParams, MarketParams
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import label_flip_of
 
-SCENARIO_KEYS = ("contributors", "initial", "contribute", "epochs", "label_flip")
+SCENARIO_KEYS = ("contributors", "initial", "contribute", "epochs", "label_flip", "task", "trainers")
+TASKS = ("binary", "multiclass")  # DRT's "digit < 5" stand-in for IMDB; the 10 digits of the common experiment
 DEFAULT_CONTRIBUTORS: tuple[Mapping[str, Any], ...] = ({"behaviour": "good"}, {"behaviour": "bad"})
 
 
@@ -26,6 +27,8 @@ class MarketSettings:
     epochs: int  # passes of the owner's initial perceptron fit
     label_flip: float
     params: MarketParams
+    task: str = "binary"
+    trainers: int = 0  # off-chain trainers (user B)
 
     @classmethod
     def of(cls, exp: Experiment) -> MarketSettings:
@@ -50,7 +53,14 @@ class MarketSettings:
         epochs = scenario.get("epochs", 3)
         if type(epochs) is not int or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        return cls(tuple(agents), float(initial), contribute, epochs, flip, MarketParams.from_mapping(section))
+        task = scenario.get("task", "binary")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        trainers = scenario.get("trainers", 0)
+        if type(trainers) is not int or trainers < 0:
+            raise ValueError(f"trainers must be an integer >= 0, got {trainers!r}")
+        params = MarketParams.from_mapping(section)
+        return cls(tuple(agents), float(initial), contribute, epochs, flip, params, str(task), trainers)
 
     def shares(self) -> list[float]:
         """Each contributor's share of the data to contribute: its expected rate of attempts (1 / mean wait), so
@@ -72,6 +82,11 @@ def sealer_identity(seed: int) -> Identity:
 def contributor_identity(seed: int, index: int) -> Identity:
     """Contributor index's key pair."""
     return Identity.from_seed(f"{seed}:datamarket:contributor:{index}".encode())
+
+
+def trainer_identity(seed: int, index: int) -> Identity:
+    """Off-chain trainer index's key pair."""
+    return Identity.from_seed(f"{seed}:datamarket:trainer:{index}".encode())
 
 
 def allocation(exp: Experiment, settings: MarketSettings) -> dict[bytes, int]:

@@ -1,5 +1,7 @@
-"""The marketplace's ProtocolSpec: a config becomes the binary-MNIST stand-in, the owner's initial perceptron, the
-signed CreateMarket, a genesis allocation, and the owner, sealer and contributor nodes."""
+"""The marketplace's ProtocolSpec: a config becomes the binary-MNIST stand-in (or, with `task: multiclass`, the 10
+digits dealt by the experiment's partition, as every protocol of the common experiment gets them), the owner's
+initial perceptron, the signed CreateMarket, a genesis allocation, and the owner, sealer, contributor and off-chain
+trainer nodes."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from chainlab.learning import market_data
 from chainlab.learning.datasets import Dataset, load_dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
+from chainlab.ledger.hashing import sha256
 from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, tips_agree
 from chainlab.protocols.datamarket import ContributorNode, Genesis, MarketNode, OwnerNode, SealerNode, perceptron
 from chainlab.protocols.datamarket.messages import Chain, CreateMarket, Transaction
-from chainlab.protocols.datamarket.node import seed_of
+from chainlab.protocols.datamarket.node import TrainerNode, seed_of
 from chainlab.protocols.datamarket.wire import CODEC
 from chainlab.scenarios.base import (
     Curve,
@@ -33,9 +36,11 @@ from chainlab.scenarios.datamarket.settings import (
     contributor_identity,
     owner_identity,
     sealer_identity,
+    trainer_identity,
 )
 from chainlab.scenarios.datamarket.summary import INITIAL, REPORT, TEST, MarketView, summarise
 from chainlab.scenarios.experiment import Experiment
+from chainlab.scenarios.federated import PUBLIC_SHARE, federated_data, public_share_of
 
 BALANCE = "chainlab_datamarket_balance"
 ADDITIONS = "chainlab_datamarket_additions_total"
@@ -52,7 +57,9 @@ def stream_name(index: int) -> str:
 def market_data_of(exp: Experiment, settings: MarketSettings) -> tuple[Dataset, Dataset, Dataset | None, list[Dataset]]:
     """(the owner's initial data, its hidden test set, the report set D_R or None, each contributor's stream), all
     binary: the training set shuffled by the seed, its first `initial` share the owner's, the rest dealt to the
-    contributors by their shares."""
+    contributors by their shares; with `task: multiclass`, multiclass_data_of."""
+    if settings.task == "multiclass":
+        return multiclass_data_of(exp, settings)
     train, original_test = load_dataset(str(exp.get("dataset", "mnist")))
     report, test = split_report(original_test, exp.report_set, exp.seed)
     train = market_data.binary_task(train)
@@ -67,24 +74,58 @@ def market_data_of(exp: Experiment, settings: MarketSettings) -> tuple[Dataset, 
     return train.subset(np.sort(order[:first])), market_data.binary_task(test), binary_report, streams
 
 
+def multiclass_data_of(
+    exp: Experiment, settings: MarketSettings
+) -> tuple[Dataset, Dataset, Dataset | None, list[Dataset]]:
+    """The 10-digit task of the common experiment (protocols.md 6), pixels binarised: contributor i's stream is
+    shard i of federated_data (the partition every protocol gets, e.g. Dirichlet 0.5 over the 20), in an order
+    shuffled by the seed and capped, shard by shard in proportion to its size, so that the streams hold `contribute`
+    samples between them. The owner's initial data is the public shard (`public_share:`); without one, the first
+    `initial` share of every shuffled shard (no sample is both the owner's and contributed)."""
+    fed = federated_data(exp, len(settings.contributors))
+    rng = np.random.default_rng([exp.seed, 0x4D4B])
+    shuffled = [s.subset(rng.permutation(len(s))) for s in fed.shards]
+    heads = [0 if fed.public is not None else round(settings.initial * len(s)) for s in shuffled]
+    left = sum(len(s) - h for s, h in zip(shuffled, heads, strict=True))
+    cap = left if settings.contribute is None else min(settings.contribute, left)
+    streams = []
+    for shard, head in zip(shuffled, heads, strict=True):
+        size = (len(shard) - head) * cap // left if left else 0
+        streams.append(market_data.binary_features(shard.subset(np.arange(head, head + size))))
+    if fed.public is not None:
+        initial = fed.public
+    else:
+        initial = Dataset.concat([s.subset(np.arange(h)) for s, h in zip(shuffled, heads, strict=True)])
+    report = market_data.binary_features(fed.report) if fed.report is not None else None
+    return market_data.binary_features(initial), market_data.binary_features(fed.test), report, streams
+
+
+def test_file_commitment(test: Dataset) -> bytes:
+    """SHA-256 of the test set's sample file: the commitment CreateMarket carries and RevealTestSet is checked by."""
+    return sha256(market_data.sample_file(test, 0, len(test)))
+
+
 def create_market(exp: Experiment, settings: MarketSettings, initial: Dataset, test: Dataset) -> Transaction:
     """The owner's signed CreateMarket: the perceptron fit on its initial data, the schema, the test set's SHA-256."""
     features = initial.X.shape[1]
-    model = perceptron.fit(features, market_data.samples(initial), settings.epochs)
+    classes = test.n_classes if settings.task == "multiclass" else 0
+    model = perceptron.fit(features, market_data.samples(initial), settings.epochs, max(classes, 2))
+    weights, sums = model.flat if isinstance(model, perceptron.MultiPerceptron) else (model.w, model.a)
     p = settings.params
     body = CreateMarket(
-        weights=tuple(model.w),
+        weights=tuple(weights),
         features=features,
         train_cids=(initial.commitment(),),
-        test_commitment=test.commitment(),
+        test_commitment=test_file_commitment(test),
         day=p.day,
         tau=p.tau,
         tau2=p.tau2,
         cost_weight=p.cost_weight,
         fixed_deposit=p.fixed_deposit,
         reward=p.reward,
-        sums=tuple(model.a),
+        sums=tuple(sums),
         count=model.c,
+        classes=classes,
     )
     owner = owner_identity(exp.seed)
     return Transaction.of(owner.public_key, 0, body, value=p.reward_fund).signed_by(owner)
@@ -95,7 +136,7 @@ class DatamarketSpec(ProtocolSpec):
 
     name = "datamarket"
     roles = ("validator", "requester", "miner")
-    config_keys = frozenset()
+    config_keys = frozenset({PUBLIC_SHARE})  # the owner's initial data with `task: multiclass`
     codec = CODEC
     live_adapter = "chainlab.live.adapters.datamarket"
     progress_unit = "round"
@@ -140,8 +181,9 @@ class DatamarketSpec(ProtocolSpec):
     )
 
     def validate(self, exp: Experiment) -> None:
-        """Check the protocol section (contributors, shares, MarketParams)."""
+        """Check the protocol section (contributors, shares, MarketParams) and the public shard."""
         MarketSettings.of(exp)
+        public_share_of(exp)
 
     def build(self, exp: Experiment) -> Deployment:
         """The sealer validator-0, the owner requester-0 holding the test set, contributors miner-0..N-1."""
@@ -158,6 +200,11 @@ class DatamarketSpec(ProtocolSpec):
             NodeSlot("validator-0", "validator", 0, sealer_identity(exp.seed).node_id),
             NodeSlot("requester-0", "requester", 0, owner_identity(exp.seed).node_id),
         ] + [NodeSlot(f"miner-{i}", "miner", i, ident.node_id) for i, ident in enumerate(contributors)]
+        n = len(contributors)
+        slots += [
+            NodeSlot(f"miner-{n + j}", "miner", n + j, trainer_identity(exp.seed, j).node_id)
+            for j in range(settings.trainers)
+        ]
         data = {TEST: test, INITIAL: initial} | {stream_name(i): s for i, s in enumerate(streams)}
         data[REPORT] = report if report is not None else test  # the summary measures on D_R where there is one
         holdings: dict[str, tuple[str, ...]] = {slot.name: () for slot in slots}
@@ -184,6 +231,8 @@ class DatamarketSpec(ProtocolSpec):
         if slot.role == "requester":
             create: Transaction = encoding.decode(Transaction, bytes.fromhex(payload["create"]))
             return OwnerNode(owner_identity(exp.seed), params, genesis, create, bytes.fromhex(payload["test"]))
+        if slot.index >= len(settings.contributors):
+            return TrainerNode(trainer_identity(exp.seed, slot.index - len(ids)), params, genesis)
         agent = settings.contributors[slot.index]
         return ContributorNode(ids[slot.index], params, genesis, agent, seed_of(exp.seed))
 
@@ -207,7 +256,7 @@ class DatamarketSpec(ProtocolSpec):
         """The observer's chain, and the mean chain bytes over the full nodes."""
         if not isinstance(observer, MarketNode):
             raise TypeError(f"the observer must be a MarketNode, got {type(observer).__name__}")
-        return MarketView(Chain(tuple(observer.blocks)))
+        return MarketView(Chain(tuple(observer.blocks)), dict(observer.contents))
 
     def summarise(
         self, exp: Experiment, view: object, data: Mapping[str, Dataset], worker: Worker

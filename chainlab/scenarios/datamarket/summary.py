@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
@@ -25,9 +25,11 @@ M1_DAYS = 6  # protocols.md 4.5 M1: growth read from the first 6 days
 
 @dataclass(frozen=True)
 class MarketView:
-    """The summary's input: the observer's chain."""
+    """The summary's input: the observer's chain, and the content its transactions name as storage answered it
+    (sim: what the observer read; live: read back from the storage service)."""
 
     chain: Chain
+    contents: Mapping[bytes, bytes | None] = field(default_factory=dict)
 
 
 def summarise(
@@ -62,17 +64,21 @@ def summarise(
         )
 
     chain_bytes = 0
+    samples_by_cid = 0
     created = 0  # chain time of CreateMarket: growth is measured from it
     for block in view.chain.blocks:
         while len(days) * day <= block.time:
             snapshot(len(days))
         chain_bytes += len(encoding.encode(block))
         opened = market.terms is not None
-        for outcome in market.execute_block(block):
+        for outcome in market.execute_block(block, view.contents):
             if not outcome.accepted:
                 rejections[f"{outcome.kind}.{outcome.reason}"] += 1
                 continue
             counts[outcome.kind] += 1
+            if outcome.tx.add is not None and outcome.tx.add.cid:
+                counts["add_cid"] += 1
+                samples_by_cid += len(market.records[outcome.record].samples)
             if outcome.kind in ("rf", "rp"):
                 paid[outcome.tx.sender] += outcome.amount + outcome.reward
         conserved = conserved and market.total() == start_total
@@ -85,6 +91,11 @@ def summarise(
     initial_acc = _accuracy(worker, _initial(create), held) if create is not None else None
     final_acc = _accuracy(worker, market.model.averaged(), held) if create is not None else None
     published = [(t, acc) for t, model, acc in market.accuracies if model == 0]
+    judged = {model: acc for _, model, acc in market.accuracies if model > 0}
+    uploads = [
+        {"model": m.id, "parent": m.parent, "data_cids": len(m.data_cids), "accuracy": judged.get(m.id)}
+        for m in market.models[1:]
+    ]
     honest_paid = sum(v for n, v in paid.items() if n in agents and agents[n].honest)
     contributor_paid = sum(v for n, v in paid.items() if n in agents)
     open_days = (end_time - created) / day
@@ -99,6 +110,9 @@ def summarise(
         "accepted_additions": counts["add"],
         "dataset_size": len(market.records),
         "growth_per_day_first_6_days": added_early / min(M1_DAYS, open_days) if open_days > 0 else 0.0,
+        "cid_additions": counts["add_cid"],
+        "samples_by_cid": samples_by_cid,
+        "uploads": uploads,
         "refunds": counts["rf"],
         "reports": counts["rp"],
         "published_accuracy": {"rounds": [t for t, _ in published], "accuracy": [a for _, a in published]},
@@ -131,7 +145,7 @@ def summarise(
 
 
 def _initial(create: CreateMarket) -> list[int]:
-    return perceptron.Perceptron(list(create.weights), list(create.sums), create.count).averaged()
+    return perceptron.model_of(create.weights, create.sums, create.count, create.classes).averaged()
 
 
 def _accuracy(worker: Worker, weights: list[int], held: Dataset) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chainlab.ledger.cid import raw_cid
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.datamarket import perceptron
@@ -70,3 +71,19 @@ def fresh(*, fund: int = 1_000) -> Market:
 def rejected(outcome: Outcome) -> str:
     """kind.reason of a rejected outcome ("" if accepted)."""
     return "" if outcome.accepted else f"{outcome.kind}.{outcome.reason}"
+
+
+def stored(content: bytes, store: dict[bytes, bytes | None]) -> bytes:
+    """Put content into a test store as the simulator does: its address, a CIDv1 (raw)."""
+    address = raw_cid(content).encode("ascii")
+    store[address] = content
+    return address
+
+
+def sample_file(*samples: tuple[bytes, int]) -> bytes:
+    """A sample file of the test market's schema."""
+    return perceptron.encode_samples(FEATURES, list(samples))
+
+
+# A CIDv0 address as the storage service (Kubo) gives them: "Qm" and 44 base58 characters.
+CID_V0 = b"QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"

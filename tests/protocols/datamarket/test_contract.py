@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
-from chainlab.protocols.datamarket.contract import Market
+from chainlab.protocols.datamarket import perceptron
+from chainlab.protocols.datamarket.contract import Market, addresses, well_formed_cid
 from chainlab.protocols.datamarket.messages import (
     AddData,
     Body,
@@ -24,6 +25,7 @@ from chainlab.protocols.datamarket.messages import (
 from tests.protocols.datamarket.market import (
     ALICE,
     BOB,
+    CID_V0,
     FEATURES,
     OWNER,
     START,
@@ -34,15 +36,25 @@ from tests.protocols.datamarket.market import (
     fresh,
     rejected,
     sample,
+    sample_file,
+    stored,
     tx,
 )
 
+Store = dict[bytes, bytes | None]
 GOOD = AddData(sample(True), 1)  # the model agrees
 BAD = AddData(sample(True), 0)  # the model disagrees (and still does after learning from it)
 
 
-def added(market: Market, who: Identity, body: AddData, at: int, value: int = 100) -> int:
-    outcome = market.apply(tx(who, body, value), at)
+def added(
+    market: Market,
+    who: Identity,
+    body: AddData,
+    at: int,
+    value: int = 100,
+    store: dict[bytes, bytes | None] | None = None,
+) -> int:
+    outcome = market.apply(tx(who, body, value), at, store)
     assert outcome.accepted, outcome
     return outcome.record
 
@@ -150,21 +162,71 @@ def test_data_off_the_schema_is_rejected(body: AddData) -> None:
     assert rejected(fresh().apply(tx(ALICE, body, 100), 3)) == "add.schema_mismatch"
 
 
+def test_both_cid_forms_are_well_formed_and_nothing_else() -> None:
+    v1 = stored(b"x", {})
+    assert well_formed_cid(v1) and v1.startswith(b"bafk") and well_formed_cid(CID_V0)
+    assert not well_formed_cid(sha256(b"d")) and not well_formed_cid(CID_V0[:-1] + b"0")  # 0 is not base58
+    assert not well_formed_cid(v1[:-1] + b"1") and not well_formed_cid(b"")  # 1 is not base32
+
+
 @pytest.mark.parametrize(
     "body",
-    [AddData(cid=b"short"), AddData(cid=sha256(b"d"), labels_cid=b"x"), AddData(sample(True), 1, cid=sha256(b"d"))],
+    [
+        AddData(cid=b"short"),
+        AddData(cid=sha256(b"d")),
+        AddData(cid=CID_V0, labels_cid=CID_V0),
+        AddData(sample(True), 1, cid=CID_V0),
+        AddData(cid=CID_V0, y=1),
+    ],
 )
-def test_a_bad_cid_is_rejected(body: AddData) -> None:
-    assert rejected(fresh().apply(tx(ALICE, body, 100), 3)) == "add.bad_cid"
+def test_a_malformed_cid_contribution_is_rejected(body: AddData) -> None:
+    assert rejected(fresh().apply(tx(ALICE, body, 100), 3, {CID_V0: sample_file((sample(True), 1))})) == "add.bad_cid"
 
 
-def test_a_cid_counts_as_one_input_and_leaves_the_model_alone() -> None:
+@pytest.mark.parametrize(
+    "content",
+    [None, b"not a sample file", sample_file(), perceptron.encode_samples(FEATURES, [(sample(True), 1)] * 1_001)],
+)
+def test_a_cid_whose_content_is_missing_or_no_sample_file_is_rejected(content: bytes | None) -> None:
     market = fresh()
+    assert rejected(market.apply(tx(ALICE, AddData(cid=CID_V0), 100), 3, {CID_V0: content})) == "add.bad_cid"
+    assert market.escrow == 0 and not market.records
+
+
+@pytest.mark.parametrize(
+    "content",
+    [perceptron.encode_samples(FEATURES + 8, [(b"\x80\x00\x00", 1)]), sample_file((sample(True), 2))],
+)
+def test_a_cid_file_off_the_schema_is_rejected(content: bytes) -> None:
+    assert rejected(fresh().apply(tx(ALICE, AddData(cid=CID_V0), 100), 3, {CID_V0: content})) == "add.schema_mismatch"
+
+
+def test_a_cid_counts_as_one_input_under_one_deposit_and_trains_on_its_samples() -> None:
+    market, store = fresh(), Store()
+    address = stored(sample_file((sample(False, 1), 1), (sample(False, 2), 1), (sample(False, 3), 1)), store)
     before = market.model.copy()
-    record = added(market, ALICE, AddData(cid=sha256(b"data"), labels_cid=sha256(b"labels")), 3)
-    assert len(market.records) == 1 and not market.records[record].inline
-    assert market.model.w == before.w
-    assert market.apply(tx(ALICE, Refund(record)), 3 + TAU + 1).accepted  # the contract cannot disagree
+    record = added(market, ALICE, AddData(cid=address), 3, store=store)
+    assert len(market.records) == 1 and market.escrow == market.records[record].initial_deposit
+    assert len(market.records[record].samples) == 3 and market.model.c == before.c + 3 and market.model.w != before.w
+
+
+def test_a_cid_record_is_refunded_when_the_model_agrees_with_most_of_its_samples() -> None:
+    market, store = fresh(), Store()
+    mostly = stored(sample_file((sample(True, 1), 1), (sample(True, 2), 1), (sample(False, 3), 1)), store)
+    flipped = stored(sample_file((sample(True, 4), 0), (sample(True, 5), 0), (sample(False, 6), 1)), store)
+    good = added(market, ALICE, AddData(cid=mostly), 3, store=store)
+    bad = added(market, BOB, AddData(cid=flipped), 5, store=store)
+    later = 5 + TAU + 1
+    assert market.apply(tx(ALICE, Refund(good)), later).accepted
+    assert rejected(market.apply(tx(BOB, Refund(bad)), later)) == "rf.model_disagrees"
+    assert market.apply(tx(ALICE, Report(bad)), later).model_disagrees
+
+
+def test_a_block_names_each_well_formed_address_once() -> None:
+    v1 = stored(b"w", {})
+    txs = [tx(ALICE, AddData(cid=CID_V0)), tx(BOB, AddData(cid=CID_V0)), tx(OWNER, RevealTestSet(v1))]
+    txs += [tx(BOB, AddData(cid=b"bad")), tx(BOB, UploadModel(0, v1, (), FEATURES)), tx(ALICE, GOOD)]
+    assert addresses(txs) == [CID_V0, v1]
 
 
 def test_an_inline_addition_trains_the_model() -> None:
@@ -261,12 +323,34 @@ def test_a_report_of_a_record_with_nothing_left_is_rejected() -> None:
 
 
 def test_uploaded_models_keep_their_lineage() -> None:
-    market = fresh()
-    first = market.apply(tx(BOB, UploadModel(0, sha256(b"w1"), (sha256(b"d"),), FEATURES)), 3)
-    second = market.apply(tx(ALICE, UploadModel(first.record, sha256(b"w2"), (), FEATURES)), 4)
+    market, store = fresh(), Store()
+    w1 = stored(perceptron.encode_model(market.model, FEATURES), store)
+    w2 = stored(perceptron.encode_model(perceptron.Perceptron.zero(FEATURES), FEATURES), store)
+    first = market.apply(tx(BOB, UploadModel(0, w1, (CID_V0,), FEATURES)), 3, store)
+    second = market.apply(tx(ALICE, UploadModel(first.record, w2, (), FEATURES)), 4, store)
     assert first.accepted and second.accepted and market.models[second.record].parent == first.record
-    assert rejected(market.apply(tx(BOB, UploadModel(9, sha256(b"w"), (), FEATURES)), 5)) == "um.unknown_parent"
-    assert rejected(market.apply(tx(BOB, UploadModel(0, sha256(b"w"), (), FEATURES + 1)), 5)) == "um.schema_mismatch"
+    assert market.models[first.record].data_cids == (CID_V0,)
+    assert rejected(market.apply(tx(BOB, UploadModel(9, w1, (), FEATURES)), 5, store)) == "um.unknown_parent"
+
+
+def test_an_upload_off_the_schema_is_rejected() -> None:
+    market, store = fresh(), Store()
+    w1 = stored(perceptron.encode_model(market.model, FEATURES), store)
+    wide = stored(perceptron.encode_model(perceptron.Perceptron.zero(FEATURES + 1), FEATURES + 1), store)
+    multi = stored(perceptron.encode_model(perceptron.MultiPerceptron.zero(FEATURES, 3), FEATURES), store)
+    junk = stored(b"no model", store)
+    for body in (UploadModel(0, w1, (), FEATURES + 1), UploadModel(0, wide, (), FEATURES)):
+        assert rejected(market.apply(tx(BOB, body), 5, store)) == "um.schema_mismatch"
+    for weights in (multi, junk):
+        assert rejected(market.apply(tx(BOB, UploadModel(0, weights, (), FEATURES)), 5, store)) == "um.schema_mismatch"
+
+
+def test_an_upload_naming_a_bad_or_missing_address_is_rejected() -> None:
+    market, store = fresh(), Store()
+    w1 = stored(perceptron.encode_model(market.model, FEATURES), store)
+    for body in (UploadModel(0, sha256(b"w"), (), FEATURES), UploadModel(0, w1, (b"bad",), FEATURES)):
+        assert rejected(market.apply(tx(BOB, body), 5, store)) == "um.bad_cid"
+    assert rejected(market.apply(tx(BOB, UploadModel(0, CID_V0, (), FEATURES)), 5, store)) == "um.bad_cid"
 
 
 def test_only_the_owner_publishes_accuracy_of_a_known_model() -> None:
@@ -279,11 +363,15 @@ def test_only_the_owner_publishes_accuracy_of_a_known_model() -> None:
 
 
 def test_the_revealed_test_set_must_match_its_commitment() -> None:
-    market = fresh()
-    assert rejected(market.apply(tx(ALICE, RevealTestSet(TEST_COMMITMENT)), 3)) == "rv.not_owner"
-    assert rejected(market.apply(tx(OWNER, RevealTestSet(sha256(b"another set"))), 3)) == "rv.hash_mismatch"
-    assert market.apply(tx(OWNER, RevealTestSet(TEST_COMMITMENT)), 4).accepted and market.revealed
-    assert rejected(market.apply(tx(OWNER, RevealTestSet(TEST_COMMITMENT)), 5)) == "rv.already_revealed"
+    market, store = fresh(), Store()
+    test = stored(b"the hidden test set", store)
+    other = stored(b"another set", store)
+    assert rejected(market.apply(tx(ALICE, RevealTestSet(test)), 3, store)) == "rv.not_owner"
+    assert rejected(market.apply(tx(OWNER, RevealTestSet(other)), 3, store)) == "rv.hash_mismatch"
+    assert rejected(market.apply(tx(OWNER, RevealTestSet(CID_V0)), 3, store)) == "rv.hash_mismatch"  # not stored
+    assert rejected(market.apply(tx(OWNER, RevealTestSet(TEST_COMMITMENT)), 3, store)) == "rv.hash_mismatch"
+    assert market.apply(tx(OWNER, RevealTestSet(test)), 4, store).accepted and market.revealed
+    assert rejected(market.apply(tx(OWNER, RevealTestSet(test)), 5, store)) == "rv.already_revealed"
 
 
 # -- conservation ------------------------------------------------------------------------------------------------
@@ -301,7 +389,9 @@ _action = st.tuples(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_action, max_size=40))
 def test_balances_escrow_and_pool_are_conserved(actions: list[tuple[int, str, int, int, int]]) -> None:
-    market = fresh(fund=500)
+    market, store = fresh(fund=500), Store()
+    files = [stored(sample_file((sample(i % 2 == 0, i), i % 2), (sample(True, i + 1), 1)), store) for i in range(4)]
+    weights = stored(perceptron.encode_model(market.model, FEATURES), store)
     total = market.total()
     now = 1
     for who, kind, index, step, value in actions:
@@ -313,7 +403,7 @@ def test_balances_escrow_and_pool_are_conserved(actions: list[tuple[int, str, in
             case "add_bad":
                 body = AddData(sample(True, index), 0)
             case "add_cid":
-                body = AddData(cid=sha256(bytes([index])))
+                body = AddData(cid=files[index % len(files)] if index < 10 else CID_V0)
             case "refund":
                 body = Refund(index)
             case "report":
@@ -321,8 +411,28 @@ def test_balances_escrow_and_pool_are_conserved(actions: list[tuple[int, str, in
             case "publish":
                 body = PublishAccuracy(0, index / 12)
             case _:
-                body = UploadModel(0, sha256(b"m"), (), FEATURES)
-        market.apply(tx(_PEOPLE[who], body, value if kind.startswith("add") else 0), now)
+                body = UploadModel(0, weights, (), FEATURES)
+        market.apply(tx(_PEOPLE[who], body, value if kind.startswith("add") else 0), now, store)
         assert market.total() == total
         assert market.escrow == sum(r.claimable for r in market.records)
         assert all(v >= 0 for v in market.balances.values()) and market.pool >= 0
+    # The state root's cached model digest is the digest of the model as it is now.
+    fresh_root = dataclasses.replace(market, balances=dict(market.balances)).state_root(b"")
+    assert market.state_root(b"") == fresh_root
+
+
+def test_a_multiclass_market_trains_one_row_per_class_and_checks_labels_against_its_classes() -> None:
+    zero = perceptron.MultiPerceptron.zero(FEATURES, 3)
+    w, a = zero.flat
+    market = Market.genesis({OWNER.node_id: START, ALICE.node_id: START})
+    create = create_body(weights=tuple(w), sums=tuple(a), classes=3)
+    assert market.apply(tx(OWNER, create, 10), 0).accepted and market.classes == 3
+    assert market.apply(tx(ALICE, AddData(sample(True), 2), 100), 3).accepted
+    assert isinstance(market.model, perceptron.MultiPerceptron) and market.predict(sample(True)) == 2
+    assert rejected(market.apply(tx(ALICE, AddData(sample(True), 3), 100), 5)) == "add.schema_mismatch"
+
+
+@pytest.mark.parametrize("classes", [1, 256])
+def test_a_market_of_one_or_too_many_classes_is_rejected(classes: int) -> None:
+    market = Market.genesis({OWNER.node_id: START})
+    assert rejected(market.apply(tx(OWNER, create_body(classes=classes), 10), 0)) == "mk.bad_params"

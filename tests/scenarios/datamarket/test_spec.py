@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from chainlab.learning import market_data
 from chainlab.protocols.base import DataGrant, DataRequest, Observation
 from chainlab.protocols.datamarket import OwnerNode
 from chainlab.scenarios import registry
 from chainlab.scenarios.datamarket.settings import MarketSettings
-from chainlab.scenarios.datamarket.spec import SPEC
+from chainlab.scenarios.datamarket.spec import SPEC, market_data_of
 from chainlab.scenarios.experiment import Experiment, load_experiment
+from chainlab.scenarios.federated import federated_data
 from chainlab.sim.experiment import run
 
 DEMO = Path("experiments/datamarket_demo.yaml")
@@ -46,6 +48,10 @@ def test_the_registry_finds_the_marketplace() -> None:
         ({"day": 0}, "day"),
         ({"reward_fund": 10**9}, "reward_fund"),
         ({"colour": "red"}, "unknown protocol parameter"),
+        ({"task": "regression"}, "task"),
+        ({"trainers": -1}, "trainers"),
+        ({"cid_share": 1.5}, "cid_share"),
+        ({"cid_samples": 0}, "cid_samples"),
     ],
 )
 def test_bad_settings_are_named(bad: dict[str, object], message: str) -> None:
@@ -73,7 +79,12 @@ def test_the_demo_runs_in_the_simulator() -> None:
     results = run(load_experiment(DEMO))
     pr = results["protocol_results"]
     assert results["tips_agree"] and not results["truncated"] and pr["revealed"] and pr["conserved"]
-    assert pr["accepted_additions"] >= 300 and pr["refunds"] > 100 and pr["reports"] > 20
+    samples = pr["accepted_additions"] - pr["cid_additions"] + pr["samples_by_cid"]
+    assert samples >= 300 and pr["refunds"] > 100 and pr["reports"] > 20
+    assert pr["cid_additions"] > 10 and pr["samples_by_cid"] >= 9 * pr["cid_additions"]  # files of 10 (the last fewer)
+    uploads = pr["uploads"]
+    assert uploads and [u["parent"] for u in uploads] == list(range(len(uploads)))  # each on the one before
+    assert all(u["data_cids"] > 0 and u["accuracy"] is not None for u in uploads)
     assert pr["final_balance_malicious"] < 10_000
     assert pr["final_accuracy"] >= pr["initial_accuracy"] - 0.02
     assert set(pr["rejections"]) <= {"rf.model_disagrees", "rp.model_agrees", "add.too_soon", "rp.no_good_data"}
@@ -101,3 +112,36 @@ def test_the_owner_serves_its_test_set_only_once_revealed() -> None:
     owner.state.revealed = True
     assert owner.on_request(b"x", DataRequest(commitment), 0) == DataGrant(commitment)
     assert owner.on_request(b"x", DataRequest(b"other"), 0) is None
+
+
+def test_the_multiclass_task_deals_the_partition_and_runs_with_cids_and_a_trainer() -> None:
+    exp = Experiment.from_mapping(
+        {
+            **SMALL,
+            "public_share": 0.1,
+            "report_set": 300,
+            "partition": {"scheme": "dirichlet", "beta": 0.5},
+            "protocol": {
+                **SMALL["protocol"],
+                "task": "multiclass",
+                "contributors": [{"behaviour": "good"}] * 4,
+                "label_flip": 0.25,
+                "cid_share": 0.3,
+                "trainers": 1,
+                "trainer_every_days": 0.5,
+            },
+        }
+    )
+    initial, test, report, streams = market_data_of(exp, MarketSettings.of(exp))
+    fed = federated_data(exp, 4)
+    assert fed.public is not None and initial.commitment() == market_data.binary_features(fed.public).commitment()
+    assert report is not None and len(report) == 300 and test.n_classes == 10
+    assert sum(len(s) for s in streams) <= 300 and all(
+        len(s) <= len(f) for s, f in zip(streams, fed.shards, strict=True)
+    )
+    results = run(exp)
+    pr = results["protocol_results"]
+    assert results["tips_agree"] and not results["truncated"] and pr["revealed"] and pr["conserved"]
+    assert pr["accepted_additions"] > 20 and pr["cid_additions"] > 0 and pr["uploads"]
+    assert pr["initial_accuracy"] > 0.5 and pr["comparison"]["accuracy"] == pr["final_accuracy"]
+    assert pr["final_balances"]["bad-0"] < pr["start_balances"]["bad-0"]
