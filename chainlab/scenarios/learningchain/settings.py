@@ -36,7 +36,7 @@ class LearningChainSettings:
         """Read and check the protocol section; ValueError naming the bad key or value."""
         section = dict(exp.protocol_params)
         scenario = {k: section.pop(k) for k in SCENARIO_KEYS if k in section}
-        nodes = _integer(scenario.get("nodes", 10), "nodes", 2)
+        nodes = _integer(scenario.get("nodes", 10), "nodes", 1)  # 1: the centralised baseline
         model = scenario.get("model", {"family": "softmax"})
         if not isinstance(model, Mapping) or set(model) - MODEL_KEYS or model.get("family", "softmax") != "softmax":
             raise ValueError("model must be {family: softmax}: LearningChain's gradients are softmax regression's")

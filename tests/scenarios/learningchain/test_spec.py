@@ -45,7 +45,7 @@ def test_the_registry_finds_learningchain() -> None:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"nodes": 1}, "nodes"),
+        ({"nodes": 0}, "nodes"),
         ({"byzantine_holders": 1.5}, "byzantine_holders"),
         ({"byzantine_miners": 6}, "honest"),
         ({"model": {"family": "mlp"}}, "softmax"),
@@ -84,6 +84,15 @@ def test_a_small_network_runs_in_the_simulator(aggregator: str) -> None:
     assert comparison["accuracy"] == pr["final_accuracy"] and comparison["blocks"] == 4
     assert comparison["history"]["rounds"][0] == 0 and len(comparison["history"]["accuracy"]) == 3
     assert comparison["chain_bytes"] > 4 * 6 * 22 * 8
+
+
+def test_one_agent_is_the_centralised_baseline() -> None:
+    # The Fig. 5 baseline configs: K = M = 1, l = 1, no DP, no clipping -- each block is one full-batch step.
+    results = run(config(nodes=1, epsilon=None, bound=1.0e9, record_every=1))
+    pr = results["protocol_results"]
+    assert not results["truncated"] and pr["blocks"] == 4 and pr["forks"] == 0
+    assert [r["selected"] for r in pr["heights"]] == [1, 1, 1, 1]
+    assert pr["final_accuracy"] > pr["initial_accuracy"]
 
 
 def test_byzantine_miners_blocks_never_reach_the_honest_chain() -> None:
