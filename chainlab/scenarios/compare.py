@@ -9,7 +9,9 @@ keys to set from the malicious fraction f. A value there is a literal, or one of
 - `$indices`: [0, 1, ..., k - 1] (the first k participants);
 - `$byzantine:<role>:<behaviour>`: a chaos list turning <role>-0 .. <role>-(k-1) into <behaviour> at round 0.
 
-At f = 0 no attack key is set: the clean point is run once per protocol and seed and serves every attack.
+At f = 0 no attack key is set: the clean point is run once per protocol and seed and serves every attack. With
+`iid_control: true` each clean point is also run with the world's partition scheme set to iid (attack label
+IID): protocols.md 6's IID control of the Dirichlet split.
 Protocols reach this module only through the registry: one not registered, or whose points fail validation, is
 kept out of the grid with its reason (report.md says "not run: <reason>").
 """
@@ -30,13 +32,14 @@ from chainlab.scenarios.experiment import GENERIC_KEYS, Experiment, apply_overri
 
 TOP_KEYS = frozenset({
     "name", "description", "deviations", "participants", "seeds", "fractions", "attacks", "timeout", "world",
-    "protocols",
+    "protocols", "iid_control",
 })  # fmt: skip
 PROTOCOL_KEYS = frozenset({"experiment", "attacks"})
 # Keys the harness sets on every point; a protocol's experiment or the world must not set them.
 HARNESS_KEYS = frozenset({"name", "seed", "seeds", "sweep", "compare", "analysis"})
 WORLD_KEYS = (GENERIC_KEYS | {"report_set"}) - HARNESS_KEYS - {"protocol", "description", "deviations", "paper"}
 CLEAN = "none"  # the attack label of the f = 0 points
+IID = "iid"  # the attack label of the IID control's points (clean, partition scheme iid)
 DEFAULT_TIMEOUT_SECONDS = 900.0
 TOKENS = ("$fraction", "$count", "$indices", "$byzantine")
 
@@ -64,6 +67,7 @@ class CompareConfig:
     timeout_seconds: float
     world: Mapping[str, Any]
     protocols: tuple[ProtocolEntry, ...]
+    iid_control: bool = False  # also run every clean point on an iid partition
 
     @classmethod
     def from_mapping(cls, data: object) -> CompareConfig:
@@ -101,10 +105,15 @@ class CompareConfig:
         if (
             not isinstance(attacks, list)
             or not attacks
-            or not all(isinstance(a, str) and a and a != CLEAN for a in attacks)
+            or not all(isinstance(a, str) and a and a not in (CLEAN, IID) for a in attacks)
             or len(set(attacks)) != len(attacks)
         ):
-            raise ValueError(f"attacks must be a non-empty list of distinct names (not {CLEAN}), got {attacks!r}")
+            raise ValueError(
+                f"attacks must be a non-empty list of distinct names (not {CLEAN} or {IID}), got {attacks!r}"
+            )
+        iid_control = data.get("iid_control", False)
+        if not isinstance(iid_control, bool):
+            raise ValueError(f"iid_control must be true or false, got {iid_control!r}")
         timeout = data.get("timeout", DEFAULT_TIMEOUT_SECONDS)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
             raise ValueError(f"timeout must be seconds > 0, got {timeout!r}")
@@ -134,12 +143,14 @@ class CompareConfig:
             float(timeout),
             copy.deepcopy(dict(world)),
             entries,
+            iid_control,
         )
 
 
 @dataclass(frozen=True)
 class Point:
-    """One run of the grid: a protocol at malicious fraction f under one attack (CLEAN at f = 0), one seed."""
+    """One run of the grid: a protocol at malicious fraction f under one attack (CLEAN at f = 0, IID for the IID
+    control's clean points), one seed."""
 
     protocol: str
     fraction: float
@@ -202,6 +213,12 @@ def expand(config: CompareConfig, available: Sequence[str] | None = None) -> Exp
         except ValueError as exc:
             skipped.append(Skipped(entry.name, None, f"invalid: {exc}"))
             continue
+        if config.iid_control:
+            for seed in config.seeds:
+                try:
+                    mine.append(Point(entry.name, 0.0, IID, seed, point_experiment(config, entry, 0.0, IID, seed)))
+                except ValueError as exc:
+                    skipped.append(Skipped(entry.name, f"{entry.name}/f0-{IID}-s{seed}", f"invalid: {exc}"))
         for fraction in (f for f in config.fractions if f > 0):
             for attack in config.attacks:
                 for seed in config.seeds:
@@ -216,10 +233,11 @@ def expand(config: CompareConfig, available: Sequence[str] | None = None) -> Exp
                         skipped.append(Skipped(entry.name, label, f"invalid: {exc}"))
                         continue
                     mine.append(Point(entry.name, fraction, attack, seed, exp))
-        # Clean points first for every protocol, then by f: a grid cut short still has its baselines.
+        # Clean points first for every protocol, then by f, the IID control last: a grid cut short still has its
+        # baselines.
         points.extend(mine)
     order = {p.name: i for i, p in enumerate(points)}
-    points.sort(key=lambda p: (p.fraction > 0, p.fraction, order[p.name]))
+    points.sort(key=lambda p: (p.attack == IID, p.fraction > 0, p.fraction, order[p.name]))
     return Expansion(tuple(points), tuple(skipped))
 
 
@@ -235,7 +253,9 @@ def point_experiment(
     data["seed"] = seed
     data["description"] = f"{config.name}: {entry.name} at f = {fraction:g} ({attack}), seed {seed}"
     data["deviations"] = [*config.deviations, *entry.experiment.get("deviations", [])]
-    if attack != CLEAN:
+    if attack == IID:
+        data = apply_overrides(data, [("partition.scheme", "iid")])
+    elif attack != CLEAN:
         count = math.floor(fraction * config.participants + 1e-9)
         pairs = [(path, resolve(value, fraction, count)) for path, value in entry.attacks[attack].items()]
         data = apply_overrides(data, pairs)

@@ -1,7 +1,10 @@
-"""Data for the federated protocols (DFL, BFLC): full train and test sets, one shard per participant, attacks on data.
+"""Data for the federated protocols (DFL, BFLC, LearningChain): full train and test sets, one shard per
+participant, attacks on data, and the public shard that pre-trains w0.
 
-Unlike BagChain's split there is no public set D_T, and reports use the whole original test set, which no
-participant trains on, or the report set D_R held out of it when the experiment sets `report_set:`.
+By default all of the training set is dealt to the participants; with `public_share: <fraction>` (protocols.md 6
+"Participants") that fraction is first held out as the public shard the genesis role pre-trains w0 on, as
+BagChain's D_T. Reports use the whole original test set, which no participant trains on, or the report set D_R
+held out of it when the experiment sets `report_set:`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import numpy as np
 
 from chainlab.learning.datasets import Dataset, load_dataset
 from chainlab.learning.partition import partition
+from chainlab.learning.worker import Worker
+from chainlab.protocols.effects import TrainSteps
 from chainlab.protocols.spec import ModelSpec
 from chainlab.scenarios.data import split_report
 from chainlab.scenarios.experiment import Experiment
+from chainlab.work import executor
 
 FAMILIES = ("softmax", "mlp", "lenet5", "caffe_lenet")
+PUBLIC_SHARE = "public_share"  # the top-level key of the specs that pre-train w0 on a public shard
+PUBLIC_EPOCHS = 2  # "a few local epochs" of pre-training on the public shard
+PUBLIC_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class FederatedData:
     test: Dataset
     shards: tuple[Dataset, ...]
     report: Dataset | None = None
+    public: Dataset | None = None  # the public shard w0 is pre-trained on, with `public_share:` (else None)
 
     @property
     def reported(self) -> Dataset:
@@ -37,26 +47,51 @@ class FederatedData:
         return self.report if self.report is not None else self.test
 
 
+def public_share_of(exp: Experiment) -> float:
+    """exp's `public_share:` (default 0: no public shard), checked: a fraction in [0, 1)."""
+    value = exp.get(PUBLIC_SHARE, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{PUBLIC_SHARE} must be a fraction in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{PUBLIC_SHARE} must be a fraction in [0, 1), got {value!r}")
+    return float(value)
+
+
 def federated_data(exp: Experiment, participants: int) -> FederatedData:
-    """Load exp's dataset and deal its training set to participants by exp's partition (kappa is ignored: all of
-    the training set is private here), deterministically in exp.seed."""
+    """Load exp's dataset, hold out the public shard (`public_share:`, none by default; kappa is ignored) and deal
+    the rest of the training set to participants by exp's partition, deterministically in exp.seed."""
     rng = np.random.default_rng(exp.seed)
     train, original_test = load_dataset(str(exp.get("dataset", "mnist")))
     report, test = split_report(original_test, exp.report_set, exp.seed)
     split = exp.partition
-    # Without zeta, everything is dealt: the largest whole share per participant (so rounding never overshoots).
-    zeta = float(split.zeta) if "zeta" in exp.get("partition", {}) else (len(train) // participants) / len(train)
+    public_share = public_share_of(exp)
+    # Without zeta, everything left is dealt: the largest whole share per participant (rounding never overshoots).
+    dealt = len(train) - round(public_share * len(train))
+    zeta = float(split.zeta) if "zeta" in exp.get("partition", {}) else (dealt // participants) / len(train)
     parts = partition(
         train,
         participants,
-        kappa=0.0,
+        kappa=public_share,
         zeta=zeta,
         phi=split.phi,
         scheme=str(split.scheme),
         beta=float(split.beta),
         rng=rng,
     )
-    return FederatedData(train, test, parts.private, report)
+    return FederatedData(train, test, parts.private, report, parts.public if public_share > 0 else None)
+
+
+def pretrained(spec: ModelSpec, w0: bytes, public: Dataset | None, seed: int) -> bytes:
+    """w0 after PUBLIC_EPOCHS epochs of SGD (batches of PUBLIC_BATCH, the spec's learning rate) on the public shard,
+    deterministic in seed; w0 itself without a public shard."""
+    if public is None or len(public) == 0:
+        return w0
+    steps = max(1, math.ceil(PUBLIC_EPOCHS * len(public) / PUBLIC_BATCH))
+    op = TrainSteps(spec, w0, public.commitment(), steps, PUBLIC_BATCH, seed % 2**31)
+    weights = executor.execute(Worker(), op, {public.commitment(): public})
+    if not isinstance(weights, bytes):
+        raise ValueError(f"pre-training w0 on the public shard failed: {weights!r}")
+    return weights
 
 
 def flipped_shards(shards: Sequence[Dataset], fraction: float) -> tuple[Dataset, ...]:

@@ -32,7 +32,7 @@ def internal_errors_by_node(records: Sequence[Observation], names: Sequence[str]
 COST_KEYS = ("workers", "non_ml_seconds", "peak_rss_mb", "peak_rss_worker_mb")
 # What measures the machine a run ran on, not the run: two runs of one config differ only in these.
 MEASURED_KEYS = frozenset(
-    {"wall_seconds", "ml_seconds", "protocol_cpu_share", "codec_cpu_share", "cpu_by_node", *COST_KEYS}
+    {"wall_seconds", "ml_seconds", "protocol_cpu_share", "codec_cpu_share", "cpu_by_node", "round_trace", *COST_KEYS}
 )
 
 
@@ -60,6 +60,7 @@ def assemble(
     cost: Mapping[str, float | int] | None = None,
     wire_bytes: Mapping[str, float | int] | None = None,
     protocol_share: float | None = None,
+    round_trace: Mapping[str, Sequence[int] | Sequence[float]] | None = None,
 ) -> Results:
     """results.json: the same keys from sim and live. rejections sum every node's; forks are the observer's.
 
@@ -71,7 +72,9 @@ def assemble(
     `peak_rss_worker_mb` (see chainlab.sim.experiment.run). wire_bytes (simulation only for now) counts the bytes
     delivered by kind: model or gradient payload, control, and answers served on request (chainlab.sim.engine
     WireBytes). protocol_share stands for protocol_cpu_share where there is no cpu by node (simulation: the time
-    in the nodes' handlers over the simulator's CPU plus the workers' ML).
+    in the nodes' handlers over the simulator's CPU plus the workers' ML). round_trace (simulation only: None
+    live) samples (virtual round, wall seconds since the run began, the observer's height) as rounds advance
+    (chainlab.sim.experiment.RoundTrace), so that a history on rounds or heights maps onto wall-clock seconds.
     """
     cpu = cpu or {}
     process = sum(c["process_seconds"] for c in cpu.values())
@@ -106,4 +109,5 @@ def assemble(
         "chaos": [dict(entry) for entry in chaos],
         **{key: (cost or {}).get(key) for key in COST_KEYS},
         "wire_bytes": dict(wire_bytes) if wire_bytes is not None else None,
+        "round_trace": {k: list(v) for k, v in round_trace.items()} if round_trace is not None else None,
     }

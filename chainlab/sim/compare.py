@@ -5,7 +5,11 @@ Run as `chainlab compare --config experiments/compare/compare.yaml --out runs/co
 Every point of the compare config (chainlab.scenarios.compare) is written as its own experiment YAML and run in
 its own process with a timeout; a point that fails or times out is recorded with its error and the rest go on.
 The harness reads each results.json's `protocol_results.comparison` block and the generic figures around it, and
-writes <out>/summary.json, <out>/report.md and three plots.
+writes <out>/summary.json, <out>/report.md and four plots.
+
+One clock: a comparison history is on virtual rounds unless its block says `"clock": "height"` (BFLC's FL rounds:
+the chain height each model was written at); the simulator's `round_trace` maps heights onto the virtual round at
+which the observer reached them, and virtual rounds onto wall-clock seconds since the run began.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chainlab.scenarios.compare import CLEAN, CompareConfig, Expansion, Point, expand, load_compare
+from chainlab.scenarios.compare import CLEAN, IID, CompareConfig, Expansion, Point, expand, load_compare
 from chainlab.sim.bench_scale import available_cores, run_point
 
 if TYPE_CHECKING:
@@ -34,7 +38,8 @@ if TYPE_CHECKING:
 TARGET_ACCURACY = 0.85  # protocols.md 6, metric 2: time to 85 % accuracy
 BREAKDOWN_DROP = 0.10  # metric 5: the smallest f with accuracy below the clean value minus 10 pp
 Row = dict[str, object]
-PLOTS = ("accuracy_vs_f.png", "accuracy_over_rounds.png", "bytes_vs_accuracy.png")
+PLOTS = ("accuracy_vs_f.png", "accuracy_over_rounds.png", "accuracy_over_seconds.png", "bytes_vs_accuracy.png")
+ROUND, HEIGHT = "round", "height"  # a comparison history's clocks (the block's `clock`, ROUND when absent)
 
 
 def sim_command(config: Path, out: Path, workers: int) -> list[str]:
@@ -49,17 +54,71 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
-def time_to(history: object, target: float = TARGET_ACCURACY) -> float | None:
-    """The first round of a comparison history at which accuracy reaches target; None if it never does."""
+def time_to(history: object, target: float = TARGET_ACCURACY, axis: str = "rounds") -> float | None:
+    """The first value on axis ("rounds" or "seconds") of a comparison history at which accuracy reaches target;
+    None if it never does."""
     if not isinstance(history, Mapping):
         return None
-    rounds, accuracy = history.get("rounds"), history.get("accuracy")
+    rounds, accuracy = history.get(axis), history.get("accuracy")
     if not isinstance(rounds, list) or not isinstance(accuracy, list):
         return None
     for r, a in zip(rounds, accuracy, strict=False):
         if (x := _number(a)) is not None and x >= target and _number(r) is not None:
             return float(r)
     return None
+
+
+def _series(trace: Mapping[str, object], key: str) -> list[float] | None:
+    values = trace.get(key)
+    if not isinstance(values, list):
+        return None
+    numbers = [_number(v) for v in values]
+    return None if any(v is None for v in numbers) else [float(v) for v in numbers if v is not None]
+
+
+def on_one_clock(history: object, clock: object, trace: object) -> dict[str, list[float]]:
+    """A comparison history as {"rounds", "seconds", "accuracy"}: rounds virtual (a HEIGHT history's heights
+    become the first traced round at which the observer reached them; points it never reached are dropped),
+    seconds the wall-clock time since the run began at that round (interpolated in the trace; empty without
+    one)."""
+    out: dict[str, list[float]] = {"rounds": [], "seconds": [], "accuracy": []}
+    if not isinstance(history, Mapping):
+        return out
+    xs, ys = history.get("rounds"), history.get("accuracy")
+    if not isinstance(xs, list) or not isinstance(ys, list):
+        return out
+    pairs = [
+        (x, y) for a, b in zip(xs, ys, strict=False) if (x := _number(a)) is not None and (y := _number(b)) is not None
+    ]
+    traced = trace if isinstance(trace, Mapping) else {}
+    t_rounds, t_seconds, t_heights = (_series(traced, k) for k in ("rounds", "seconds", "heights"))
+    usable = t_rounds is not None and t_seconds is not None and len(t_rounds) == len(t_seconds) > 0
+    for x, y in pairs:
+        if clock == HEIGHT:
+            if t_heights is None or t_rounds is None or len(t_heights) != len(t_rounds):
+                continue  # heights with no trace to place them on: not on the common clock
+            at = next((r for r, h in zip(t_rounds, t_heights, strict=True) if h >= x), None)
+            if at is None:
+                continue
+            x = at
+        out["rounds"].append(x)
+        out["accuracy"].append(y)
+        if usable:
+            assert t_rounds is not None and t_seconds is not None
+            out["seconds"].append(_interpolate(x, t_rounds, t_seconds))
+    if not usable:
+        out["seconds"] = []
+    return out
+
+
+def _interpolate(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """ys at x, linear between the trace's points, clamped to its ends."""
+    if x <= xs[0]:
+        return ys[0]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=False):
+        if x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[-1]
 
 
 def row_of(point: Point, folder: Path, returncode: int | None, seconds: float, log_tail: str, timeout: float) -> Row:
@@ -100,18 +159,25 @@ def read_results(results: object) -> Row:
         return {"status": "failed", "error": "results.json has no protocol_results.comparison block"}
     wire = results.get("wire_bytes")
     wire = wire if isinstance(wire, Mapping) else {}
-    history = comparison.get("history")
+    clock = comparison.get("clock", ROUND)
+    history = on_one_clock(comparison.get("history"), clock, results.get("round_trace"))
     forks = [f for f in (_number(comparison.get("forks")), _number(results.get("forks"))) if f is not None]
     return {
         "accuracy": _number(comparison.get("accuracy")),
-        "history": history if isinstance(history, Mapping) else {"rounds": [], "accuracy": []},
+        "history": history,
+        "history_clock": clock if clock in (ROUND, HEIGHT) else str(clock),
         "time_to_target": time_to(history),
+        "seconds_to_target": time_to(history, axis="seconds"),
         "chain_bytes": _number(comparison.get("chain_bytes")),
         "blocks": _number(comparison.get("blocks")),
         "forks": max(forks) if forks else None,
         "honest_reward_share": _number(comparison.get("honest_reward_share")),
         "payload_bytes": _number(wire.get("payload")),
+        "served_bytes": _number(wire.get("served")),
         "control_bytes": _number(wire.get("control")),
+        "total_bytes": _number(wire.get("total")),
+        "per_node_bytes": _number(wire.get("per_node_mean")),
+        "per_node_max_bytes": _number(wire.get("per_node_max")),
         "wall_seconds": _number(results.get("wall_seconds")),
         "ml_seconds": _number(results.get("ml_seconds")),
         "protocol_cpu_share": _number(results.get("protocol_cpu_share")),
@@ -126,8 +192,12 @@ def read_results(results: object) -> Row:
 CELL_KEYS = (
     "accuracy",
     "time_to_target",
+    "seconds_to_target",
     "payload_bytes",
+    "served_bytes",
     "control_bytes",
+    "per_node_bytes",
+    "per_node_max_bytes",
     "chain_bytes",
     "protocol_cpu_share",
     "blocks",
@@ -226,8 +296,12 @@ def _bytes(value: float) -> str:
 TABLE = (
     ("accuracy % (mean ± sd)", "accuracy", "pct"),
     ("rounds to 85 %", "time_to_target", "count"),
+    ("s to 85 %", "seconds_to_target", "seconds"),
     ("payload bytes", "payload_bytes", "bytes"),
+    ("served bytes", "served_bytes", "bytes"),
     ("control bytes", "control_bytes", "bytes"),
+    ("sent/node (mean)", "per_node_bytes", "bytes"),
+    ("sent/node (max)", "per_node_max_bytes", "bytes"),
     ("chain bytes/node", "chain_bytes", "bytes"),
     ("chain CPU share", "protocol_cpu_share", "share"),
     ("blocks", "blocks", "count"),
@@ -273,6 +347,7 @@ def markdown(summary: Mapping[str, object]) -> str:
     for protocol, per_attack in found.items():
         values = [per_attack.get(a) for a in config.get("attacks", [])]
         lines.append(f"| {protocol} | " + " | ".join("none in grid" if v is None else f"{v:g}" for v in values) + " |")
+    lines += iid_table(summary)
     lines += ["", "## Notes", ""]
     notes = summary["not_run"]
     assert isinstance(notes, list)
@@ -291,12 +366,26 @@ def markdown(summary: Mapping[str, object]) -> str:
             lines.append(f"- {row['name']}: {row['status']}: {error}")
         elif row.get("truncated"):
             lines.append(f"- {row['name']}: truncated at max_rounds (figures are as far as it got)")
+        if (share := _number(row.get("protocol_cpu_share"))) is not None and share > 1:
+            lines.append(
+                f"- {row['name']}: chain CPU share {100 * share:.0f} % > 100 %: the handlers' time is wall-clock "
+                "and the total is CPU time, so a machine under load inflates it"
+            )
     lines += [
-        "- Final accuracy is on the report set D_R no protocol sees. Histories are each protocol's own (virtual rounds "
-        "for BagChain and DFL, FL rounds for BFLC; DFL's is the honest nodes' mean local accuracy on label-matched "
-        "samples, not D_R), so 'rounds to 85 %' compares within a protocol, not across.",
-        "- payload/control bytes come from results.json's `wire_bytes` where the simulator writes it (— otherwise); "
-        "chain CPU share is measured live only (— in simulation).",
+        "- Final accuracy is on the report set D_R no protocol sees. Histories are on one clock: virtual rounds "
+        "(BFLC's FL rounds placed at the virtual round its observer's chain reached that height) and wall-clock "
+        "seconds since the run began (the simulator's `round_trace`, build and pre-training included). Each is the "
+        "protocol's output model on D_R, except DFL's: the honest, unflipped nodes' mean local accuracy on "
+        "label-matched test samples (its core measures only that during the run), so its time to 85 % is on "
+        "local accuracy.",
+        "- Bytes on the wire (simulation's `wire_bytes`, one copy per receiver): payload is model or gradient data "
+        "in broadcast/sent messages; served is point-to-point answers and storage transfers (BagChain's base "
+        "models, the marketplace's blobs, catch-up blocks); control is the rest of the messages; sent/node is "
+        "bytes sent or served per node (mean over nodes, and the largest).",
+        "- Chain CPU share is results.json's `protocol_cpu_share`: the time spent inside the nodes' protocol "
+        "handlers (validation, hashing, signing and verifying, block building, answering requests) over all CPU "
+        "the run used (the simulator's process plus the ML workers). The simulated PoW nonce search, the wire "
+        "codec and the network model run outside the handlers and are not in it.",
         "",
         "## Deviations",
         "",
@@ -308,6 +397,35 @@ def markdown(summary: Mapping[str, object]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def iid_table(summary: Mapping[str, object]) -> list[str]:
+    """The IID control (protocols.md 6): each protocol's clean accuracy on the Dirichlet split and on an iid one,
+    mean over seeds; nothing when the config ran no IID points."""
+    rows = [r for r in summary["points"] if isinstance(r, Mapping)] if isinstance(summary["points"], list) else []
+    controls = [r for r in rows if r.get("attack") == IID]
+    if not controls:
+        return []
+    lines = [
+        "",
+        "## IID control",
+        "",
+        "Clean (f = 0) accuracy on D_R with the world's partition and with an iid one, mean over seeds.",
+        "",
+        "| protocol | partition | iid | gap (pp) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for protocol in dict.fromkeys(str(r["protocol"]) for r in controls):
+        values = {}
+        for label in (CLEAN, IID):
+            mine = [_number(r.get("accuracy")) for r in rows if r["protocol"] == protocol and r["attack"] == label]
+            ok = [v for v in mine if v is not None]
+            values[label] = statistics.fmean(ok) if ok else None
+        clean, iid = values[CLEAN], values[IID]
+        gap = "—" if clean is None or iid is None else f"{100 * (iid - clean):+.2f}"
+        shown = ["—" if v is None else f"{100 * v:.2f}" for v in (clean, iid)]
+        lines.append(f"| {protocol} | {shown[0]} | {shown[1]} | {gap} |")
+    return lines
 
 
 def plots(summary: Mapping[str, object], out: Path) -> None:
@@ -341,44 +459,57 @@ def plots(summary: Mapping[str, object], out: Path) -> None:
         axes.legend(fontsize="small")
     _save(figure, out / PLOTS[0])
 
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.subplots()
-    for protocol in protocols:
-        clean = [r for r in rows if r["protocol"] == protocol and r["attack"] == CLEAN and r["status"] == "ok"]
-        if not clean:
-            continue
-        history = clean[0].get("history")
-        if isinstance(history, Mapping) and history.get("rounds"):
-            rounds, accuracy = list(history["rounds"]), list(history["accuracy"])
-            axes.plot(
-                rounds, [100 * _float(a) for a in accuracy], marker=".", label=f"{protocol} (seed {clean[0]['seed']})"
-            )
-    axes.set_xlabel("round (each protocol's own clock)")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_title("accuracy over rounds at f = 0")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    _save(figure, out / PLOTS[1])
+    for axis, label, name in (
+        ("rounds", "virtual round", PLOTS[1]),
+        ("seconds", "wall-clock seconds since the run began", PLOTS[2]),
+    ):
+        figure = Figure(figsize=(6, 4), layout="constrained")
+        axes = figure.subplots()
+        for protocol in protocols:
+            clean = [r for r in rows if r["protocol"] == protocol and r["attack"] == CLEAN and r["status"] == "ok"]
+            if not clean:
+                continue
+            history = clean[0].get("history")
+            if isinstance(history, Mapping) and history.get(axis) and len(history[axis]) == len(history["accuracy"]):
+                xs, accuracy = list(history[axis]), list(history["accuracy"])
+                axes.plot(
+                    xs, [100 * _float(a) for a in accuracy], marker=".", label=f"{protocol} (seed {clean[0]['seed']})"
+                )
+        axes.axhline(100 * TARGET_ACCURACY, color="grey", linestyle=":", linewidth=1)
+        axes.set_xlabel(label)
+        axes.set_ylabel("accuracy (%)")
+        axes.set_title(f"accuracy over {axis} at f = 0 (DFL: local accuracy)")
+        axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize="small")
+        _save(figure, out / name)
 
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.subplots()
     for protocol in protocols:
         mine = [r for r in rows if r["protocol"] == protocol and r["status"] == "ok"]
         pairs = [
-            (_float(r.get("payload_bytes")) + _float(r.get("control_bytes")), _float(r.get("accuracy")))
+            (_wire_total(r), _float(r.get("accuracy")))
             for r in mine
             if _number(r.get("payload_bytes")) is not None and _number(r.get("accuracy")) is not None
         ]
         if pairs:
             axes.scatter([b / 1e6 for b, _ in pairs], [100 * a for _, a in pairs], label=protocol)
     axes.set_xscale("symlog")
-    axes.set_xlabel("bytes on the wire, payload + control (MB)")
+    axes.set_xlabel("bytes on the wire, payload + served + control (MB)")
     axes.set_ylabel("accuracy on D_R (%)")
     axes.set_title("bytes on the wire vs accuracy (every point)")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small")
-    _save(figure, out / PLOTS[2])
+    _save(figure, out / PLOTS[3])
+
+
+def _wire_total(row: Mapping[str, object]) -> float:
+    total = _number(row.get("total_bytes"))
+    if total is not None:
+        return total
+    return sum(_float(row.get(key)) for key in ("payload_bytes", "served_bytes", "control_bytes"))
 
 
 def _fraction(cell: Mapping[str, object]) -> float:
@@ -403,6 +534,7 @@ def write_outputs(config: CompareConfig, expansion: Expansion, rows: Sequence[Ro
             "seeds": list(config.seeds),
             "fractions": list(config.fractions),
             "attacks": list(config.attacks),
+            "iid_control": config.iid_control,
             "world": dict(config.world),
         },
         "protocols": sorted(ran),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from chainlab.learning.worker import Worker
 from chainlab.protocols.effects import RECORD_INTERNAL_ERROR, RECORD_REJECTED
@@ -17,7 +18,71 @@ from chainlab.sim.engine import Simulation
 from chainlab.sim.network import build_network
 from chainlab.work.pool import ComputePool
 
-__all__ = ["Experiment", "load_experiment", "run", "simulation_for"]
+__all__ = ["Experiment", "RoundTrace", "load_experiment", "run", "simulation_for"]
+
+TRACE_POINTS = 256  # round_trace's bound: a few hundred points whatever the horizon
+
+
+@dataclass
+class RoundTrace:
+    """results.json's `round_trace`: (virtual round, wall seconds since the run began, the observer's chain height)
+    sampled as rounds advance, so that histories on virtual rounds or on heights map onto wall-clock seconds.
+
+    A point is taken whenever the height moves by `height_step` and at least every `stride` rounds; past `limit`
+    points every other one of the kind in excess is dropped and its spacing doubled, so a long run keeps at most
+    about `limit` points, evenly spread, and a short one keeps every height change.
+    """
+
+    limit: int = TRACE_POINTS
+    stride: int = 1
+    height_step: int = 1
+    rounds: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    heights: list[int] = field(default_factory=list)
+    _moved: list[bool] = field(default_factory=list)  # whether a point was taken for a height change
+
+    def sample(self, at: int, seconds: float, height: int) -> None:
+        """Round `at` has begun, `seconds` into the run, with the observer at `height`."""
+        if self.rounds and at <= self.rounds[-1]:
+            return
+        moved = not self.heights or abs(height - self.heights[-1]) >= self.height_step
+        if not moved and self.rounds and at < self.rounds[-1] + self.stride:
+            return
+        self.rounds.append(at)
+        self.seconds.append(seconds)
+        self.heights.append(height)
+        self._moved.append(moved)
+        if len(self.rounds) > self.limit:
+            self._thin()
+
+    def _thin(self) -> None:
+        # Thin the periodic points while height changes leave room for them; else thin the height changes too.
+        steps = sum(self._moved)
+        if steps <= self.limit // 2:
+            self.stride *= 2
+            keep = [i for i, m in enumerate(self._moved) if m or i % 2 == 0 or i == len(self._moved) - 1]
+        else:
+            self.stride *= 2
+            self.height_step *= 2
+            keep = [i for i in range(len(self.rounds)) if i % 2 == 0 or i == len(self.rounds) - 1]
+        self.rounds = [self.rounds[i] for i in keep]
+        self.seconds = [self.seconds[i] for i in keep]
+        self.heights = [self.heights[i] for i in keep]
+        self._moved = [self._moved[i] for i in keep]
+
+    def close(self, at: int, seconds: float, height: int) -> None:
+        """The last point: where the run ended (always kept, so the trace spans the whole run)."""
+        if self.rounds and at <= self.rounds[-1]:
+            self.rounds[-1], self.seconds[-1], self.heights[-1] = at, seconds, height
+            return
+        self.rounds.append(at)
+        self.seconds.append(seconds)
+        self.heights.append(height)
+        self._moved.append(True)
+
+    def as_json(self) -> dict[str, list[int] | list[float]]:
+        """{"rounds": [...], "seconds": [...], "heights": [...]}, one entry per point."""
+        return {"rounds": list(self.rounds), "seconds": list(self.seconds), "heights": list(self.heights)}
 
 
 def simulation_for(
@@ -58,14 +123,21 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None, *, 
     worker = Worker()
     spec, deployment, simulation = simulation_for(exp, worker, workers)
     simulation.kept_events = frozenset({RECORD_REJECTED, RECORD_INTERNAL_ERROR})  # what results.json counts
-    if progress is not None:
-        report = progress
-        simulation.on_round = lambda at: report(
-            at, spec.progress(max(node.status().height for node in deployment.nodes), at)
-        )
+    # The observer's index, not its node: a restart replaces the node in simulation.nodes.
+    watched = next(i for i, slot in enumerate(deployment.slots) if slot.name == spec.observer(deployment.slots).name)
+    trace = RoundTrace()
+
+    def on_round(at: int) -> None:
+        trace.sample(at, time.perf_counter() - started, simulation.nodes[watched].status().height)
+        if progress is not None:
+            progress(at, spec.progress(max(node.status().height for node in deployment.nodes), at))
+
+    simulation.on_round = on_round
     assert simulation.pool is not None
+    trace.sample(0, time.perf_counter() - started, simulation.nodes[watched].status().height)
     with simulation.pool as pool:
         last_round = simulation.run()
+    trace.close(last_round, time.perf_counter() - started, simulation.nodes[watched].status().height)
     ml_seconds, ml_here = pool.ml_seconds, pool.ml_seconds_here
     # A restart or a byzantine switch replaces a node: its latest incarnation is the simulation's.
     nodes = {slot.name: node for slot, node in zip(deployment.slots, simulation.nodes, strict=True)}
@@ -95,6 +167,7 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None, *, 
         wire_bytes=simulation.wire.summary(len(simulation.nodes)),
         # Over all the CPU the run used: this process's and the ML in the workers beside it.
         protocol_share=simulation.protocol_seconds / (time.process_time() - cpu_started + ml_seconds - ml_here),
+        round_trace=trace.as_json(),
     )
 
 

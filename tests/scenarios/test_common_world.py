@@ -1,5 +1,5 @@
-"""protocols.md 6's common world in the existing protocols: the report set D_R, the label-flip attack, and the
-comparison block every summary returns."""
+"""protocols.md 6's common world in the existing protocols: the report set D_R, the label-flip attack, the public
+shard that pre-trains w0, and the comparison block every summary returns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from chainlab.learning.datasets import Dataset, load_dataset
+from chainlab.protocols.dfl import DflNode
 from chainlab.scenarios import registry
 from chainlab.scenarios.bagchain.settings import BagChainSettings
 from chainlab.scenarios.bflc.settings import BflcSettings
@@ -19,6 +20,7 @@ from chainlab.scenarios.federated import federated_data, flipped_shards, label_f
 from chainlab.sim.experiment import run
 
 COMPARISON_KEYS = {"accuracy", "history", "chain_bytes", "blocks", "forks", "honest_reward_share"}
+OPTIONAL_KEYS = {"clock"}  # "height" where the history is on chain heights, not virtual rounds
 
 DFL: dict[str, Any] = {
     "name": "dfl_world",
@@ -128,7 +130,7 @@ def test_label_flip_is_a_key_of_every_existing_protocol() -> None:
 
 
 def _check(block: object) -> dict[str, Any]:
-    assert isinstance(block, dict) and set(block) == COMPARISON_KEYS
+    assert isinstance(block, dict) and COMPARISON_KEYS <= set(block) <= COMPARISON_KEYS | OPTIONAL_KEYS
     assert 0.0 < block["accuracy"] <= 1.0
     assert len(block["history"]["rounds"]) == len(block["history"]["accuracy"]) > 0
     assert block["chain_bytes"] > 0 and block["blocks"] >= 1 and block["forks"] >= 0
@@ -141,9 +143,12 @@ def test_dfl_summary_has_the_comparison_block() -> None:
 
 
 def test_bflc_summary_has_the_comparison_block() -> None:
-    block = _check(run(Experiment.from_mapping(BFLC))["protocol_results"]["comparison"])
-    assert block["blocks"] == 3 and block["history"]["rounds"] == [1, 2]
+    results = run(Experiment.from_mapping(BFLC))
+    block = _check(results["protocol_results"]["comparison"])
+    assert block["blocks"] == 3 and block["history"]["rounds"] == [0, 1, 2] and block["clock"] == "height"
     assert 0.0 <= block["honest_reward_share"] <= 1.0
+    trace = results["round_trace"]
+    assert trace["heights"][-1] == 2 and trace["heights"] == sorted(trace["heights"])  # the chain's growth, traced
 
 
 def test_bagchain_with_softmax_base_models_has_the_comparison_block() -> None:
@@ -151,3 +156,64 @@ def test_bagchain_with_softmax_base_models_has_the_comparison_block() -> None:
     assert not results["truncated"]
     block = _check(results["protocol_results"]["comparison"])
     assert block["blocks"] == 1 and 0.0 <= block["honest_reward_share"] <= 1.0
+
+
+def test_the_public_shard_is_held_out_of_the_participants_shards() -> None:
+    exp = Experiment.from_mapping({**BFLC, "public_share": 0.1})
+    fed = federated_data(exp, 6)
+    plain = federated_data(Experiment.from_mapping(BFLC), 6)
+    assert plain.public is None and fed.public is not None
+    assert len(fed.public) == round(0.1 * len(fed.train))
+    dealt = sum(len(s) for s in fed.shards)
+    assert dealt <= len(fed.train) - len(fed.public) and dealt < sum(len(s) for s in plain.shards)
+    public_rows = {row.tobytes() for row in fed.public.X}
+    assert not any(row.tobytes() in public_rows for s in fed.shards for row in s.X[:50])
+    again = federated_data(exp, 6)
+    assert again.public is not None and again.public.commitment() == fed.public.commitment()
+    zero = federated_data(Experiment.from_mapping({**BFLC, "public_share": 0.0}), 6)  # off: the same shards as before
+    assert zero.public is None and [s.commitment() for s in zero.shards] == [s.commitment() for s in plain.shards]
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, True, "x", float("nan")])
+def test_public_share_must_be_a_fraction(value: object) -> None:
+    for config in (BFLC, LEARNINGCHAIN, DFL):
+        with pytest.raises(ValueError, match="public_share must be a fraction"):
+            registry.get(config["protocol"]["name"]).validate(
+                Experiment.from_mapping({**config, "public_share": value})
+            )
+
+
+def test_dfl_nodes_all_start_from_the_w0_pre_trained_on_the_public_shard() -> None:
+    spec = registry.get("dfl")
+    plain = spec.build(Experiment.from_mapping(DFL))
+    public = spec.build(Experiment.from_mapping({**DFL, "public_share": 0.2}))
+    assert "initial" not in plain.payload  # without a public shard every node initialises w0 from the seed
+    assert (
+        public.payload["initial"]
+        == spec.build(Experiment.from_mapping({**DFL, "public_share": 0.2})).payload["initial"]
+    )
+    initial = bytes.fromhex(public.payload["initial"])
+    assert initial and all(isinstance(n, DflNode) and n.initial == initial for n in public.nodes)
+
+
+LEARNINGCHAIN: dict[str, Any] = {
+    "name": "learningchain_world",
+    "seed": 3,
+    "dataset": "digits",
+    "report_set": 300,
+    "network": {"kind": "full", "delay_rounds": 1},
+    "protocol": {"name": "learningchain", "nodes": 4, "select": 2, "rounds": 1, "model": {"family": "softmax"}},
+}
+
+
+@pytest.mark.parametrize("config", [BFLC, LEARNINGCHAIN], ids=["bflc", "learningchain"])
+def test_genesis_w0_is_pre_trained_on_the_public_shard(config: dict[str, Any]) -> None:
+    spec = registry.get(config["protocol"]["name"])
+    plain = spec.build(Experiment.from_mapping(config))
+    public = spec.build(Experiment.from_mapping({**config, "public_share": 0.2}))
+    again = spec.build(Experiment.from_mapping({**config, "public_share": 0.2}))
+    assert public.payload["genesis"] == again.payload["genesis"]  # deterministic in the seed
+    assert public.payload["genesis"] != plain.payload["genesis"]
+    before = run(Experiment.from_mapping(config))["protocol_results"]["initial_accuracy"]
+    after = run(Experiment.from_mapping({**config, "public_share": 0.2}))["protocol_results"]["initial_accuracy"]
+    assert after > before + 0.2  # w0 learnt something from the public shard

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chainlab.scenarios.compare import CLEAN, CompareConfig, expand, load_compare, resolve
+from chainlab.scenarios.compare import CLEAN, IID, CompareConfig, expand, load_compare, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,6 +80,8 @@ DELETE = object()
         ("attacks", [], "attacks must be a non-empty list"),
         ("attacks", [CLEAN], "attacks must be a non-empty list"),
         ("attacks", ["a", "a"], "attacks must be a non-empty list"),
+        ("attacks", [IID], "attacks must be a non-empty list"),
+        ("iid_control", "yes", "iid_control must be true or false"),
         ("timeout", 0, "timeout must be seconds > 0"),
         ("timeout", "x", "timeout must be seconds > 0"),
         ("world", [], "world must be a mapping"),
@@ -179,7 +181,24 @@ def test_tokens() -> None:
     assert resolve([1], 0.3, 6) == [1]
 
 
-@pytest.mark.parametrize("name", ["compare.yaml", "compare_quick.yaml"])
+def test_the_iid_control_runs_each_clean_point_again_on_an_iid_partition_last() -> None:
+    data = base()
+    del data["protocols"]["nosuch"]
+    plain = expand(CompareConfig.from_mapping(data))
+    data["iid_control"] = True
+    config = CompareConfig.from_mapping(data)
+    assert config.iid_control and not CompareConfig.from_mapping(base()).iid_control
+    points = expand(config).points
+    controls = [p for p in points if p.attack == IID]
+    assert [p.name for p in controls] == ["dfl/f0-iid-s1", "dfl/f0-iid-s2", "bflc/f0-iid-s1", "bflc/f0-iid-s2"]
+    assert points[-len(controls) :] == tuple(controls)  # after every other point: a grid cut short keeps its own
+    assert [p.name for p in points if p.attack != IID] == [p.name for p in plain.points]
+    for p in controls:
+        assert p.fraction == 0.0 and p.experiment.raw["partition"] == {"scheme": "iid", "beta": 0.5}
+        assert "label_flip" not in p.experiment.raw["protocol"]
+
+
+@pytest.mark.parametrize("name", ["compare.yaml", "compare_quick.yaml", "compare_lenet5.yaml"])
 def test_shipped_configs_expand(name: str) -> None:
     config = load_compare(ROOT / "experiments" / "compare" / name)
     expansion = expand(config)

@@ -14,12 +14,13 @@ import yaml
 from rich.console import Console
 
 from chainlab.scenarios import registry
-from chainlab.scenarios.compare import CompareConfig, Expansion, Point, Skipped, expand
+from chainlab.scenarios.compare import IID, CompareConfig, Expansion, Point, Skipped, expand
 from chainlab.sim.compare import (
     PLOTS,
     aggregate,
     breakdown,
     cmd_compare,
+    on_one_clock,
     read_results,
     row_of,
     time_to,
@@ -72,7 +73,16 @@ def canned(accuracy: float, *, payload: int = 1000, history: tuple[float, ...] =
         "truncated": False,
         "protocol_cpu_share": None,
         "codec_cpu_share": None,
-        "wire_bytes": {"payload": payload, "control": 10},
+        "wire_bytes": {
+            "payload": payload,
+            "control": 10,
+            "served": 200,
+            "total": payload + 210,
+            "per_node_mean": (payload + 210) / 4,
+            "per_node_max": 900,
+        },
+        # Round 0 at 1 s, then 0.1 s a round: round r is 1 + r / 10 seconds in.
+        "round_trace": {"rounds": [0, 100], "seconds": [1.0, 11.0], "heights": [0, 5]},
         "protocol_results": {
             "comparison": {
                 "accuracy": accuracy,
@@ -100,8 +110,12 @@ def test_read_results_takes_the_comparison_block_and_generic_keys() -> None:
     row = read_results(canned(0.8))
     assert row["accuracy"] == 0.8 and row["chain_bytes"] == 500 and row["blocks"] == 7
     assert row["forks"] == 2  # the larger of the block's and results.json's own
-    assert row["payload_bytes"] == 1000 and row["control_bytes"] == 10
+    assert row["payload_bytes"] == 1000 and row["control_bytes"] == 10 and row["served_bytes"] == 200
+    assert row["total_bytes"] == 1210 and row["per_node_bytes"] == 302.5 and row["per_node_max_bytes"] == 900
     assert row["time_to_target"] == 20.0 and row["honest_reward_share"] == 0.75
+    assert row["seconds_to_target"] == pytest.approx(3.0) and row["history_clock"] == "round"
+    history = row["history"]
+    assert isinstance(history, dict) and history["seconds"] == pytest.approx([2.0, 3.0])
     assert row["protocol_cpu_share"] is None and row["wall_seconds"] == 3.0
     assert read_results({"protocol_results": {}})["status"] == "failed"
     assert read_results([1])["status"] == "failed"
@@ -114,6 +128,28 @@ def test_time_to_target() -> None:
     assert time_to({"rounds": [1, 2, 3], "accuracy": [0.1, 0.86, 0.9]}) == 2.0
     assert time_to({"rounds": [1, 2], "accuracy": [0.1, 0.2]}) is None
     assert time_to(None) is None
+    assert time_to({"rounds": [1, 2], "seconds": [4.0, 7.5], "accuracy": [0.1, 0.9]}, axis="seconds") == 7.5
+
+
+TRACE = {"rounds": [0, 10, 20, 40], "seconds": [2.0, 3.0, 5.0, 6.0], "heights": [0, 1, 1, 3]}
+
+
+def test_a_round_history_gets_wall_seconds_interpolated_in_the_trace() -> None:
+    history = {"rounds": [0, 15, 30, 50], "accuracy": [0.1, 0.5, 0.8, 0.9]}
+    out = on_one_clock(history, "round", TRACE)
+    assert out["rounds"] == [0, 15, 30, 50] and out["accuracy"] == [0.1, 0.5, 0.8, 0.9]
+    assert out["seconds"] == pytest.approx([2.0, 4.0, 5.5, 6.0])  # clamped past the trace's end
+    assert on_one_clock(history, "round", None)["seconds"] == []  # live: no trace, rounds only
+    assert on_one_clock(history, "round", {"rounds": [0], "seconds": ["x"]})["seconds"] == []
+    assert on_one_clock(None, "round", TRACE) == {"rounds": [], "seconds": [], "accuracy": []}
+
+
+def test_a_height_history_is_placed_at_the_round_the_chain_reached_each_height() -> None:
+    history = {"rounds": [0, 1, 2, 3, 4], "accuracy": [0.1, 0.2, 0.3, 0.4, 0.5]}
+    out = on_one_clock(history, "height", TRACE)
+    assert out["rounds"] == [0, 10, 40, 40]  # height 2 first seen at round 40 (with 3); 4 never reached: dropped
+    assert out["accuracy"] == [0.1, 0.2, 0.3, 0.4] and out["seconds"] == [2.0, 3.0, 6.0, 6.0]
+    assert on_one_clock(history, "height", None)["rounds"] == []  # heights without a trace are on no common clock
 
 
 def test_failed_and_timed_out_points_are_rows_with_their_error(tmp_path: Path) -> None:
@@ -126,11 +162,17 @@ def test_failed_and_timed_out_points_are_rows_with_their_error(tmp_path: Path) -
 
 
 def test_report_from_canned_results(tmp_path: Path) -> None:
-    cfg = config()
+    cfg = config(iid_control=True)
     expansion = expand(cfg)
     accuracy = {("dfl", 0.0): 0.9, ("dfl", 0.5): 0.85, ("bflc", 0.0): 0.9, ("bflc", 0.5): 0.6}
     rows = rows_from(tmp_path / "runs", expansion.points, accuracy)
-    rows[-1] = {**rows[-1], "status": "failed", "error": "exit code 1; log tail: boom"}
+    for i, point in enumerate(expansion.points):
+        if point.attack == IID:
+            rows[i] = {**rows[i], "accuracy": 0.95}
+        if point.name == "dfl/f0-none-s1":
+            rows[i] = {**rows[i], "protocol_cpu_share": 1.5}
+        if point.name == "bflc/f0.5-label_flip-s2":
+            rows[i] = {**rows[i], "status": "failed", "error": "exit code 1; log tail: boom"}
     skipped = (*expansion.skipped, Skipped("learningchain", None, "not registered"))
     summary = write_outputs(cfg, Expansion(expansion.points, skipped), rows, tmp_path, 12.0)
 
@@ -138,12 +180,17 @@ def test_report_from_canned_results(tmp_path: Path) -> None:
     cells: dict[tuple[object, ...], Any] = {(c["protocol"], c["attack"], c["fraction"]): c for c in summary["cells"]}
     assert cells[("dfl", "label_flip", 0.0)]["accuracy"] == {"mean": 0.9, "sd": 0.0, "n": 2}
     assert cells[("bflc", "label_flip", 0.5)]["accuracy"]["n"] == 1  # one of its two seeds failed
+    assert cells[("dfl", "label_flip", 0.0)]["seconds_to_target"]["mean"] == pytest.approx(3.0)
+    assert cells[("dfl", "label_flip", 0.0)]["served_bytes"]["mean"] == 200
+    assert not [c for c in summary["cells"] if c["attack"] == IID]  # the control has its own table
     assert summary["breakdown"] == {"dfl": {"label_flip": None}, "bflc": {"label_flip": 0.5}}
     assert summary["points_ok"] == len(rows) - 1
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["breakdown"] == summary["breakdown"] and len(on_disk["points"]) == len(rows)
     report = (tmp_path / "report.md").read_text()
-    assert "| dfl | label_flip | 0 | 2 | 90.00 ± 0.00 |" in report
+    assert "| dfl | label_flip | 0 | 2 | 90.00 ± 0.00 | 20 | 3.0 | 1.0 kB | 200 B | 10 B | 302 B | 900 B |" in report
+    assert "dfl/f0-none-s1: chain CPU share 150 % > 100 %" in report
+    assert "## IID control" in report and "| dfl | 90.00 | 95.00 | +5.00 |" in report
     assert "| bflc | 0.5 |" in report  # the breakdown table
     assert "learningchain: not run: not registered" in report
     assert "bflc/f0.5-label_flip-s2: failed: exit code 1; log tail: boom" in report

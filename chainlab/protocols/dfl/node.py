@@ -111,6 +111,7 @@ class DflNode:
         seed: int,
         attacker: bool = False,
         poison_model: bool = False,
+        initial: bytes = b"",
     ) -> None:
         self.identity = identity
         self.params = params
@@ -122,6 +123,9 @@ class DflNode:
         self.poison_model = poison_model
         self._shared = sha256(str(seed).encode(), b"dfl")  # what every node derives the initial model from
         self._own = sha256(self._shared, identity.node_id)  # this node's stream and evaluation seeds
+        # w0: given (pre-trained by the genesis role on a public shard, protocols.md 6), or b"" for every node to
+        # initialise the shared model from the seed.
+        self.initial = initial
         self.weights = b""
         self.steps = 0
         self.chain: list[Block] = [genesis]
@@ -165,8 +169,12 @@ class DflNode:
     def start(self, now: int) -> list[Effect]:
         """Initialise the shared model and start the data stream and the accuracy history."""
         self._end = now + self.params.duration  # live services start late on the shared clock: count from here
-        self._model_busy = True
-        effects: list[Effect] = [self._compute(_Init(), InitModel(self.spec, _seed(self._shared, b"init", 0)))]
+        effects: list[Effect] = []
+        if self.initial:
+            self.weights = self.initial
+        else:
+            self._model_busy = True
+            effects.append(self._compute(_Init(), InitModel(self.spec, _seed(self._shared, b"init", 0))))
         effects.append(StartTimer(DataArrival(0), self._until(now, self._interval(0))))
         if self.params.record_every and self.params.record_every <= self.params.duration:
             effects.append(StartTimer(RecordAccuracy(), self.params.record_every))

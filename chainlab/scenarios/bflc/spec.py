@@ -30,7 +30,14 @@ from chainlab.scenarios.bflc.capture import capture_tables
 from chainlab.scenarios.bflc.settings import BflcSettings, malicious_ids
 from chainlab.scenarios.bflc.summary import REPORT, TEST, TRAIN, summarise
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.federated import federated_data, flipped_shards, model_spec
+from chainlab.scenarios.federated import (
+    PUBLIC_SHARE,
+    federated_data,
+    flipped_shards,
+    model_spec,
+    pretrained,
+    public_share_of,
+)
 from chainlab.work import executor
 
 ROUNDS = "chainlab_bflc_rounds_total"
@@ -47,13 +54,16 @@ def private_name(index: int) -> str:
     return f"private:{index}"
 
 
-def genesis_block(exp: Experiment, settings: BflcSettings, ids: Sequence[Identity], train: Dataset) -> ModelBlock:
-    """Model block #0: w_0 from the experiment seed, the member list, and C_0 (a seeded draw; the baselines' one
-    aggregator is the lowest ID)."""
+def genesis_block(
+    exp: Experiment, settings: BflcSettings, ids: Sequence[Identity], train: Dataset, public: Dataset | None = None
+) -> ModelBlock:
+    """Model block #0: w_0 from the experiment seed (pre-trained on the public shard when there is one), the member
+    list, and C_0 (a seeded draw; the baselines' one aggregator is the lowest ID)."""
     spec = model_spec(settings.model, train)
     weights = executor.execute(Worker(), InitModel(spec, exp.seed % 2**31), {})
     if not isinstance(weights, bytes):
         raise ValueError(f"could not initialise the model: {weights!r}")
+    weights = pretrained(spec, weights, public, exp.seed)
     members = [i.node_id for i in ids]
     params = settings.params
     if params.scored:
@@ -69,7 +79,7 @@ class BflcSpec(ProtocolSpec):
 
     name = "bflc"
     roles = ("miner",)
-    config_keys = frozenset()  # everything lives in the protocol section
+    config_keys = frozenset({PUBLIC_SHARE})  # the rest lives in the protocol section
     codec = CODEC
     live_adapter = "chainlab.live.adapters.bflc"
     analyses = ("committee_capture",)
@@ -113,15 +123,16 @@ class BflcSpec(ProtocolSpec):
     )
 
     def validate(self, exp: Experiment) -> None:
-        """Check the protocol section (scenario keys and BflcParams)."""
+        """Check the protocol section (scenario keys and BflcParams) and the public shard's share."""
         BflcSettings.of(exp)
+        public_share_of(exp)
 
     def build(self, exp: Experiment) -> Deployment:
         """N participants miner-0..miner-(N-1), each with its own shard; the full test set for reports."""
         settings = BflcSettings.of(exp)
         fed = federated_data(exp, settings.nodes)
         ids = [identity_of(exp.seed, i) for i in range(settings.nodes)]
-        gen = genesis_block(exp, settings, ids, fed.train)
+        gen = genesis_block(exp, settings, ids, fed.train, fed.public)
         bad = malicious_ids(exp, [i.node_id for i in ids])
         shards = flipped_shards(fed.shards, settings.label_flip)
         samples = [len(shard.y) for shard in shards]

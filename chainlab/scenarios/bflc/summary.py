@@ -108,13 +108,14 @@ def _comparison(
     worker: Worker,
     dishonest: frozenset[bytes],
 ) -> dict[str, object]:
-    """The compare harness's block: w_T and the measured w_t on D_R (history against FL rounds, not virtual ones),
-    the encoded chain every participant stores, and the share of rewards paid to honest participants."""
+    """The compare harness's block: w_T and the measured w_t on D_R, the encoded chain every participant stores,
+    and the share of rewards paid to honest participants. The history is on FL rounds, i.e. chain heights (w_0 at
+    0, w_t+1 at t + 1; `clock: height`): the harness places each at the virtual round the chain reached it."""
     spec = chain.genesis.spec
     assert spec is not None  # summarise checked it
     held = {report.commitment(): report}
-    rounds: list[int] = []
-    history: list[float] = []
+    rounds: list[int] = [0]
+    history: list[float] = [_accuracy(worker, spec, chain.genesis.weights, held)]
     for row, blocks in zip(rows, chain.rounds, strict=True):
         if row.get("accuracy") is None:
             continue
@@ -127,8 +128,9 @@ def _comparison(
     honest = sum(r.amount for r in paid if r.recipient not in dishonest)
     stored = len(encoding.encode(chain.genesis)) + sum(len(encoding.encode(b)) for b in chain.rounds)
     return {
-        "accuracy": history[-1] if history else _accuracy(worker, spec, chain.genesis.weights, held),
+        "accuracy": history[-1],
         "history": {"rounds": rounds, "accuracy": history},
+        "clock": "height",
         "chain_bytes": stored,
         "blocks": len(chain.rounds) + 1,  # the genesis model block and one model block per round
         "forks": 0,  # committee-signed blocks: no competing chains

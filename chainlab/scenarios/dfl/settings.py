@@ -9,9 +9,9 @@ from typing import Any
 
 from chainlab.protocols.dfl import DflParams
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.federated import label_flip_of
+from chainlab.scenarios.federated import PUBLIC_SHARE, label_flip_of
 
-CONFIG_KEYS: frozenset[str] = frozenset()  # DFL has no top-level keys of its own
+CONFIG_KEYS: frozenset[str] = frozenset({PUBLIC_SHARE})  # the rest lives in the protocol section
 ATTACKS = ("none", "data", "model")
 SCENARIO_KEYS = frozenset({"nodes", "attack", "attackers", "model", "label_flip"})
 DEFAULT_MODEL: Mapping[str, object] = {

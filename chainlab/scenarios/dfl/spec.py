@@ -15,6 +15,7 @@ from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode
 from chainlab.protocols.dfl import DflNode
 from chainlab.protocols.dfl.messages import Block, genesis_block
 from chainlab.protocols.dfl.wire import CODEC
+from chainlab.protocols.effects import InitModel
 from chainlab.protocols.spec import ModelSpec
 from chainlab.scenarios.base import (
     Curve,
@@ -29,11 +30,21 @@ from chainlab.scenarios.base import (
 from chainlab.scenarios.dfl.settings import CONFIG_KEYS, DflSettings
 from chainlab.scenarios.dfl.summary import DflView, summarise
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.federated import federated_data, flipped_shards, label_matched, model_spec, noise_images
+from chainlab.scenarios.federated import (
+    federated_data,
+    flipped_shards,
+    label_matched,
+    model_spec,
+    noise_images,
+    pretrained,
+    public_share_of,
+)
+from chainlab.work import executor
 from chainlab.work.executor import net_spec
 
 TEST = "test"
 REPORT = "report"  # D_R when the experiment holds one out, else the test set again
+INITIAL = "initial"  # the payload's pre-trained w0 (hex), present only with a public shard
 LOCAL_TEST_SIZE = 2000  # the label-matched test samples each node draws its receipts' 100 samples from
 VALIDATION_SHAPE = (1, 28, 28)  # model parameters are checked against MNIST's shape before the data is loaded
 
@@ -108,6 +119,7 @@ class DflSpec(ProtocolSpec):
         params = {str(k): v for k, v in settings.model.items() if k != "family"}
         NetSpec.of(str(settings.model["family"]), {**params, "input": VALIDATION_SHAPE, "classes": 10})
         exp.network.graph_edges(settings.nodes, exp.seed)
+        public_share_of(exp)
 
     def build(self, exp: Experiment) -> Deployment:
         """Shards by exp's partition (noise images for data poisoners), label-matched test sets, nodes 0..N-1."""
@@ -125,6 +137,8 @@ class DflSpec(ProtocolSpec):
             "spec": json.dumps({"family": spec.family, "params_json": spec.params_json}),
             "local_test": ",".join(data[local_test_name(i)].commitment().hex() for i in range(settings.nodes)),
         }
+        if fed.public is not None:
+            payload[INITIAL] = _pretrained_w0(spec, fed.public, exp.seed).hex()
         slots = [_slot(exp.seed, i) for i in range(settings.nodes)]
         nodes = [self.node(exp, payload, slot) for slot in slots]
         holdings: dict[str, tuple[str, ...]] = {s.name: (local_test_name(s.index),) for s in slots}
@@ -153,6 +167,7 @@ class DflSpec(ProtocolSpec):
             seed=exp.seed,
             attacker=attacker,
             poison_model=attacker and settings.attack == "model",
+            initial=bytes.fromhex(payload.get(INITIAL, "")),
         )
 
     def progress_total(self, exp: Experiment) -> int:
@@ -211,6 +226,14 @@ def model_spec_of(payload: Mapping[str, str]) -> ModelSpec:
 def genesis_of(spec: ModelSpec) -> Block:
     """The genesis block every node shares: the model architecture."""
     return genesis_block(json.dumps({"family": spec.family, "params": spec.params}, sort_keys=True))
+
+
+def _pretrained_w0(spec: ModelSpec, public: Dataset, seed: int) -> bytes:
+    """w0 pre-trained by the genesis role on the public shard (protocols.md 6), which every node then starts from."""
+    weights = executor.execute(Worker(), InitModel(spec, seed % 2**31), {})
+    if not isinstance(weights, bytes):
+        raise ValueError(f"could not initialise the model: {weights!r}")
+    return pretrained(spec, weights, public, seed)
 
 
 def _slot(seed: int, index: int) -> NodeSlot:

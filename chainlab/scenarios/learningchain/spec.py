@@ -23,7 +23,14 @@ from chainlab.scenarios.base import (
     ReportLayout,
 )
 from chainlab.scenarios.experiment import Experiment
-from chainlab.scenarios.federated import federated_data, flipped_shards, model_spec
+from chainlab.scenarios.federated import (
+    PUBLIC_SHARE,
+    federated_data,
+    flipped_shards,
+    model_spec,
+    pretrained,
+    public_share_of,
+)
 from chainlab.scenarios.learningchain.settings import LearningChainSettings, identity_of
 from chainlab.scenarios.learningchain.summary import TEST, summarise
 from chainlab.work import executor
@@ -38,8 +45,11 @@ def private_name(index: int) -> str:
     return f"private:{index}"
 
 
-def genesis_block(exp: Experiment, settings: LearningChainSettings, train: Dataset) -> Block:
-    """B_0: w_0 (the federated initialisation from the experiment seed, or zeros) and the model spec."""
+def genesis_block(
+    exp: Experiment, settings: LearningChainSettings, train: Dataset, public: Dataset | None = None
+) -> Block:
+    """B_0: w_0 (the federated initialisation from the experiment seed, or zeros, then pre-trained on the public
+    shard when there is one) and the model spec."""
     spec = model_spec(settings.model, train)
     weights = executor.execute(Worker(), InitModel(spec, exp.seed % 2**31), {})
     if not isinstance(weights, bytes):
@@ -50,7 +60,7 @@ def genesis_block(exp: Experiment, settings: LearningChainSettings, train: Datas
         classes = int(spec.params["classes"])
         shape = dp_gradients.LinearShape(classes, train.X.shape[1])
         weights = dp_gradients.encode_weights(dp_gradients.decode_weights(weights, shape) * 0.0, shape)
-    return genesis(weights, spec)
+    return genesis(pretrained(spec, weights, public, exp.seed), spec)
 
 
 class LearningChainSpec(ProtocolSpec):
@@ -58,7 +68,7 @@ class LearningChainSpec(ProtocolSpec):
 
     name = "learningchain"
     roles = ("miner",)
-    config_keys = frozenset()  # everything lives in the protocol section
+    config_keys = frozenset({PUBLIC_SHARE})  # the rest lives in the protocol section
     codec = CODEC
     live_adapter = "chainlab.live.adapters.learningchain"
     max_message_mb = 16.0  # a block carries the model and all K messages: 6.3 MB for MNIST at K = 100
@@ -97,15 +107,16 @@ class LearningChainSpec(ProtocolSpec):
     )
 
     def validate(self, exp: Experiment) -> None:
-        """Check the protocol section (scenario keys and LearningChainParams)."""
+        """Check the protocol section (scenario keys and LearningChainParams) and the public shard's share."""
         LearningChainSettings.of(exp)
+        public_share_of(exp)
 
     def build(self, exp: Experiment) -> Deployment:
         """K agents miner-0..miner-(K-1), each with its shard (label-flipped for the first ones if asked)."""
         settings = LearningChainSettings.of(exp)
         fed = federated_data(exp, settings.nodes)
         shards = flipped_shards(fed.shards, settings.label_flip)
-        gen = genesis_block(exp, settings, fed.train)
+        gen = genesis_block(exp, settings, fed.train, fed.public)
         payload = {"genesis": encoding.encode(gen).hex()}
         ids = [identity_of(exp.seed, i) for i in range(settings.nodes)]
         slots = [NodeSlot(f"miner-{i}", "miner", i, ident.node_id) for i, ident in enumerate(ids)]

@@ -18,8 +18,14 @@ IDS = [Identity.from_seed(f"dfl-test:{i}".encode()) for i in range(4)]
 T = TypeVar("T")
 
 
-def node(index: int = 0, neighbours: Sequence[int] = (1, 2), poison_model: bool = False, **params: object) -> DflNode:
-    """Node `index` of IDS with the given neighbours (indices) and parameters."""
+def node(
+    index: int = 0,
+    neighbours: Sequence[int] = (1, 2),
+    poison_model: bool = False,
+    initial: bytes = b"",
+    **params: object,
+) -> DflNode:
+    """Node `index` of IDS with the given neighbours (indices), w0 (b"": from the seed) and parameters."""
     return DflNode(
         IDS[index],
         DflParams(**params),  # type: ignore[arg-type]
@@ -30,6 +36,7 @@ def node(index: int = 0, neighbours: Sequence[int] = (1, 2), poison_model: bool 
         seed=7,
         attacker=poison_model,
         poison_model=poison_model,
+        initial=initial,
     )
 
 

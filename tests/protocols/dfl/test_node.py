@@ -36,6 +36,16 @@ def test_start_initialises_the_shared_model_and_the_stream() -> None:
     assert 8 <= timers[DataArrival] <= 12 and timers[RecordAccuracy] == 20
 
 
+def test_a_given_w0_is_the_model_from_the_start_and_nothing_is_initialised() -> None:
+    n = node(0, initial=b"pretrained w0")
+    effects = n.start(0)
+    assert computes(effects, InitModel) == [] and n.weights == b"pretrained w0"
+    # The first batch trains from it at once: no model job is in the way.
+    (arrival,) = (t.timer for t in of_type(effects, StartTimer) if isinstance(t.timer, DataArrival))
+    ((_, step),) = computes(n.on_timer(arrival, 10), TrainSteps)
+    assert step.weights == b"pretrained w0"
+
+
 def test_a_batch_is_one_sgd_step_then_a_transaction_to_every_neighbour() -> None:
     n = started(node(0, neighbours=(1, 2)))
     effects = n.on_timer(DataArrival(0), 10)
