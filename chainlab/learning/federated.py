@@ -241,7 +241,9 @@ class Federated:
             raise ModelCodecError(f"tensors do not match the {spec.family} architecture")
         if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
             raise ModelCodecError("weights are not all finite")
-        return tensors
+        # In the architecture's order: safetensors hands tensors back in an order that differs between processes, and
+        # a seeded draw over them (perturb) must give every process the same weights.
+        return {name: tensors[name] for name in shapes}
 
     def _net(self, spec: NetSpec) -> nn.Module:
         net = self._nets.get(spec)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chainlab.learning import codec
 from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.federated import Federated, NetSpec
@@ -51,6 +54,24 @@ def test_weighted_aggregation_is_the_coefficient_sum_and_median_the_middle() -> 
         fed.aggregate(SOFTMAX, [a, b], [1.0], "weighted")
     with pytest.raises(ValueError):
         fed.aggregate(SOFTMAX, [a], [1.0], "trimmed")
+
+
+@pytest.mark.parametrize("kind", ["uniform", "gaussian"])
+def test_a_seeded_perturbation_does_not_depend_on_the_order_safetensors_hands_tensors_back(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fed = Federated()
+    weights = fed.init(SOFTMAX, 3)
+    expected = fed.perturb(SOFTMAX, weights, kind, 1.0, 5)
+    decode = codec.decode_safetensors
+
+    def reversed_order(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        tensors, meta = decode(data)
+        return dict(reversed(tensors.items())), meta
+
+    # safetensors' order differs between processes (a hash map's): here it is forced the other way round.
+    monkeypatch.setattr("chainlab.learning.federated.decode_safetensors", reversed_order)
+    assert fed.perturb(SOFTMAX, weights, kind, 1.0, 5) == expected
 
 
 def test_perturbations_are_the_papers_attacks() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,17 @@ def test_results_do_not_depend_on_the_number_of_ml_workers() -> None:
     one_json, two_json = (json.dumps(without_measurements(r), sort_keys=True) for r in (one, two))
     assert one_json == two_json
     assert two["ml_seconds"] > 0 and two["peak_rss_mb"] > 0 and two["peak_rss_worker_mb"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo", ["dfl_demo", "bflc_demo", "learningchain_demo", "datamarket_demo"])
+def test_a_demo_gives_the_same_results_in_two_processes(demo: str, tmp_path: Path) -> None:
+    # Separate processes, because what can differ between them (hash seeds, the order a library's hash map hands
+    # tensors back in) is the same within one; BFLC's attackers once drew different noise run to run that way.
+    outputs = []
+    for run_dir in ("one", "two"):
+        out = tmp_path / run_dir
+        command = [sys.executable, "-m", "chainlab.cli", "sim", "--config", str(EXPERIMENTS / f"{demo}.yaml")]
+        subprocess.run([*command, "--out", str(out), "--workers", "1"], check=True, capture_output=True, timeout=300)
+        outputs.append(json.dumps(without_measurements(json.loads((out / "results.json").read_text())), sort_keys=True))
+    assert outputs[0] == outputs[1]
