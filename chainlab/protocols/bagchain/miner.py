@@ -147,9 +147,11 @@ class Miner(FullNode):
         self._dataset(task.train_commitment, task.requester_id)
         self._training.add((height, task.task_id))
         job = self._new_job("train", (height, task.task_id))
-        # The parent is part of the seed: two MiniBlocks of one miner at one height (on two forks) hold different
-        # models. With CFS the scope is empty, which leaves the seed as it was.
-        seed = self._seed_for(task.task_id, height.to_bytes(8, "big"), scope)
+        # A height's first model is seeded by (task, height) alone, so that drivers whose Key Blocks differ (live
+        # nonces and timestamps) train the same models. A second one, after a fork switch, is seeded by its parent
+        # too: two MiniBlocks of one miner at one height (on two forks) hold different models.
+        again = any(h == height and t == task.task_id for h, t, _ in self._trained)
+        seed = self._seed_for(task.task_id, height.to_bytes(8, "big"), scope if again else b"")
         self._emit(Compute(job, TrainModel(task.train, (task.train_commitment,), True, seed)))
         self._record("training_started", height=height, task=task.task_id.hex(), parent=self.tip.hash.hex())
 

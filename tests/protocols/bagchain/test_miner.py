@@ -63,6 +63,19 @@ def finish(h: Harness, job: int, model: bytes) -> None:
     h._run(h.node.on_result(job, model, h.now))
 
 
+def test_a_heights_first_model_does_not_depend_on_which_parent_it_is_trained_on(honest: Honest) -> None:
+    # Live Key Blocks differ from simulated ones (nonces, timestamps): the models must not, or sim and live drift.
+    first, second = forks_of_height_one(honest)
+    seeds = []
+    for parent in (first, second):
+        h = Harness(switching_miner(honest), honest)
+        h.send(honest.history(1), parent)
+        [(_, op, parent_hex)] = trainings(h, 2)
+        assert parent_hex == parent.hash.hex()
+        seeds.append(op.seed)
+    assert seeds[0] == seeds[1]
+
+
 def test_a_miner_that_switches_fork_in_phase_one_trains_again_and_mines_a_miniblock_on_the_new_parent(
     honest: Honest,
 ) -> None:
