@@ -5,6 +5,7 @@ Shared by the simulator and the live driver, so both account for and cache ML wo
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -185,8 +186,10 @@ class Worker:
             raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
         if not models:
             raise ValueError("an ensemble needs at least one model")
-        ordered = sorted(models, key=lambda ref: ref[0])
-        key = (tuple(ref[0] for ref in ordered), data.commitment(), rule, metric)
+        # Sorted on (key, bytes) pairs in C: keys name their bytes, so this is the order of the keys, and a list
+        # already in order (as nodes send it) takes one pass.
+        ordered = sorted(models)
+        key = (tuple(map(operator.itemgetter(0), ordered)), data.commitment(), rule, metric)
         cached = self._results.get(key)
         if cached is not None:
             return cached

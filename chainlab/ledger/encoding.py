@@ -86,6 +86,22 @@ def digest(obj: ProtoBacked, *, exclude: Iterable[str] = ("signature",)) -> byte
     return sha256(canonical_bytes(obj, exclude=exclude))
 
 
+def field_record(number: int, body: bytes) -> bytes:
+    """What one element of a repeated message field (field `number`, encoded as `body`) adds to its parent's
+    encoding: the field's tag (wire type 2), the length as a varint, then the bytes. A parent's deterministic
+    encoding is its set fields' records in field-number order, so it can be assembled from cached parts."""
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def encode(obj: ProtoBacked) -> bytes:
     """Full wire encoding, signature included."""
     return to_proto(obj).SerializeToString(deterministic=True)

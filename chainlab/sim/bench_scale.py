@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
 from rich.console import Console
 from rich.table import Table
+
+from chainlab.ledger.pow import parse_target
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,6 +34,7 @@ DEFAULT_OUT = Path("runs/bench-scale")
 DEFAULT_MINERS = (10, 100, 250, 1000)
 BENCH_NETWORKS = ("full", "erdos_renyi")  # "topology" needs a listed edge per vertex, so it cannot scale by N
 DEFAULT_TIMEOUT_SECONDS = 900.0
+DIFFICULTIES = ("scaled", "fixed")
 POLL_SECONDS = 0.2
 LOG_TAIL_CHARS = 800
 Row = dict[str, object]
@@ -114,6 +118,14 @@ def parse_timeout(text: str | None) -> float:
     return seconds
 
 
+def parse_difficulty(text: str | None) -> str:
+    """DIFFICULTY ("scaled" or "fixed"); empty means scaled."""
+    chosen = (text or "").strip() or DIFFICULTIES[0]
+    if chosen not in DIFFICULTIES:
+        raise ValueError(f"DIFFICULTY must be one of {', '.join(DIFFICULTIES)}, got {text!r}")
+    return chosen
+
+
 def points_of(miners: Sequence[int], networks: Sequence[str]) -> list[Point]:
     """Every miners x network point, smallest miner count first so that cheap points finish early."""
     return [Point(n, kind) for n in miners for kind in networks]
@@ -127,10 +139,23 @@ def cli_has_workers() -> bool:
     return "--workers" in shown.stdout
 
 
-def sim_command(config: Path, out: Path, point: Point, workers: int | None) -> list[str]:
-    """The `chainlab sim` command line of one point (--workers only where the CLI has it: workers not None)."""
+def scaled_target(config: Path, miners: int) -> int:
+    """The config's proof-of-work target times its miners / miners: the same expected rounds to a nonce at every
+    size, as a chain's difficulty adjustment keeps them. At the config's own target, 1,000 miners find a nonce
+    100 times sooner than 10 do, well inside one block's delay, and most heights fork."""
+    data = yaml.safe_load(config.read_text())
+    target = data["protocol"]["target"]
+    base = parse_target(target) if isinstance(target, str) else int(target)
+    return max(1, base * int(data["miners"]) // miners)
+
+
+def sim_command(config: Path, out: Path, point: Point, workers: int | None, target: int | None = None) -> list[str]:
+    """The `chainlab sim` command line of one point (--workers only where the CLI has it: workers not None; a
+    target overrides the config's)."""
     command = [sys.executable, "-m", "chainlab.cli", "sim", "--config", str(config), "--out", str(out)]
     command += ["--set", f"miners={point.miners}", "--set", f"network.kind={point.network}"]
+    if target is not None:
+        command += ["--set", f"protocol.target={target}"]
     if workers is not None:
         command += ["--workers", str(workers)]
     return command
@@ -170,7 +195,14 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
-def row_of(point: Point, workers: int, results_path: Path, outcome: Outcome, timeout_seconds: float) -> Row:
+def row_of(
+    point: Point,
+    workers: int,
+    results_path: Path,
+    outcome: Outcome,
+    timeout_seconds: float,
+    difficulty: str = DIFFICULTIES[0],
+) -> Row:
     """The bench.json object of one point: figures from its results.json, or the error that kept it from one.
 
     non_ml_seconds is the run's own: the simulator process's CPU time on anything but ML (engine, protocol,
@@ -181,6 +213,7 @@ def row_of(point: Point, workers: int, results_path: Path, outcome: Outcome, tim
         "miners": point.miners,
         "network": point.network,
         "workers": workers,
+        "difficulty": difficulty,
         "status": "ok",
         "error": None,
         "wall_seconds": None,
@@ -239,6 +272,7 @@ COLUMNS = (
     ("miners", "miners", 0),
     ("network", "network", 0),
     ("workers", "workers", 0),
+    ("difficulty", "difficulty", 0),
     ("wall s", "wall_seconds", 1),
     ("ML s", "ml_seconds", 1),
     ("non-ML s", "non_ml_seconds", 1),
@@ -265,7 +299,9 @@ def markdown(rows: Sequence[Row], title: str) -> str:
         "",
         "ML s is the ML work summed over every process; non-ML s is the simulator process's CPU time on anything "
         "else (engine, protocol, summary), and non-ML / ML their ratio. peak RSS MB is the simulator process's "
-        "(results.json); process RSS MB the largest single process of the point (wait4).",
+        "(results.json); process RSS MB the largest single process of the point (wait4). difficulty scaled: the "
+        "proof-of-work target scaled by the config's miners / miners, so that the expected time to a Key Block is "
+        "the same at every size; fixed: the config's target.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -274,7 +310,7 @@ def table(rows: Sequence[Row], title: str) -> Table:
     """The same rows as a rich table for the terminal."""
     shown = Table(title=title)
     for header, _, _ in COLUMNS:
-        shown.add_column(header, justify="left" if header in ("network", "status") else "right")
+        shown.add_column(header, justify="left" if header in ("network", "difficulty", "status") else "right")
     for row in rows:
         shown.add_row(*(_cell(row.get(key), d) for _, key, d in COLUMNS))
     return shown
@@ -327,9 +363,16 @@ def write_outputs(rows: Sequence[Row], out: Path) -> None:
 
 
 def run_bench_scale(
-    config: Path, out: Path, points: Sequence[Point], workers: int, timeout_seconds: float, console: Console
+    config: Path,
+    out: Path,
+    points: Sequence[Point],
+    workers: int,
+    timeout_seconds: float,
+    console: Console,
+    difficulty: str = "scaled",
 ) -> list[Row]:
-    """Run every point in its own process, writing the bench files after each; the rows in point order."""
+    """Run every point in its own process, writing the bench files after each; the rows in point order. With
+    difficulty "scaled" each point's target is scaled_target's, with "fixed" the config's."""
     passed: int | None = workers if cli_has_workers() else None
     if passed is None:
         console.log(f"chainlab sim has no --workers yet: every point runs its ML in one process (asked: {workers})")
@@ -337,8 +380,9 @@ def run_bench_scale(
     for i, point in enumerate(points, 1):
         folder = out / point.name
         console.log(f"[{i}/{len(points)}] {point.name}: started ({point.miners} miners, {point.network})")
-        outcome = run_point(sim_command(config, folder, point, passed), folder / "sim.log", timeout_seconds)
-        row = row_of(point, passed or 1, folder / "results.json", outcome, timeout_seconds)
+        target = scaled_target(config, point.miners) if difficulty == "scaled" else None
+        outcome = run_point(sim_command(config, folder, point, passed, target), folder / "sim.log", timeout_seconds)
+        row = row_of(point, passed or 1, folder / "results.json", outcome, timeout_seconds, difficulty)
         rows.append(row)
         write_outputs(rows, out)
         if row["status"] == "ok":
@@ -362,18 +406,24 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     parser.add_argument("--networks", default=env.get("NETWORKS", ""), help='e.g. "full erdos_renyi" (env NETWORKS)')
     parser.add_argument("--workers", default=env.get("WORKERS", ""), help="ML workers per point (env WORKERS)")
     parser.add_argument("--timeout", default=env.get("TIMEOUT", ""), help="seconds per point (env TIMEOUT)")
+    parser.add_argument(
+        "--difficulty",
+        default=env.get("DIFFICULTY", ""),
+        help="scaled (default): the target keeps the time to a Key Block; fixed: the config's (env DIFFICULTY)",
+    )
     args = parser.parse_args(argv)
     console = Console(log_path=False)
     try:
         points = points_of(parse_miners(args.miners), parse_networks(args.networks))
         workers, timeout_seconds = parse_workers(args.workers), parse_timeout(args.timeout)
+        difficulty = parse_difficulty(args.difficulty)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     if not args.config.is_file():
         console.print(f"[red]error:[/red] no config at {args.config}")
         return 2
-    rows = run_bench_scale(args.config, args.out, points, workers, timeout_seconds, console)
+    rows = run_bench_scale(args.config, args.out, points, workers, timeout_seconds, console, difficulty)
     console.print(table(rows, f"bench-scale ({args.config})"))
     console.print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}, {args.out / 'bench.png'}")
     return 0 if all(row["status"] == "ok" for row in rows) else 1

@@ -20,6 +20,7 @@ from chainlab.sim.bench_scale import (
     Point,
     available_cores,
     markdown,
+    parse_difficulty,
     parse_miners,
     parse_networks,
     parse_timeout,
@@ -27,6 +28,7 @@ from chainlab.sim.bench_scale import (
     points_of,
     row_of,
     run_point,
+    scaled_target,
     sim_command,
     write_outputs,
 )
@@ -94,6 +96,32 @@ def test_sim_command_sets_the_point_and_passes_workers_only_when_asked(tmp_path:
     assert "--workers" not in sim_command(CONFIG, tmp_path, Point(10, "full"), None)
 
 
+def test_a_target_override_is_passed_as_a_setting(tmp_path: Path) -> None:
+    command = sim_command(CONFIG, tmp_path, Point(100, "full"), None, 12345)
+    assert command[-2:] == ["--set", "protocol.target=12345"]
+
+
+def test_the_scaled_target_keeps_the_expected_time_to_a_nonce(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("miners: 10\nprotocol: {target: '2**20'}\n")
+    assert scaled_target(config, 10) == 2**20
+    assert scaled_target(config, 1000) == 2**20 // 100  # 100 times the miners, each 100 times less likely per trial
+    assert scaled_target(config, 10**9) == 1  # never a target nothing meets
+    config.write_text("miners: 4\nprotocol: {target: 1000}\n")
+    assert scaled_target(config, 8) == 500
+
+
+@pytest.mark.parametrize("text, chosen", [("", "scaled"), ("fixed", "fixed"), (" scaled ", "scaled")])
+def test_difficulty_is_scaled_unless_fixed_is_asked(text: str, chosen: str) -> None:
+    assert parse_difficulty(text) == chosen
+
+
+def test_a_bad_difficulty_exits_2(tmp_path: Path) -> None:
+    assert bench_scale.main(["--out", str(tmp_path)], {"DIFFICULTY": "hard"}) == 2
+    with pytest.raises(ValueError, match="DIFFICULTY"):
+        parse_difficulty("hard")
+
+
 def test_a_row_reads_results_json_and_its_non_ml_time(tmp_path: Path) -> None:
     path = _results(tmp_path / "full-100" / "results.json", peak_rss_mb=321.5, non_ml_seconds=2.0)
     row = row_of(Point(100, "full"), 2, path, OK, 900)
@@ -148,14 +176,14 @@ def test_writers_make_json_markdown_and_a_png(tmp_path: Path) -> None:
     write_outputs(rows, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "bench.json").read_text()) == json.loads(json.dumps(rows))
     text = (tmp_path / "out" / "bench.md").read_text()
-    assert "| 100 | erdos_renyi | 2 | 10.0 | 8.0 |" in text
+    assert "| 100 | erdos_renyi | 2 | scaled | 10.0 | 8.0 |" in text
     assert "- full, 1000 miners: timed out after 900 s" in text
     assert (tmp_path / "out" / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_markdown_and_plot_cope_with_no_successful_point(tmp_path: Path) -> None:
     rows = [row_of(Point(10, "full"), 1, tmp_path / "none.json", Outcome(2, 1.0, None, "usage"), 900)]
-    assert "| 10 | full | 1 |  |" in markdown(rows, "t")
+    assert "| 10 | full | 1 | scaled |  |" in markdown(rows, "t")
     write_outputs(rows, tmp_path)
     assert (tmp_path / "bench.png").stat().st_size > 0
 

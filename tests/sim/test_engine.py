@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -198,3 +199,18 @@ def test_put_stores_content_under_its_cid_and_get_reads_it_back_or_none() -> Non
         (3, None),
     ]
     assert simulation.wire.served == 10  # up and down again
+
+
+def test_a_run_collects_mostly_young_objects_and_restores_the_collector_after() -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    @dataclass
+    class _Looking(_Node):
+        def start(self, now: int) -> list[Effect]:
+            seen.append(gc.get_threshold())
+            return []
+
+    before = gc.get_threshold()
+    _simulation([_Looking(b"\x01" * 32)], _line(1)).run()
+    assert seen[0][0] > before[0] and seen[0] != before
+    assert gc.get_threshold() == before

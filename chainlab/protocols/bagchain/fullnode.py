@@ -57,6 +57,36 @@ class Waiting(Exception):
         self.on = on
 
 
+class ModelKey(tuple[bytes, ...]):
+    """An ensemble's sorted ModelHashes, hashed and compared in O(1): metrics and waits are keyed by it several
+    times per delivered Ensemble Block, and a plain tuple of N hashes costs O(N) to hash and to compare each time
+    (at 1,000 miners, the N^3 term). Equal to the plain tuple of the same hashes, and hashed alike."""
+
+    def __hash__(self) -> int:
+        cached: int | None = self.__dict__.get("hash")
+        if cached is None:
+            cached = self.__dict__["hash"] = tuple.__hash__(self)
+        return cached
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, ModelKey):
+            return hash(self) == hash(other) and self.digest == other.digest
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the hashes in order, each after its length, computed once: equal digests are equal keys."""
+        cached: bytes | None = self.__dict__.get("digest")
+        if cached is None:
+            cached = self.__dict__["digest"] = sha256(*(len(h).to_bytes(4, "big") + h for h in self))
+        return cached
+
+
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
 _RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
 _UNAUTHENTICATED = frozenset({Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE})
@@ -115,7 +145,6 @@ class FullNode:
         self._valid_mbs: set[bytes] = set()  # MiniBlocks with a valid verdict
         self._all_valid: set[bytes] = set()  # digests of MiniBlock lists (see _members_digest) found all valid here
         self._all_held: set[bytes] = set()  # and found all held here
-        self._version = 0  # counts what Phase III ranks by: valid Ensemble Blocks and computed metrics
         # Counts what a miner acts on (see _after_progress): Key Blocks accepted, tasks and releases admitted, verdicts,
         # timers and job results other than a fetched model's. A MiniBlock or a model arriving changes none of it.
         self._changes = 0
@@ -128,7 +157,7 @@ class FullNode:
         self._metric_failures: dict[MetricKey, str] = {}
         self._dataset_retry_at: dict[bytes, int] = {}
         self._jobs: dict[int, tuple[str, Any]] = {}
-        self._inflight: set[tuple[str, Any]] = set()
+        self._inflight: defaultdict[str, set[Any]] = defaultdict(set)  # keys of the jobs under way, by kind
         self._next_job = 0
         self._out: list[Effect] = []
         self.now = 0
@@ -260,16 +289,15 @@ class FullNode:
         entry = self._jobs.pop(job, None)
         if entry is None:
             return []
-        self._inflight.discard(entry)
         kind, key = entry
+        self._inflight[kind].discard(key)
         self._changes += kind != "model"
         if isinstance(result, JobFailed):
             # The driver failed, not the peer: nothing is held against any block, and the job is asked for
             # again when validation next needs it.
             self._record("job_failed", job=kind, detail=result.detail)
             if kind in ("model", "metric"):
-                self._version += kind == "metric"
-                self._wake((kind, key.hash if kind == "model" else key))
+                self._wake((kind, key))
             if kind == "dataset":
                 self._retry_dataset(key)
             elif kind == "sync":
@@ -284,15 +312,14 @@ class FullNode:
             else:
                 self._retry_dataset(key)
         elif kind == "model":
-            self._on_model(key, result)
-            self._wake(("model", key.hash))
+            self._on_model(self.miniblocks[key], result)
+            self._wake(("model", key))
         elif kind == "metric":
             if isinstance(result, EvaluationFailed):
                 self._metric_failures[key] = result.detail
             elif isinstance(result, float | int) and not isinstance(result, bool):
                 self.metrics[key] = self.params.round_metric(float(result))
                 self._emit(persist.of_metric(key[0], key[1], self.metrics[key]))
-            self._version += 1
             self._wake(("metric", key))
         elif kind == "sync":
             self._on_sync_answer(key, result)
@@ -319,7 +346,7 @@ class FullNode:
     def syncing(self) -> bool:
         """Behind and catching up: a first catch-up after a restart, an answer awaited, or its blocks unsettled."""
         # A probe's question is routine: only an answer that brings blocks (pending below) says the node is behind.
-        asked = any(kind == "sync" and key not in self._probes for kind, key in self._inflight)
+        asked = any(key not in self._probes for key in self._inflight["sync"])
         return self._start_sync or asked or bool(self._synced_kbs & self._pending_kbs.keys())
 
     def serve_model(self, request: ModelRequest, now: int) -> bytes | None:
@@ -483,7 +510,7 @@ class FullNode:
         self._check_room(eb.height, self._pending_ebs)
         if not eb.miniblocks:
             raise Rejected(Reason.EMPTY_ENSEMBLE)
-        if len(set(eb.miniblocks)) != len(eb.miniblocks):
+        if len(self._member_set(eb)) != len(eb.miniblocks):
             raise Rejected(Reason.DUPLICATE_MODEL, "a MiniBlock is listed twice")
         digest = self._members_digest(eb)
         if digest not in self._all_held:
@@ -613,7 +640,6 @@ class FullNode:
         else:
             self.eb_verdict[block_hash] = verdict
             if verdict is None:
-                self._version += 1
                 self._on_valid_ensemble(self.ensembles[block_hash])
         self._wake(("verdict", block_hash))
 
@@ -664,7 +690,7 @@ class FullNode:
 
     def _members_digest(self, eb: EnsembleBlock) -> bytes:
         """A digest of its MiniBlock list: Ensemble Blocks of one height usually list the same MiniBlocks."""
-        return eb.derived("members_digest", lambda: sha256(*eb.miniblocks))
+        return eb.derived("members_digest", lambda: sha256(b"".join(eb.miniblocks)))
 
     def _members(self, eb: EnsembleBlock) -> tuple[MiniBlock, ...]:
         """An Ensemble Block's MiniBlocks (all held: admission checks it), looked up once per block object."""
@@ -672,7 +698,7 @@ class FullNode:
 
     def _model_key(self, eb: EnsembleBlock) -> tuple[bytes, ...]:
         """Its members' ModelHashes, sorted: what its metrics are keyed by (see _metric)."""
-        return eb.derived("model_key", lambda: tuple(sorted(mb.model_hash for mb in self._members(eb))))
+        return eb.derived("model_key", lambda: ModelKey(sorted(mb.model_hash for mb in self._members(eb))))
 
     def _parents(self, eb: EnsembleBlock) -> frozenset[bytes]:
         """The Key Blocks its members point to."""
@@ -699,7 +725,7 @@ class FullNode:
         if not self.params.cfs and len(self._parents(eb)) != 1:
             raise Rejected(Reason.MINIBLOCK_WRONG_PARENT, "MiniBlocks point to different Key Blocks")
         # One model counts once, with or without CFS: a duplicate would take two shares of the reward.
-        if len(set(self._model_key(eb))) != len(members):
+        if not eb.derived("distinct_models", lambda: len(set(self._model_key(eb))) == len(members)):
             raise Rejected(Reason.DUPLICATE_MODEL)
         return members
 
@@ -812,7 +838,7 @@ class FullNode:
             return model
         request = ModelRequest(mb.model_hash, release)
         peer = self._model_sources(mb)[self._model_tries.get(mb.hash, 0)]
-        self._start_job("model", mb, lambda job: Request(job, peer, request))
+        self._start_job("model", mb.hash, lambda job: Request(job, peer, request))
         raise Waiting(Reason.MODEL_UNAVAILABLE, ("model", mb.hash))
 
     def _model_sources(self, mb: MiniBlock) -> list[bytes]:
@@ -841,17 +867,17 @@ class FullNode:
             return self.metrics[key]
         if key in self._metric_failures:
             raise Rejected(Reason.MODEL_UNDECODABLE, self._metric_failures[key])
-        models = tuple((h, self.models[h]) for h in key[0])
+        models = tuple(zip(key[0], map(self.models.__getitem__, key[0]), strict=True))
         op = EvaluateEnsemble(models, task.train, dataset, task.aggregate, task.metric)
         self._start_job("metric", key, lambda job: Compute(job, op))
         raise Waiting(Reason.EVALUATION_UNFINISHED, ("metric", key))
 
     def _start_job(self, kind: str, key: Any, effect: Callable[[int], Effect]) -> None:
         """Emit a job's effect unless the same job is already under way."""
-        if (kind, key) in self._inflight:
+        if key in self._inflight[kind]:
             return
         job = self._new_job(kind, key)
-        self._inflight.add((kind, key))
+        self._inflight[kind].add(key)
         self._emit(effect(job))
 
     def _new_job(self, kind: str, key: Any) -> int:
@@ -899,9 +925,9 @@ class FullNode:
         """Ask peer for sync_max_blocks Key Blocks from from_height on the chain ending at to_hash (its tip if
         empty); False if sync_max_outstanding requests are already in flight."""
         key = (peer, to_hash, max(1, from_height))
-        if ("sync", key) in self._inflight:
+        if key in self._inflight["sync"]:
             return True
-        if sum(1 for kind, _ in self._inflight if kind == "sync") >= self.params.sync_max_outstanding:
+        if len(self._inflight["sync"]) >= self.params.sync_max_outstanding:
             return False
         request = SyncRequest(to_hash, key[2], self.params.sync_max_blocks)
         self._start_job("sync", key, lambda job: Request(job, peer, request))
@@ -920,7 +946,7 @@ class FullNode:
         """Ask a peer (in turn, by probe) for the chain above the tip; again later while probes remain."""
         peer = self.peers[timer.count % len(self.peers)]
         key = (peer, b"", max(1, self.chain.tip.height + 1))
-        if ("sync", key) not in self._inflight and self._sync(*key):
+        if key not in self._inflight["sync"] and self._sync(*key):
             self._probes.add(key)
         if timer.count > 1:
             self._emit(StartTimer(SyncProbe(timer.count - 1), self.params.sync_probe_rounds))
@@ -999,7 +1025,7 @@ class FullNode:
         if self.chain.tip.height + 1 >= from_height:
             self._continue = None
             self._sync(peer, to_hash, from_height)
-        elif not self._synced_kbs & self._pending_kbs.keys() and not any(k == "sync" for k, _ in self._inflight):
+        elif not self._synced_kbs & self._pending_kbs.keys() and not self._inflight["sync"]:
             self._continue, self._start_sync = None, False  # the answer's blocks settled without reaching it
 
     # ----- effects ---------------------------------------------------------------------------------------------

@@ -121,6 +121,11 @@ class RankedEnsemble:
     ensemble_block: bytes
     metric_e: float
 
+    @cached_property
+    def record(self) -> bytes:
+        """Its bytes in a Key Block's encoding (kept: a miner's candidates list the same entries again and again)."""
+        return encoding.field_record(_RANKING_FIELD, encoding.encode(self))
+
 
 @dataclass(frozen=True)
 class Reward:
@@ -159,8 +164,42 @@ class KeyBlock(Signed):
         return node_id_of(self.miner_key) if self.miner_key else b""
 
     def pow_prefix(self) -> bytes:
-        """Canonical bytes without nonce and signature: proof-of-work trials append nonce_suffix(n)."""
-        return encoding.canonical_bytes(self, exclude=("signature", "nonce"))
+        """Canonical bytes without nonce and signature: proof-of-work trials append nonce_suffix(n).
+
+        Assembled from the encoding of the fields before the ranking, the ranking entries' kept records, the fields
+        between, and the reward entries' kept records: byte for byte canonical_bytes(exclude signature and nonce),
+        but O(1) per entry that earlier candidates already listed (a candidate lists every miner twice)."""
+        return self.derived("pow_prefix", self._assemble_prefix)
+
+    def _assemble_prefix(self) -> bytes:
+        head = encoding.canonical_bytes(self, exclude=_ALL_BUT_HEAD)
+        middle = encoding.canonical_bytes(self, exclude=_ALL_BUT_MIDDLE)
+        ranking = [entry.record for entry in self.ranking]
+        rewards = [reward_record(reward.recipient, reward.amount) for reward in self.rewards]
+        return b"".join([head, *ranking, middle, *rewards])
+
+    @cached_property
+    def hash(self) -> bytes:
+        """SHA-256 of the canonical encoding without the signature: the proof-of-work prefix, then the nonce."""
+        suffix = b"" if self.nonce is None else nonce_suffix(self.nonce)
+        return sha256(self.pow_prefix(), suffix)
+
+
+_RANKING_FIELD = pb.KeyBlock.DESCRIPTOR.fields_by_name["ranking"].number
+_REWARDS_FIELD = pb.KeyBlock.DESCRIPTOR.fields_by_name["rewards"].number
+# KeyBlock's fields by number: those before the ranking, and those between the ranking and the rewards (the nonce
+# and signature come after the rewards and are left out of the prefix).
+_KEY_BLOCK_FIELDS = frozenset(f.name for f in pb.KeyBlock.DESCRIPTOR.fields)
+_ALL_BUT_HEAD = _KEY_BLOCK_FIELDS - {f.name for f in pb.KeyBlock.DESCRIPTOR.fields if f.number < _RANKING_FIELD}
+_ALL_BUT_MIDDLE = _KEY_BLOCK_FIELDS - {
+    f.name for f in pb.KeyBlock.DESCRIPTOR.fields if _RANKING_FIELD < f.number < _REWARDS_FIELD
+}
+
+
+@lru_cache(maxsize=1 << 16)
+def reward_record(recipient: bytes, amount: int) -> bytes:
+    """A reward entry's bytes in a Key Block's encoding (kept: candidates repeat the same entries)."""
+    return encoding.field_record(_REWARDS_FIELD, encoding.encode(Reward(recipient, amount)))
 
 
 def nonce_suffix(nonce: int) -> bytes:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 from chainlab.ledger.hashing import short
 from chainlab.ledger.pow import meets_target
 from chainlab.protocols.bagchain import persist, rules
-from chainlab.protocols.bagchain.fullnode import FullNode, Waiting
+from chainlab.protocols.bagchain.fullnode import FullNode, ModelKey, Waiting
 from chainlab.protocols.bagchain.messages import (
     NONCE_TAG,
     DatasetKind,
@@ -19,11 +20,12 @@ from chainlab.protocols.bagchain.messages import (
     MiniBlock,
     ModelRequest,
     RankedEnsemble,
+    Reward,
     Task,
     model_hash,
 )
 from chainlab.protocols.bagchain.reasons import Reason, Rejected
-from chainlab.protocols.bagchain.timers import BuildCandidate, CloseCollection
+from chainlab.protocols.bagchain.timers import Act, CloseCollection
 from chainlab.protocols.base import Timer
 from chainlab.protocols.effects import Broadcast, CancelJob, Compute, Effect, JobResult, Mine, StartTimer, TrainModel
 
@@ -45,12 +47,16 @@ class Miner(FullNode):
         # Phase III keeps its ranking as Ensemble Blocks become valid and get their Metric_E, instead of scoring them
         # all again after every event: valid ones not yet scored on D_E, then the scored ones with their parent.
         self._to_rank: defaultdict[tuple[int, bytes], set[bytes]] = defaultdict(set)
-        self._ranked: defaultdict[tuple[int, bytes], dict[bytes, tuple[RankedEnsemble, bytes]]] = defaultdict(dict)
+        self._rankings: defaultdict[tuple[int, bytes, bytes], rules.Ranking] = defaultdict(rules.Ranking)  # by
+        # (height, task, fork scope)
+        self._ranked: Counter[tuple[int, bytes]] = Counter()  # Ensemble Blocks scored, by (height, task)
         self._mined_for: tuple[int, bytes, int, int] | None = None  # what the candidate was built from
-        self._scanned: tuple[tuple[int, bytes], int] | None = None  # (height and task, _version) of the last scan
-        self._acted_on = -1  # FullNode._changes when _after_progress last looked
-        self._build_round = -1  # the round whose arrivals are all in (a BuildCandidate fired), or -1
-        self._build_asked = False  # a BuildCandidate is on its way
+        # Of those not yet scored, the ones to look at again: new, or their evaluation has come (see _wake).
+        self._rank_due: defaultdict[tuple[int, bytes], set[bytes]] = defaultdict(set)
+        self._rank_waits: defaultdict[Hashable, set[tuple[tuple[int, bytes], bytes]]] = defaultdict(set)
+        self._acted_on = -1  # FullNode._changes when the miner last acted (see _after_progress)
+        self._act_asked = False  # an Act timer is on its way
+        self._paid: tuple[tuple[bytes | None, int], tuple[Reward, ...], bytes] | None = None  # see _payments
 
     def start(self, now: int) -> list[Effect]:
         """Begin taking part; a restored miner also stops waiting for model fetches of a height already in Phase II
@@ -67,10 +73,10 @@ class Miner(FullNode):
         for mb in self.miniblocks.values():
             if mb.miner_key == self.identity.public_key and mb.model_hash in self.models:
                 self._own[mb.model_hash] = mb
-                self._trained.add((mb.height, mb.task_id, self._training_scope(mb.prehash)))
+                self._trained.add((mb.height, mb.task_id, self._fork_scope(mb.prehash)))
         for eb in self.ensembles.values():
             if eb.miner_key == self.identity.public_key and eb.miniblocks and eb.miniblocks[0] in self.miniblocks:
-                scope = b"" if self.params.cfs else self.miniblocks[eb.miniblocks[0]].prehash
+                scope = self._fork_scope(self.miniblocks[eb.miniblocks[0]].prehash)
                 self._ensembled.add((eb.height, eb.task_id, scope))
 
     def own_models(self) -> dict[bytes, bytes]:
@@ -105,12 +111,20 @@ class Miner(FullNode):
     # ----- the three phases ---------------------------------------------------------------------------------------
 
     def _after_progress(self) -> None:
-        if self._acted_on == self._changes:
-            return  # nothing it produces from has changed since it last looked (most events bring a MiniBlock)
+        """Act once the round's arrivals are in: Ensemble Blocks, verdicts and metrics come by the hundred in one
+        round, and each phase looks at all of them (a Key Block candidate is O(miners) to build). A zero-delay Act
+        timer fires after everything already due this round."""
+        if self._candidate is not None and self._candidate.height <= self.tip.height:
+            self._stop_mining()  # at once: a nonce found later this round would make a stale Key Block
+        if self._acted_on == self._changes or self._act_asked:
+            return  # nothing it produces from has changed since it last acted (most events bring a MiniBlock)
+        self._act_asked = True
+        self._emit(StartTimer(Act(), 0))
+
+    def _act(self) -> None:
+        """The three phases, on the tip as it is now."""
         self._acted_on = self._changes
         tip = self.tip
-        if self._candidate is not None and self._candidate.height <= tip.height:
-            self._stop_mining()
         if not tip.task_queue:
             return
         task = self.tasks.get(tip.task_queue[0])
@@ -138,7 +152,7 @@ class Miner(FullNode):
         keyed on (height, task). A Train job still in flight is not doubled: its model is encapsulated for
         whichever parent is the tip when it finishes (the model itself does not depend on the parent).
         """
-        scope = self._training_scope(self.tip.hash)
+        scope = self._fork_scope(self.tip.hash)
         if (height, task.task_id, scope) in self._trained or (height, task.task_id) in self._training:
             return
         if (height, task.task_id, DatasetKind.VALIDATION) in self.releases:
@@ -155,8 +169,9 @@ class Miner(FullNode):
         self._emit(Compute(job, TrainModel(task.train, (task.train_commitment,), True, seed)))
         self._record("training_started", height=height, task=task.task_id.hex(), parent=self.tip.hash.hex())
 
-    def _training_scope(self, parent: bytes) -> bytes:
-        """What one MiniBlock per height covers: its parent without CFS, every fork of the height with CFS."""
+    def _fork_scope(self, parent: bytes) -> bytes:
+        """What a MiniBlock, an Ensemble Block or a ranking counts on: its parent KB_{h-1} without CFS, every fork
+        of the height with CFS (an Ensemble Block then takes MiniBlocks of every fork)."""
         return b"" if self.params.cfs else parent
 
     def _on_own_result(self, kind: str, key: Any, result: JobResult) -> None:
@@ -184,7 +199,7 @@ class Miner(FullNode):
         if (height, task_id, DatasetKind.VALIDATION) in self.releases:
             self._record("miniblock_too_late", height=height)
             return
-        scope = self._training_scope(tip.hash)
+        scope = self._fork_scope(tip.hash)
         if (
             tip.height + 1 != height
             or not tip.task_queue
@@ -212,6 +227,12 @@ class Miner(FullNode):
 
     def _on_valid_ensemble(self, eb: EnsembleBlock) -> None:
         self._to_rank[(eb.height, eb.task_id)].add(eb.hash)
+        self._rank_due[(eb.height, eb.task_id)].add(eb.hash)
+
+    def _wake(self, key: Hashable) -> None:
+        super()._wake(key)
+        for at, eb_hash in self._rank_waits.pop(key, ()):
+            self._rank_due[at].add(eb_hash)
 
     def _on_release(self, release: DatasetRelease) -> None:
         if release.kind is DatasetKind.VALIDATION:
@@ -221,15 +242,16 @@ class Miner(FullNode):
     def _on_own_timer(self, timer: Timer) -> None:
         if isinstance(timer, CloseCollection):
             self._collection_closed.add((timer.height, timer.task_id))
-        elif isinstance(timer, BuildCandidate):
-            self._build_asked, self._build_round = False, self.now
+        elif isinstance(timer, Act):
+            self._act_asked = False
+            self._act()
 
     def _ensemble_if_due(self, height: int, task: Task, tip: KeyBlock) -> None:
         """Phase II (Algorithm 1.2): aggregate every valid MiniBlock held and publish Metric_V."""
         if (height, task.task_id, DatasetKind.VALIDATION) not in self.releases:
             return  # before the phase (the common case, so no Waiting raised and caught)
         release = self._release(height, task.task_id, DatasetKind.VALIDATION)
-        scope = b"" if self.params.cfs else tip.hash
+        scope = self._fork_scope(tip.hash)
         if (height, task.task_id, scope) in self._ensembled:
             return
         unsettled = self._unsettled[(height, task.task_id, None if self.params.cfs else tip.hash)]
@@ -243,7 +265,7 @@ class Miner(FullNode):
         members = self._unique_models([mb for mb in candidates if mb.hash in self._valid_mbs])
         if not members:
             return
-        value = self._metric(tuple(sorted(mb.model_hash for mb in members)), task, release.dataset)
+        value = self._metric(ModelKey(sorted(mb.model_hash for mb in members)), task, release.dataset)
         self._ensembled.add((height, task.task_id, scope))
         if not value > task.metric_min:
             return
@@ -276,41 +298,32 @@ class Miner(FullNode):
             return  # before the phase (the common case, so no Waiting raised and caught)
         release = self._release(height, task.task_id, DatasetKind.TEST)
         at = (height, task.task_id)
-        ranked = self._ranked[at]
+        due = self._rank_due[at]
+        for eb_hash in sorted(due):  # every evaluation is asked for before waiting for any
+            eb = self.ensembles[eb_hash]
+            try:
+                value = self._metric(self._model_key(eb), task, release.dataset)
+            except Waiting as wait:
+                for key in wait.on:
+                    self._rank_waits[key].add((at, eb_hash))
+                continue
+            self._to_rank[at].discard(eb_hash)
+            scope = self._fork_scope(self._members(eb)[0].prehash)
+            self._rankings[(height, task.task_id, scope)].add(RankedEnsemble(eb_hash, value))
+            self._ranked[at] += 1
+        due.clear()  # only once all are looked at: an evaluation that failed (raised) leaves them due
         if self._to_rank[at]:
-            if self._scanned == (at, self._version):
-                raise Waiting(Reason.EVALUATION_UNFINISHED)  # nothing it waits for has come since the last look
-            self._scanned, waiting = (at, self._version), None
-            for eb_hash in sorted(self._to_rank[at]):
-                eb = self.ensembles[eb_hash]
-                try:
-                    value = self._metric(self._model_key(eb), task, release.dataset)
-                except Waiting as wait:
-                    waiting = wait  # every evaluation is asked for before waiting for any
-                    continue
-                self._to_rank[at].discard(eb_hash)
-                ranked[eb_hash] = (RankedEnsemble(eb_hash, value), self._members(eb)[0].prehash)
-            if waiting is not None:
-                raise waiting
-        built_from = (height, tip.hash, len(ranked), len(self.tasks))
+            raise Waiting(Reason.EVALUATION_UNFINISHED)
+        built_from = (height, tip.hash, self._ranked[at], len(self.tasks))
         if self._candidate is not None and self._mined_for == built_from:
             return  # nothing the candidate depends on has changed
-        if self._build_round != self.now:
-            # Ensemble Blocks often arrive by the dozen in one round: one candidate for all of them, not one each.
-            if not self._build_asked:
-                self._build_asked = True
-                self._emit(StartTimer(BuildCandidate(), 0))
-            return
-        entries = [entry for entry, parent in ranked.values() if self.params.cfs or parent == tip.hash]
-        ranking = rules.rank(entries)
+        ranking = self._rankings[(height, task.task_id, self._fork_scope(tip.hash))].entries()
         winners = list(self._members(self.ensembles[ranking[0].ensemble_block])) if ranking else []
         parent = self._choose_parent(winners, tip)
         queue = rules.rotate_queue(parent.task_queue, self._next_task(parent))
-        rewards = rules.allocate_rewards(
-            task.fee if winners else 0, winners, self.node_id, self.params.key_block_reward
-        )
+        rewards, root = self._payments(ranking[0].ensemble_block if ranking else None, task.fee, winners)
         candidate = KeyBlock(
-            merkle_root=rules.rewards_root(rewards),
+            merkle_root=root,
             timestamp=self.now,
             metric_best=ranking[0].metric_e if ranking else 0.0,
             ranking=ranking,
@@ -330,6 +343,15 @@ class Miner(FullNode):
         self._mining_job = self._new_job("mine", candidate.hash)
         self._emit(Mine(self._mining_job, candidate.pow_prefix(), self.params.target, NONCE_TAG))
         self._record("mining", height=height, ranked=len(ranking), parent=short(parent.hash))
+
+    def _payments(self, winner: bytes | None, fee: int, winners: list[MiniBlock]) -> tuple[tuple[Reward, ...], bytes]:
+        """The candidate's rewards and their Merkle root, worked out again only when the winning Ensemble Block (or
+        the fee) changes: O(miners) each, and the winner usually stays while later Ensemble Blocks are ranked."""
+        key = (winner, fee)
+        if self._paid is None or self._paid[0] != key:
+            rewards = rules.allocate_rewards(fee if winners else 0, winners, self.node_id, self.params.key_block_reward)
+            self._paid = (key, rewards, rules.rewards_root(rewards))
+        return self._paid[1], self._paid[2]
 
     def _choose_parent(self, winners: list[MiniBlock], tip: KeyBlock) -> KeyBlock:
         """Without CFS the tip; with CFS the majority vote of the winning MiniBlocks (section V)."""

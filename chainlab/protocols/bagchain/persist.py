@@ -66,8 +66,9 @@ def of_model(digest: bytes, model: bytes) -> Persist:
 def of_metric(model_hashes: tuple[bytes, ...], dataset: bytes, value: float) -> Persist:
     """A computed metric: the dataset commitment (after its length byte), the value as a double, then the sorted
     ModelHashes."""
-    payload = bytes([len(dataset)]) + dataset + struct.pack("<d", value) + b"".join(model_hashes)
-    return Persist(METRIC, sha256(dataset, *model_hashes), payload)
+    hashes = b"".join(model_hashes)  # one C pass: an Ensemble Block's metric lists every miner's model
+    payload = bytes([len(dataset)]) + dataset + struct.pack("<d", value) + hashes
+    return Persist(METRIC, sha256(dataset, hashes), payload)
 
 
 def read_metric(record: Persist) -> tuple[tuple[bytes, ...], bytes, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections import Counter
@@ -108,7 +109,32 @@ def rewards_error(kb: KeyBlock, fee: int, winners: Sequence[MiniBlock], key_bloc
 
 def rank(entries: Iterable[RankedEnsemble]) -> tuple[RankedEnsemble, ...]:
     """Best Metric_E first; equal metrics by Ensemble Block hash so every node sorts alike."""
-    return tuple(sorted(entries, key=lambda e: (-e.metric_e, e.ensemble_block)))
+    return tuple(sorted(entries, key=rank_key))
+
+
+def rank_key(entry: RankedEnsemble) -> tuple[float, bytes]:
+    """An entry's place in a ranking (see rank): ascending keys are best first."""
+    return (-entry.metric_e, entry.ensemble_block)
+
+
+class Ranking:
+    """Entries kept in rank's order as they come (a binary search each), so that reading the ranking is a copy
+    rather than a sort: a miner reads it for every Key Block candidate, and ranks one Ensemble Block per miner."""
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[float, bytes]] = []
+        self._entries: list[RankedEnsemble] = []
+
+    def add(self, entry: RankedEnsemble) -> None:
+        """Place entry (an Ensemble Block not yet in the ranking)."""
+        key = rank_key(entry)
+        at = bisect.bisect_left(self._keys, key)
+        self._keys.insert(at, key)
+        self._entries.insert(at, entry)
+
+    def entries(self) -> tuple[RankedEnsemble, ...]:
+        """Best first, as rank orders them."""
+        return tuple(self._entries)
 
 
 def rotate_queue(queue: Sequence[bytes], next_task: bytes | None) -> tuple[bytes, ...]:

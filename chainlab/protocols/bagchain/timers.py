@@ -55,6 +55,6 @@ class RetryDataset(Timer):
 
 
 @dataclass(frozen=True)
-class BuildCandidate(Timer):
-    """A miner's Phase III inputs changed this round: build its Key Block candidate once the round's arrivals are in
-    (started with no delay, it fires after what is already due this round)."""
+class Act(Timer):
+    """What a miner produces from changed this round: act on it once the round's arrivals are in (started with no
+    delay, it fires after what is already due this round)."""

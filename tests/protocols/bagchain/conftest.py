@@ -112,7 +112,9 @@ class FakeServer:
 
 @dataclass
 class Harness:
-    """Drives one node: every job completes at once, with the real learning worker."""
+    """Drives one node: every job completes at once, with the real learning worker. Each delivery is a round of its
+    own unless several come in one_round; a zero-delay timer fires when its round's arrivals are in, as the
+    simulator fires it."""
 
     node: FullNode
     honest: Honest
@@ -124,6 +126,7 @@ class Harness:
     stalled_data: set[bytes] = field(default_factory=set)  # evaluations on these datasets never finish
 
     effects: list[Any] = field(default_factory=list)  # every effect the node returned, in order
+    _due: list[Timer] = field(default_factory=list)  # zero-delay timers waiting for the round's end
 
     def __post_init__(self) -> None:
         for miner in self.honest.net.miners:
@@ -138,6 +141,17 @@ class Harness:
 
     def fire(self, timer: Timer) -> None:
         self._run(self.node.on_timer(timer, self.now))
+
+    def one_round(self, *messages: object) -> None:
+        """Deliver messages in one new round; its zero-delay timers wait for end_round."""
+        self.now += 1
+        for message in messages:
+            self._run(self.node.on_message(b"peer", message, self.now), end_round=False)
+
+    def end_round(self) -> None:
+        """The round's arrivals are in: fire its zero-delay timers (and those they start)."""
+        while self._due:
+            self._run(self.node.on_timer(self._due.pop(0), self.now), end_round=False)
 
     def send(self, *messages: object) -> None:
         for item in messages:
@@ -158,7 +172,7 @@ class Harness:
         ]
         return str(hits[0]) if hits else None
 
-    def _run(self, effects: list[Any]) -> None:
+    def _run(self, effects: list[Any], *, end_round: bool = True) -> None:
         queue = list(effects)
         while queue:
             effect = queue.pop(0)
@@ -169,6 +183,8 @@ class Harness:
                     REJECTED.append(str(effect.data["reason"]))
             elif isinstance(effect, StartTimer):
                 self.timers.append(effect.timer)
+                if effect.after == 0:
+                    self._due.append(effect.timer)
             elif isinstance(effect, Compute) and isinstance(effect.op, EvaluateEnsemble):
                 if effect.op.dataset in self.stalled_data:
                     continue
@@ -180,6 +196,8 @@ class Harness:
             elif isinstance(effect, FetchData):
                 held = effect.commitment in self.honest.net.datasets and effect.commitment not in self.unreachable_data
                 queue += self.node.on_result(effect.job, held, self.now)
+        if end_round:
+            self.end_round()
 
     def _evaluate(self, op: EvaluateEnsemble) -> JobResult:
         return executor.execute(self.honest.worker, op, self.honest.net.datasets)

@@ -79,6 +79,12 @@ def test_pow_prefix_plus_nonce_suffix_is_the_block_hash(kb: KeyBlock) -> None:
     assert sha256(kb.pow_prefix() + nonce_suffix(nonce)) == kb.hash
 
 
+@given(key_blocks())
+def test_the_assembled_prefix_and_hash_are_the_canonical_encoding_byte_for_byte(kb: KeyBlock) -> None:
+    assert kb.pow_prefix() == canonical_bytes(kb, exclude=("signature", "nonce"))
+    assert kb.hash == sha256(canonical_bytes(kb))
+
+
 def test_signature_is_outside_the_hash_and_covers_everything_else() -> None:
     mb = MiniBlock(1, ME.public_key, b"t" * 32, b"m" * 32, b"p" * 32, 1).signed_by(ME)
     assert dataclasses.replace(mb, signature=b"").hash == mb.hash

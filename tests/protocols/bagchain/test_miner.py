@@ -9,8 +9,7 @@ from typing import Any
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain import Miner
 from chainlab.protocols.bagchain.messages import DatasetKind, KeyBlock, MiniBlock
-from chainlab.protocols.bagchain.timers import BuildCandidate
-from chainlab.protocols.effects import Broadcast, Compute, Persist, TrainModel
+from chainlab.protocols.effects import Broadcast, Compute, Persist, Record, TrainModel
 from tests.protocols.bagchain.conftest import Harness, Honest, sibling_key_block, validator
 
 V = DatasetKind.VALIDATION
@@ -57,6 +56,11 @@ def real_models(honest: Honest) -> list[bytes]:
     models = [m for miner in honest.net.miners for d, m in miner.own_models().items() if d in height_two]
     assert len(set(models)) >= 2
     return models[:2]
+
+
+def candidates(h: Harness) -> list[Record]:
+    """The Key Block candidates it started mining, in order."""
+    return [r for r in h.records if r.event == "mining"]
 
 
 def finish(h: Harness, job: int, model: bytes) -> None:
@@ -173,12 +177,10 @@ def test_ensemble_blocks_arriving_in_one_round_make_one_candidate_once_the_round
     h = Harness(switching_miner(honest), honest)
     h.send(*honest.net.tasks, *honest.miniblocks(1))
     h.send(honest.release(1, V), honest.release(1, DatasetKind.TEST))
-    h.now += 1
-    for eb in honest.ensembles(1):  # all in one round
-        h._run(h.node.on_message(b"peer", eb, h.now))
+    built = len(candidates(h))  # on its own Ensemble Block, once D_E was out
+    h.one_round(*honest.ensembles(1))
     assert len(honest.ensembles(1)) >= 2
-    assert not [r for r in h.records if r.event == "mining"]  # nothing built while the round's arrivals come in
-    (build,) = [t for t in h.timers if isinstance(t, BuildCandidate)]
-    h.fire(build)
-    (mining,) = [r for r in h.records if r.event == "mining"]
+    assert len(candidates(h)) == built  # nothing built while the round's arrivals come in
+    h.end_round()
+    (mining,) = candidates(h)[built:]
     assert mining.data["ranked"] == len(honest.ensembles(1)) + 1  # and its own

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chainlab.ledger.identity import Identity
+from chainlab.protocols.bagchain.fullnode import ModelKey
 from chainlab.protocols.bagchain.messages import DatasetKind, ModelRequest
 from chainlab.protocols.bagchain.timers import ReleaseDataset
 from chainlab.protocols.effects import Broadcast, StartTimer
@@ -92,3 +96,23 @@ def test_forking_mesh_with_cfs_stays_honest_and_converges() -> None:
         timing = ("MiniBlock:after_validation_release", "EnsembleBlock:unknown_miniblock")
         assert {k: v for k, v in results["rejections"].items() if k not in timing} == {}, cfs
         assert len(results["protocol_results"]["heights"]) == 3
+
+
+@given(st.lists(st.binary(min_size=1, max_size=8), max_size=20))
+def test_a_model_key_is_the_tuple_of_its_model_hashes_as_a_dictionary_key(hashes: list[bytes]) -> None:
+    key = ModelKey(sorted(hashes))
+    plain = tuple(sorted(hashes))
+    assert key == plain and hash(key) == hash(plain) == hash(key)  # the second hash is the cached one
+    restored: dict[tuple[bytes, ...], int] = {plain: 1}  # metrics read back from disk are plain tuples
+    computed: dict[tuple[bytes, ...], int] = {key: 2}
+    assert restored[key] == 1 and computed[plain] == 2
+
+
+hash_lists = st.lists(st.binary(max_size=4), max_size=4)
+
+
+@given(hash_lists, hash_lists)
+def test_model_keys_are_equal_exactly_when_their_hashes_are(a: list[bytes], b: list[bytes]) -> None:
+    assert (ModelKey(a) == ModelKey(b)) is (a == b)
+    assert (ModelKey(a) != ModelKey(b)) is (a != b)
+    assert (ModelKey(a) == tuple(b)) is (a == b)

@@ -52,6 +52,14 @@ def test_rank_is_best_first_and_idempotent(entries: list[tuple[bytes, float]]) -
     assert rules.rank(reversed(ranked)) == ranked
 
 
+@given(st.dictionaries(st.binary(min_size=1, max_size=4), st.sampled_from([0.25, 0.5, 0.75]), max_size=12))
+def test_a_ranking_kept_as_entries_come_is_the_sorted_ranking(entries: dict[bytes, float]) -> None:
+    ranking = rules.Ranking()
+    for eb_hash, metric in entries.items():  # in arrival order, ties in Metric_E on purpose
+        ranking.add(RankedEnsemble(eb_hash, metric))
+    assert ranking.entries() == rules.rank(RankedEnsemble(h, m) for h, m in entries.items())
+
+
 def test_rotate_queue() -> None:
     assert rules.rotate_queue((b"a", b"b", b"c"), b"d") == (b"b", b"c", b"d")
     assert rules.rotate_queue((b"a", b"b"), None) == (b"b",)
