@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
@@ -45,11 +45,10 @@ class Miner(FullNode):
         self._mining_job: int | None = None
         self._candidate: KeyBlock | None = None
         # Phase III keeps its ranking as Ensemble Blocks become valid and get their Metric_E, instead of scoring them
-        # all again after every event: valid ones not yet scored on D_E, then the scored ones with their parent.
+        # all again after every event: valid ones not yet scored on D_E, then the scored ones in rank order by
+        # (height, task, fork scope).
         self._to_rank: defaultdict[tuple[int, bytes], set[bytes]] = defaultdict(set)
-        self._rankings: defaultdict[tuple[int, bytes, bytes], rules.Ranking] = defaultdict(rules.Ranking)  # by
-        # (height, task, fork scope)
-        self._ranked: Counter[tuple[int, bytes]] = Counter()  # Ensemble Blocks scored, by (height, task)
+        self._rankings: defaultdict[tuple[int, bytes, bytes], rules.Ranking] = defaultdict(rules.Ranking)
         self._mined_for: tuple[int, bytes, int, int] | None = None  # what the candidate was built from
         # Of those not yet scored, the ones to look at again: new, or their evaluation has come (see _wake).
         self._rank_due: defaultdict[tuple[int, bytes], set[bytes]] = defaultdict(set)
@@ -310,14 +309,14 @@ class Miner(FullNode):
             self._to_rank[at].discard(eb_hash)
             scope = self._fork_scope(self._members(eb)[0].prehash)
             self._rankings[(height, task.task_id, scope)].add(RankedEnsemble(eb_hash, value))
-            self._ranked[at] += 1
         due.clear()  # only once all are looked at: an evaluation that failed (raised) leaves them due
         if self._to_rank[at]:
             raise Waiting(Reason.EVALUATION_UNFINISHED)
-        built_from = (height, tip.hash, self._ranked[at], len(self.tasks))
+        ranked = self._rankings[(height, task.task_id, self._fork_scope(tip.hash))]
+        built_from = (height, tip.hash, len(ranked), len(self.tasks))
         if self._candidate is not None and self._mined_for == built_from:
             return  # nothing the candidate depends on has changed
-        ranking = self._rankings[(height, task.task_id, self._fork_scope(tip.hash))].entries()
+        ranking = ranked.entries()
         winners = list(self._members(self.ensembles[ranking[0].ensemble_block])) if ranking else []
         parent = self._choose_parent(winners, tip)
         queue = rules.rotate_queue(parent.task_queue, self._next_task(parent))

@@ -122,15 +122,14 @@ class Ranking:
     rather than a sort: a miner reads it for every Key Block candidate, and ranks one Ensemble Block per miner."""
 
     def __init__(self) -> None:
-        self._keys: list[tuple[float, bytes]] = []
         self._entries: list[RankedEnsemble] = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def add(self, entry: RankedEnsemble) -> None:
         """Place entry (an Ensemble Block not yet in the ranking)."""
-        key = rank_key(entry)
-        at = bisect.bisect_left(self._keys, key)
-        self._keys.insert(at, key)
-        self._entries.insert(at, entry)
+        bisect.insort(self._entries, entry, key=rank_key)
 
     def entries(self) -> tuple[RankedEnsemble, ...]:
         """Best first, as rank orders them."""
