@@ -42,6 +42,11 @@ def check_choice(params: object, name: str, allowed: Sequence[str]) -> None:
 
 def check_integer(params: object, name: str, least: int) -> None:
     """ValueError unless the field `name` of params is an integer (not a bool) >= least."""
-    value = getattr(params, name)
+    integer_at_least(getattr(params, name), name, least)
+
+
+def integer_at_least(value: object, name: str, least: int) -> int:
+    """value, once checked to be an integer (not a bool) >= least; else a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return value

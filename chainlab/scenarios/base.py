@@ -8,12 +8,13 @@ chainlab/live/adapters/<name>.py) may name it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
+from chainlab.ledger.identity import Identity
 from chainlab.protocols.base import NodeStatus, Observation, ProtocolNode, RecordValue, WireCodec
 
 if TYPE_CHECKING:
@@ -56,6 +57,19 @@ class Deployment:
             if slot.name == name:
                 return slot
         raise ValueError(f"no node {name!r} (known: {', '.join(s.name for s in self.slots)})")
+
+
+def participant_slots(node_ids: Sequence[bytes]) -> list[NodeSlot]:
+    """The peers of a protocol without roles (DFL, BFLC, LearningChain): miner-0..miner-(N-1), slot i holding
+    node_ids[i]."""
+    return [NodeSlot(f"miner-{i}", "miner", i, node_id) for i, node_id in enumerate(node_ids)]
+
+
+def check_slot_identity(slot: NodeSlot, identity: Identity) -> Identity:
+    """identity, once checked to be the key pair of slot's node ID (a plan and a config from different runs)."""
+    if identity.node_id != slot.node_id:
+        raise ValueError(f"{slot.name}: node ID does not match its key")
+    return identity
 
 
 @dataclass(frozen=True)
@@ -214,3 +228,19 @@ class ProtocolSpec(ABC):
         """The node as it acts from now on with one of `behaviours` (a chaos `byzantine` action); none by default."""
         known = ", ".join(self.behaviours) or "none"
         raise ValueError(f"protocol {self.name} has no behaviour {behaviour!r} (known: {known})")
+
+
+def participant_deployment(
+    spec: ProtocolSpec,
+    exp: Experiment,
+    slots: list[NodeSlot],
+    data: dict[str, Dataset],
+    payload: dict[str, str],
+    private: Callable[[int], str],
+    held: Callable[[int], tuple[str, ...]] = lambda _: (),
+) -> Deployment:
+    """The deployment of spec's nodes on slots (each built by spec.node from payload): slot i's private data is
+    data[private(i)] and it holds data[held(i)] from the start."""
+    nodes = [spec.node(exp, payload, slot) for slot in slots]
+    holdings = {slot.name: held(slot.index) for slot in slots}
+    return Deployment(slots, nodes, data, holdings, {slot.name: private(slot.index) for slot in slots}, payload)

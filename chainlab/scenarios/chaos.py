@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chainlab.protocols.params import integer_at_least
+
 if TYPE_CHECKING:
     from chainlab.scenarios.base import ProtocolSpec
     from chainlab.scenarios.experiment import Experiment
@@ -163,9 +165,7 @@ def kind_of(action: ChaosAction) -> str:
 
 
 def _int(where: str, value: object, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{where} must be an integer >= {least}, got {value!r}")
-    return value
+    return integer_at_least(value, where, least)
 
 
 def _number(where: str, value: object, low: float, high: float | None = None) -> float:

@@ -10,7 +10,6 @@ sidecars run, which can be cut).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -109,9 +108,16 @@ class ChaosSimulation(Simulation):
                 self._push(self.now, inner.client, _Result(inner.effect.job, failed))
                 return
             event = inner
-        elif isinstance(event, _Deliver) and i in self.down:
+        elif isinstance(event, _Deliver):
+            self._deliver(i, event.sender, event.message)
+            return
+        super()._dispatch(i, event)  # a flood's deliveries come through _deliver
+        self._chaos_step()
+
+    def _deliver(self, i: int, sender: bytes, message: object) -> None:
+        if i in self.down:
             return  # lost: nothing listens
-        super()._dispatch(i, event)
+        super()._deliver(i, sender, message)
         self._chaos_step()
 
     def report(self) -> list[dict[str, object]]:
@@ -154,7 +160,7 @@ class ChaosSimulation(Simulation):
                 assert self.rebuild is not None
                 fresh = self.restored(i, self.rebuild(i))  # on what it persisted, where its protocol persists
                 cast(list[ProtocolNode], self.nodes)[i] = fresh
-                self._step(i, functools.partial(fresh.start, self.now))
+                self._step(i, fresh.start, self.now)
             case Byzantine(node, behaviour):
                 i = index[node]
                 assert self.byzantine is not None

@@ -109,6 +109,7 @@ class _Compiled:
     bandwidth: NDArray[np.float64]
     loss: NDArray[np.float64]
     blocked: NDArray[np.bool_]
+    lossless: bool  # no link drops anything
     # Without loss a message of no size takes the same hops every time (its latency and one round): the
     # distances from a source are drawn once, not once per fetch.
     static: dict[int, NDArray[np.float64]] = field(default_factory=dict)
@@ -227,6 +228,7 @@ class TopologyNetwork:
                 bandwidth=np.array([spec.bandwidth_mb_per_round for spec in specs], dtype=np.float64),
                 loss=np.array([spec.loss for spec in specs], dtype=np.float64),
                 blocked=np.array([not self._up[e] or is_cut(self._group, *e) for e in order], dtype=np.bool_),
+                lossless=not any(spec.loss for spec in specs),
             )
         return self._compiled_cache
 
@@ -243,7 +245,7 @@ class TopologyNetwork:
         C) per message, work proportional to the links rather than to nodes x messages."""
         _check_id(message_id)
         c = self._compiled()
-        static = size_mb == 0.0 and not c.loss.any()
+        static = size_mb == 0.0 and c.lossless
         if static and src in c.static:
             return c.static[src]
         hops = hop_array(self.seed, message_id, c.latency, c.bandwidth, c.loss, check_size(size_mb))

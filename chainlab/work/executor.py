@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -41,8 +42,10 @@ class MissingData(LookupError):
     """An operation names a dataset this node does not hold: the driver's problem, never a peer's."""
 
 
+@functools.lru_cache(maxsize=64)
 def learning_spec(spec: ModelSpec) -> LearningSpec:
-    """The learning layer's view of Train(.; f)."""
+    """The learning layer's view of Train(.; f); kept per spec, since every evaluation job carries its task's spec
+    as JSON (a thousand nodes evaluating the same models would otherwise parse it a thousand times)."""
     return LearningSpec.from_mapping(spec.family, spec.params)
 
 

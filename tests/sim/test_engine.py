@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -26,6 +27,7 @@ from chainlab.protocols.effects import (
     InitModel,
     JobResult,
     Mine,
+    Persist,
     Put,
     Send,
     TrainSteps,
@@ -214,3 +216,26 @@ def test_a_run_collects_mostly_young_objects_and_restores_the_collector_after() 
     _simulation([_Looking(b"\x01" * 32)], _line(1)).run()
     assert seen[0][0] > before[0] and seen[0] != before
     assert gc.get_threshold() == before
+
+
+@dataclass
+class _Persisting(_Node):
+    """A Restorable node: persists a record at start unless told its driver keeps none."""
+
+    persisting: bool = True
+    restored: list[Persist] = field(default_factory=list)
+
+    def start(self, now: int) -> list[Effect]:
+        return [Persist("note", b"k", b"v")] if self.persisting else []
+
+    def restore(self, records: Iterable[Persist]) -> None:
+        self.restored.extend(records)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_driver_that_keeps_no_records_tells_restorable_nodes_not_to_make_them(durable: bool) -> None:
+    node, plain = _Persisting(b"\x01" * 32), _Node(b"\x02" * 32)
+    simulation = Simulation([node, plain], _Codec(), _line(2), Worker(), {}, {}, WorkConfig(), durable=durable)
+    simulation.run()
+    assert node.persisting is durable
+    assert [r.key for r in simulation.store(0).records()] == ([b"k"] if durable else [])

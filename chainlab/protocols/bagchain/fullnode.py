@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sized
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec
 
 from chainlab.ledger import encoding
 from chainlab.ledger.chain import ChainEntry, ChainIndex
@@ -52,9 +52,12 @@ class Waiting(Exception):
     for (see FullNode._wake): the block is checked again when one of them arrives, not after every event."""
 
     def __init__(self, reason: Reason, *on: Hashable) -> None:
-        super().__init__(str(reason))
+        super().__init__(reason)
         self.reason = reason
         self.on = on
+
+    def __str__(self) -> str:
+        return str(self.reason)  # formatted when read: raised by the million (see Rejected)
 
 
 class ModelKey(tuple[bytes, ...]):
@@ -87,6 +90,7 @@ class ModelKey(tuple[bytes, ...]):
         return cached
 
 
+P = ParamSpec("P")
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
 _RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
 _UNAUTHENTICATED = frozenset({Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE})
@@ -97,6 +101,7 @@ _ASK_FOR = frozenset({Reason.UNKNOWN_PARENT, Reason.UNKNOWN_ENSEMBLE_BLOCK, Reas
 # brings the blocks of a stretch this node missed in their order, may admit the block again.
 _LACKED = frozenset({Reason.AFTER_VALIDATION_RELEASE, Reason.UNKNOWN_MINIBLOCK, Reason.UNKNOWN_TASK})
 _VIEW_DEPENDENT = frozenset({Reason.INSUFFICIENT_FUNDS, Reason.TOO_FAR_AHEAD, Reason.TOO_MANY_PENDING})
+_NOT_HELD_AGAINST = _UNAUTHENTICATED | _VIEW_DEPENDENT
 
 
 class FullNode:
@@ -160,6 +165,7 @@ class FullNode:
         self._inflight: defaultdict[str, set[Any]] = defaultdict(set)  # keys of the jobs under way, by kind
         self._next_job = 0
         self._out: list[Effect] = []
+        self.persisting = True  # see Restorable.persisting
         self.now = 0
         # Catch-up (see sync.py): who to ask, what is asked for, and who has answered (they serve models too).
         self.peers = tuple(p for p in peers if p != identity.node_id)
@@ -248,15 +254,14 @@ class FullNode:
         if not isinstance(message, MESSAGE_TYPES):
             self._record("rejected", kind=type(message).__name__, reason=str(Reason.MALFORMED), sender=sender.hex())
             return self._flush()
-        kind = type(message).__name__
         self._sender = sender
         try:
             self._admit(message)
         except Rejected as exc:
             # A hash leaves the signature out, so a copy with a garbled signature shares the genuine block's
             # hash: failed authentication is counted but never held against the hash.
-            remember = exc.reason not in _UNAUTHENTICATED | _VIEW_DEPENDENT
-            self._reject(kind, message.hash, exc.reason, exc.detail, sender, remember=remember)
+            remember = exc.reason not in _NOT_HELD_AGAINST
+            self._reject(type(message).__name__, message.hash, exc.reason, exc.detail, sender, remember=remember)
         self._progress()
         return self._flush()
 
@@ -319,7 +324,7 @@ class FullNode:
                 self._metric_failures[key] = result.detail
             elif isinstance(result, float | int) and not isinstance(result, bool):
                 self.metrics[key] = self.params.round_metric(float(result))
-                self._emit(persist.of_metric(key[0], key[1], self.metrics[key]))
+                self._persist(persist.of_metric, key[0], key[1], self.metrics[key])
             self._wake(("metric", key))
         elif kind == "sync":
             self._on_sync_answer(key, result)
@@ -458,7 +463,7 @@ class FullNode:
         rules.check_funds(task, self.best_chain(), self.tasks)
         self.tasks[task.task_id] = task
         self._changes += 1
-        self._emit(persist.of_block(task))
+        self._persist(persist.of_block, task)
         self._wake(("task", task.task_id))
 
     def _admit_release(self, release: DatasetRelease) -> None:
@@ -469,7 +474,7 @@ class FullNode:
         key = (release.height, release.task_id, release.kind)
         if key not in self.releases:
             self.releases[key] = release
-            self._emit(persist.of_block(release))
+            self._persist(persist.of_block, release)
             self._record("release", kind=release.kind.name.lower(), height=release.height)
             self._wake(("release", release.height, release.task_id, release.kind))
             self._changes += 1
@@ -500,7 +505,7 @@ class FullNode:
         if mb.hash not in self.mb_verdict:
             self._unsettled[(mb.height, mb.task_id, mb.prehash)] += 1
             self._unsettled[(mb.height, mb.task_id, None)] += 1
-        self._emit(persist.of_block(mb))
+        self._persist(persist.of_block, mb)
 
     def _admit_ensemble(self, eb: EnsembleBlock) -> None:
         if eb.hash in self.ensembles:
@@ -526,7 +531,7 @@ class FullNode:
         self._eb_at[(eb.height, eb.task_id)].append(eb.hash)
         self._pending_ebs.add(eb.hash)
         self._dirty.add(eb.hash)
-        self._emit(persist.of_block(eb))
+        self._persist(persist.of_block, eb)
         self._wake(("eb", eb.hash))
 
     def _admit_key_block(self, kb: KeyBlock) -> None:
@@ -558,15 +563,16 @@ class FullNode:
             # A competing Key Block may still arrive for a recent height, so its blocks stay under review
             # for Q heights below the tip; older pending blocks can no longer matter.
             floor = self.chain.tip.height - self.params.queue_length
-            for mb_hash in sorted(dirty & self._pending_mbs):
+            mbs, ebs = dirty & self._pending_mbs, dirty & self._pending_ebs
+            for mb_hash in sorted(mbs) if len(mbs) > 1 else mbs:
                 mb = self.miniblocks[mb_hash]
                 if mb.height <= floor or self._settle("MiniBlock", mb_hash, self._check_miniblock, mb):
                     self._pending_mbs.discard(mb_hash)
-            for eb_hash in sorted(dirty & self._pending_ebs):
+            for eb_hash in sorted(ebs) if len(ebs) > 1 else ebs:
                 eb = self.ensembles[eb_hash]
                 if eb.height <= floor or self._settle("EnsembleBlock", eb_hash, self._check_ensemble, eb):
                     self._pending_ebs.discard(eb_hash)
-            for kb_hash in [h for h in self._pending_kbs if h in dirty]:
+            for kb_hash in [h for h in self._pending_kbs if h in dirty] if self._pending_kbs else ():
                 kb = self._pending_kbs[kb_hash]
                 try:
                     self._check_key_block(kb)
@@ -618,11 +624,11 @@ class FullNode:
             return False
         except Rejected as exc:
             self._record_verdict(block_hash, exc.reason)
-            self._emit(persist.of_verdict(block_hash, exc.reason))
+            self._persist(persist.of_verdict, block_hash, exc.reason)
             self._reject(kind, block_hash, exc.reason, exc.detail)
             return True
         self._record_verdict(block_hash, None)
-        self._emit(persist.of_verdict(block_hash, None))
+        self._persist(persist.of_verdict, block_hash, None)
         self._record("accepted", kind=kind, block=block_hash.hex(), height=block.height)
         return True
 
@@ -851,7 +857,7 @@ class FullNode:
         from_miner = tried == 0
         if isinstance(result, bytes) and model_hash(result, mb.miner_id) == mb.model_hash:
             self.models[mb.model_hash] = result
-            self._emit(persist.of_model(mb.model_hash, result))
+            self._persist(persist.of_model, mb.model_hash, result)
         elif isinstance(result, bytes) and from_miner:
             # Section VI-B: a copied ModelHash under another miner's ID fails here.
             self._model_failures[mb.hash] = Reason.MODEL_HASH_MISMATCH
@@ -891,7 +897,7 @@ class FullNode:
         self.key_blocks[kb.hash] = kb
         self._executed[kb.hash] = self._executed[kb.prehash] | {kb.task_id}
         self._changes += 1
-        self._emit(persist.of_block(kb))
+        self._persist(persist.of_block, kb)
         self._waiting_on.pop(kb.hash, None)
         old_tip = self.chain.tip.block_hash
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
@@ -992,7 +998,7 @@ class FullNode:
                 try:
                     self._admit(message)
                 except Rejected as exc:
-                    remember = exc.reason not in _UNAUTHENTICATED | _VIEW_DEPENDENT
+                    remember = exc.reason not in _NOT_HELD_AGAINST
                     self._reject(type(message).__name__, message.hash, exc.reason, exc.detail, peer, remember=remember)
         finally:
             self._synced = False
@@ -1056,6 +1062,11 @@ class FullNode:
 
     def _emit(self, effect: Effect) -> None:
         self._out.append(effect)
+
+    def _persist(self, record: Callable[P, Persist], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Emit record(*args), a Persist effect, unless the driver keeps none (see Restorable.persisting)."""
+        if self.persisting:
+            self._out.append(record(*args, **kwargs))
 
     def _flush(self) -> list[Effect]:
         out, self._out = self._out, []

@@ -211,7 +211,7 @@ class Miner(FullNode):
         digest = model_hash(model, self.node_id)
         mb = MiniBlock(self.now, self.identity.public_key, task_id, digest, tip.hash, height).signed_by(self.identity)
         self.models[digest] = model
-        self._emit(persist.of_model(digest, model))  # before its MiniBlock: a restarted miner can still serve it
+        self._persist(persist.of_model, digest, model)  # before its MiniBlock: a restarted miner can still serve it
         self._own[digest] = mb
         self._store_miniblock(mb)
         self._emit(Broadcast(mb, self.params.miniblock_size_mb))
@@ -279,7 +279,7 @@ class Miner(FullNode):
         self._store_ensemble(eb)
         self._pending_ebs.discard(eb.hash)
         self._record_verdict(eb.hash, None)
-        self._emit(persist.of_verdict(eb.hash, None))
+        self._persist(persist.of_verdict, eb.hash, None)
         self._emit(Broadcast(eb, self.params.ensemble_block_size_mb))
         self._record("ensemble_created", block=eb.hash.hex(), height=height, size=len(members), metric_v=value)
 

@@ -64,6 +64,10 @@ class Rejected(Exception):
     """Raised inside validation; carries the reason."""
 
     def __init__(self, reason: Reason, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
+
+    def __str__(self) -> str:
+        # Formatted when read, not when raised: validation raises and catches these by the million.
+        return f"{self.reason}: {self.detail}" if self.detail else str(self.reason)

@@ -60,6 +60,7 @@ class Requester:
         self._finished: set[bytes] = set()  # tasks already reported done
         self._orphans: dict[bytes, list[KeyBlock]] = {}
         self._out: list[Effect] = []
+        self.persisting = True  # see Restorable.persisting
 
     @property
     def node_id(self) -> bytes:
@@ -107,7 +108,7 @@ class Requester:
                 self._reject(type(message).__name__, message.hash, Reason.BAD_SIGNATURE, "not signed by its author")
             elif held is None:
                 store[message.hash] = message
-                self._out.append(persist.of_block(message))
+                self._persist(message)
         return self._flush()
 
     def new_task(
@@ -148,7 +149,7 @@ class Requester:
         rules.check_task_terms(task, self.params)
         rules.check_funds(task, self._best_chain(), self.tasks)
         self.tasks[task.task_id] = task
-        self._out.append(persist.of_block(task))
+        self._persist(task)
         self._out.append(Broadcast(task, self.params.small_message_size_mb))
         self._out.append(Record("task_submitted", {"task": task.task_id.hex(), "fee": task.fee}))
         # The queue may already name it (a Key Block that arrived first): schedule its releases then.
@@ -212,7 +213,7 @@ class Requester:
             return
         self.key_blocks[kb.hash] = kb
         self.chain.add(ChainEntry(kb.hash, kb.prehash, kb.height, kb.metric_best))
-        self._out.append(persist.of_block(kb))
+        self._persist(kb)
         self._schedule(kb)
         for result in self.results():
             if result.task_id not in self._finished:
@@ -248,7 +249,7 @@ class Requester:
             return []
         release = DatasetRelease(height, kind, now, task.task_id, dataset).signed_by(self.identity)
         self.released[(height, kind)] = release
-        self._out.append(persist.of_block(release))
+        self._persist(release)
         self._out.append(Broadcast(release, self.params.small_message_size_mb))
         self._out.append(Record("release", {"kind": kind.name.lower(), "height": height}))
         if kind is DatasetKind.VALIDATION:
@@ -290,6 +291,11 @@ class Requester:
         if detail:
             data["detail"] = detail
         self._out.append(Record("rejected", data))
+
+    def _persist(self, block: persist.Block) -> None:
+        """Emit the block's Persist record unless the driver keeps none (see Restorable.persisting)."""
+        if self.persisting:
+            self._out.append(persist.of_block(block))
 
     def _flush(self) -> list[Effect]:
         out, self._out = self._out, []

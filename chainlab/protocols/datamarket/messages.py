@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from chainlab.ledger import encoding
 from chainlab.ledger.identity import node_id_of
 from chainlab.ledger.signed import Signed
 from chainlab.proto.v1 import datamarket_pb2 as pb
@@ -173,14 +172,3 @@ Message = Transaction | Block
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (Transaction, Block)
 assert [f.name for f in fields(Transaction)][3:10] == list(BODY_FIELDS)
-
-
-def to_wire(message: Message) -> bytes:
-    """An envelope: one tag byte naming the message type, then its encoding."""
-    return encoding.encode_tagged(message, MESSAGE_TYPES)
-
-
-def from_wire(data: bytes) -> Message:
-    """Parse an envelope; anything malformed raises EncodingError."""
-    message: Message = encoding.decode_tagged(data, MESSAGE_TYPES)
-    return message

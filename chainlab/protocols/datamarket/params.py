@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainlab.protocols.datamarket.contract import SECONDS_PER_DAY
-from chainlab.protocols.params import check_known, params_from
+from chainlab.protocols.params import check_integer, check_known, params_from
 
 BEHAVIOURS = ("good", "bad")
 
@@ -36,22 +36,16 @@ class MarketParams:
 
     def __post_init__(self) -> None:
         for name in ("day", "block_rounds", "cost_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_integer(self, name, 1)
         for name in ("fixed_deposit", "reward", "reward_fund", "owner_balance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            check_integer(self, name, 0)
         for name in ("tau_days", "tau2_days", "days", "accuracy_every_days"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= float(self.cid_share) <= 1.0 or not float(self.trainer_every_days) > 0:
             raise ValueError("cid_share must be a share in [0, 1] and trainer_every_days > 0")
         for name in ("cid_samples", "trainer_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_integer(self, name, 1)
         if float(self.settle_days) < 0:
             raise ValueError(f"settle_days must be >= 0, got {self.settle_days!r}")
         if self.reward_fund > self.owner_balance:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from chainlab.learning.bagging import RULES
 from chainlab.learning.metrics import METRICS
 from chainlab.protocols.bagchain import BagChainParams
+from chainlab.protocols.params import integer_at_least
 from chainlab.protocols.spec import ModelSpec
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import label_flip_of
@@ -73,7 +74,4 @@ class BagChainSettings:
 
 
 def _count(exp: Experiment, key: str, default: int, *, least: int) -> int:
-    value = exp.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
-    return value
+    return integer_at_least(exp.get(key, default), key, least)

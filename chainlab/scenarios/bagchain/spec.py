@@ -23,6 +23,7 @@ from chainlab.scenarios.base import (
     NodeSlot,
     ProtocolSpec,
     ReportLayout,
+    check_slot_identity,
 )
 from chainlab.scenarios.chaos import Byzantine, parse_chaos
 from chainlab.scenarios.data import load_split
@@ -162,9 +163,7 @@ class BagChainSpec(ProtocolSpec):
 
     def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
         """A miner, validator or requester from the plan's genesis and tasks."""
-        identity = identity_of(exp.seed, slot.role, slot.index)
-        if identity.node_id != slot.node_id:
-            raise ValueError(f"{slot.name}: node ID does not match its key")
+        identity = check_slot_identity(slot, identity_of(exp.seed, slot.role, slot.index))
         gen: KeyBlock = encoding.decode(KeyBlock, bytes.fromhex(payload["genesis"]))
         tasks = [encoding.decode(Task, bytes.fromhex(t)) for t in payload["tasks"].split(",") if t]
         settings = BagChainSettings.of(exp)

@@ -10,6 +10,7 @@ from typing import Any
 from chainlab.ledger.hashing import sha256
 from chainlab.protocols.bflc import BflcParams
 from chainlab.protocols.bflc import committee as draws
+from chainlab.protocols.params import integer_at_least
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import label_flip_of
 
@@ -44,12 +45,12 @@ class BflcSettings:
         if not isinstance(model, Mapping) or set(model) - MODEL_KEYS:
             raise ValueError(f"model must be a mapping with keys among {', '.join(sorted(MODEL_KEYS))}")
         settings = cls(
-            nodes=_integer(scenario.get("nodes", 20), "nodes", 2),
+            nodes=integer_at_least(scenario.get("nodes", 20), "nodes", 2),
             malicious=_share(scenario.get("malicious", 0.0), "malicious"),
             model=dict(model),
             standalone=bool(scenario.get("standalone", False)),
             standalone_epochs=float(scenario.get("standalone_epochs", 1.0)),
-            eval_every=_integer(scenario.get("eval_every", 1), "eval_every", 1),
+            eval_every=integer_at_least(scenario.get("eval_every", 1), "eval_every", 1),
             params=BflcParams.from_mapping(section),
             label_flip=label_flip_of(scenario),
         )
@@ -68,12 +69,6 @@ def malicious_ids(exp: Experiment, identities: list[bytes]) -> tuple[bytes, ...]
     count = round(settings.malicious * settings.nodes)
     seed = sha256(f"{exp.seed}:bflc:malicious".encode())
     return draws.draw(seed, b"malicious", (i for i in identities if i != aggregator), count)
-
-
-def _integer(value: object, name: str, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    return value
 
 
 def _share(value: object, name: str) -> float:

@@ -25,6 +25,9 @@ from chainlab.scenarios.base import (
     NodeSlot,
     ProtocolSpec,
     ReportLayout,
+    check_slot_identity,
+    participant_deployment,
+    participant_slots,
 )
 from chainlab.scenarios.bflc.capture import capture_tables
 from chainlab.scenarios.bflc.settings import BflcSettings, malicious_ids
@@ -141,20 +144,15 @@ class BflcSpec(ProtocolSpec):
             "malicious": ",".join(m.hex() for m in bad),
             "samples": ",".join(str(n) for n in samples),
         }
-        slots = [NodeSlot(f"miner-{i}", "miner", i, ident.node_id) for i, ident in enumerate(ids)]
+        slots = participant_slots([ident.node_id for ident in ids])
         data = {TEST: fed.test, TRAIN: fed.train, REPORT: fed.reported}
         data |= {private_name(i): s for i, s in enumerate(shards)}
-        holdings: dict[str, tuple[str, ...]] = {slot.name: () for slot in slots}
-        private = {slot.name: private_name(slot.index) for slot in slots}
-        nodes: list[ProtocolNode] = [self.node(exp, payload, slot) for slot in slots]
-        return Deployment(slots, nodes, data, holdings, private, payload)
+        return participant_deployment(self, exp, slots, data, payload, private_name)
 
     def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
         """A participant from the plan's genesis, attacker list and shard sizes."""
         settings = BflcSettings.of(exp)
-        identity = identity_of(exp.seed, slot.index)
-        if identity.node_id != slot.node_id:
-            raise ValueError(f"{slot.name}: node ID does not match its key")
+        identity = check_slot_identity(slot, identity_of(exp.seed, slot.index))
         gen: ModelBlock = encoding.decode(ModelBlock, bytes.fromhex(payload["genesis"]))
         bad = frozenset(bytes.fromhex(m) for m in payload["malicious"].split(",") if m)
         samples = [int(n) for n in payload["samples"].split(",")]

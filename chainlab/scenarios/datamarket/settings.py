@@ -9,6 +9,7 @@ from typing import Any
 
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.datamarket import AgentParams, MarketParams
+from chainlab.protocols.params import integer_at_least
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import label_flip_of
 
@@ -50,15 +51,11 @@ class MarketSettings:
         contribute = scenario.get("contribute")
         if contribute is not None and (type(contribute) is not int or contribute < len(agents)):
             raise ValueError(f"contribute must be an integer >= the number of contributors, got {contribute!r}")
-        epochs = scenario.get("epochs", 3)
-        if type(epochs) is not int or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        epochs = integer_at_least(scenario.get("epochs", 3), "epochs", 1)
         task = scenario.get("task", "binary")
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-        trainers = scenario.get("trainers", 0)
-        if type(trainers) is not int or trainers < 0:
-            raise ValueError(f"trainers must be an integer >= 0, got {trainers!r}")
+        trainers = integer_at_least(scenario.get("trainers", 0), "trainers", 0)
         params = MarketParams.from_mapping(section)
         return cls(tuple(agents), float(initial), contribute, epochs, flip, params, str(task), trainers)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainlab.protocols.dfl import DflParams
+from chainlab.protocols.params import integer_at_least
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import PUBLIC_SHARE, label_flip_of
 
@@ -37,9 +38,7 @@ class DflSettings:
     def of(cls, exp: Experiment) -> DflSettings:
         """Read and check the `protocol:` section; ValueError naming what is wrong."""
         section: dict[str, Any] = exp.protocol_params
-        nodes = section.get("nodes", 10)
-        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 2:
-            raise ValueError(f"nodes must be an integer >= 2, got {nodes!r}")
+        nodes = integer_at_least(section.get("nodes", 10), "nodes", 2)
         attack = section.get("attack", "none")
         if attack not in ATTACKS:
             raise ValueError(f"attack must be one of {', '.join(ATTACKS)}, got {attack!r}")

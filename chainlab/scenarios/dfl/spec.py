@@ -26,6 +26,9 @@ from chainlab.scenarios.base import (
     NodeSlot,
     ProtocolSpec,
     ReportLayout,
+    check_slot_identity,
+    participant_deployment,
+    participant_slots,
 )
 from chainlab.scenarios.dfl.settings import CONFIG_KEYS, DflSettings
 from chainlab.scenarios.dfl.summary import DflView, summarise
@@ -139,18 +142,13 @@ class DflSpec(ProtocolSpec):
         }
         if fed.public is not None:
             payload[INITIAL] = _pretrained_w0(spec, fed.public, exp.seed).hex()
-        slots = [_slot(exp.seed, i) for i in range(settings.nodes)]
-        nodes = [self.node(exp, payload, slot) for slot in slots]
-        holdings: dict[str, tuple[str, ...]] = {s.name: (local_test_name(s.index),) for s in slots}
-        private = {s.name: shard_name(s.index) for s in slots}
-        return Deployment(slots, nodes, data, holdings, private, payload)
+        slots = participant_slots([identity_of(exp.seed, i).node_id for i in range(settings.nodes)])
+        return participant_deployment(self, exp, slots, data, payload, shard_name, held=lambda i: (local_test_name(i),))
 
     def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
         """A DflNode for the slot, from the plan's model spec and test-set commitments."""
         settings = DflSettings.of(exp)
-        identity = identity_of(exp.seed, slot.index)
-        if identity.node_id != slot.node_id:
-            raise ValueError(f"{slot.name}: node ID does not match its key")
+        identity = check_slot_identity(slot, identity_of(exp.seed, slot.index))
         spec = model_spec_of(payload)
         ids = [identity_of(exp.seed, i).node_id for i in range(settings.nodes)]
         edges = exp.network.graph_edges(settings.nodes, exp.seed)
@@ -234,10 +232,6 @@ def _pretrained_w0(spec: ModelSpec, public: Dataset, seed: int) -> bytes:
     if not isinstance(weights, bytes):
         raise ValueError(f"could not initialise the model: {weights!r}")
     return pretrained(spec, weights, public, seed)
-
-
-def _slot(seed: int, index: int) -> NodeSlot:
-    return NodeSlot(f"miner-{index}", "miner", index, identity_of(seed, index).node_id)
 
 
 def _number(value: object) -> float:

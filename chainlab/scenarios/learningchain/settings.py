@@ -10,6 +10,7 @@ from typing import Any
 
 from chainlab.ledger.identity import Identity
 from chainlab.protocols.learningchain import LearningChainParams
+from chainlab.protocols.params import integer_at_least
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import label_flip_of
 
@@ -36,7 +37,7 @@ class LearningChainSettings:
         """Read and check the protocol section; ValueError naming the bad key or value."""
         section = dict(exp.protocol_params)
         scenario = {k: section.pop(k) for k in SCENARIO_KEYS if k in section}
-        nodes = _integer(scenario.get("nodes", 10), "nodes", 1)  # 1: the centralised baseline
+        nodes = integer_at_least(scenario.get("nodes", 10), "nodes", 1)  # 1: the centralised baseline
         model = scenario.get("model", {"family": "softmax"})
         if not isinstance(model, Mapping) or set(model) - MODEL_KEYS or model.get("family", "softmax") != "softmax":
             raise ValueError("model must be {family: softmax}: LearningChain's gradients are softmax regression's")
@@ -54,7 +55,7 @@ class LearningChainSettings:
             label_flip=label_flip_of(scenario),
             model=dict(model),
             init=init,
-            record_every=_integer(scenario.get("record_every", 1), "record_every", 1),
+            record_every=integer_at_least(scenario.get("record_every", 1), "record_every", 1),
             params=params,
         )
         if settings.byzantine_miners >= nodes:
@@ -86,12 +87,6 @@ def pseudonym_of(identity: Identity, height: int, fresh: bool) -> bytes:
     if not fresh:
         return identity.node_id
     return Identity.from_seed(identity.sign(b"learningchain:pseudonym:%d" % height)).node_id
-
-
-def _integer(value: object, name: str, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    return value
 
 
 def _count(value: object, name: str, nodes: int) -> int:

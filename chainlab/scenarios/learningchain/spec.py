@@ -21,6 +21,9 @@ from chainlab.scenarios.base import (
     NodeSlot,
     ProtocolSpec,
     ReportLayout,
+    check_slot_identity,
+    participant_deployment,
+    participant_slots,
 )
 from chainlab.scenarios.experiment import Experiment
 from chainlab.scenarios.federated import (
@@ -118,21 +121,15 @@ class LearningChainSpec(ProtocolSpec):
         shards = flipped_shards(fed.shards, settings.label_flip)
         gen = genesis_block(exp, settings, fed.train, fed.public)
         payload = {"genesis": encoding.encode(gen).hex()}
-        ids = [identity_of(exp.seed, i) for i in range(settings.nodes)]
-        slots = [NodeSlot(f"miner-{i}", "miner", i, ident.node_id) for i, ident in enumerate(ids)]
+        slots = participant_slots([identity_of(exp.seed, i).node_id for i in range(settings.nodes)])
         report = fed.report if fed.report is not None else fed.test
         data = {TEST: report} | {private_name(i): s for i, s in enumerate(shards)}
-        holdings: dict[str, tuple[str, ...]] = {slot.name: () for slot in slots}
-        private = {slot.name: private_name(slot.index) for slot in slots}
-        nodes: list[ProtocolNode] = [self.node(exp, payload, slot) for slot in slots]
-        return Deployment(slots, nodes, data, holdings, private, payload)
+        return participant_deployment(self, exp, slots, data, payload, private_name)
 
     def node(self, exp: Experiment, payload: Mapping[str, str], slot: NodeSlot) -> ProtocolNode:
         """An agent from the plan's genesis; its attacks follow from its index."""
         settings = LearningChainSettings.of(exp)
-        identity = identity_of(exp.seed, slot.index)
-        if identity.node_id != slot.node_id:
-            raise ValueError(f"{slot.name}: node ID does not match its key")
+        identity = check_slot_identity(slot, identity_of(exp.seed, slot.index))
         gen: Block = encoding.decode(Block, bytes.fromhex(payload["genesis"]))
         return LearningChainNode(
             identity,

@@ -10,7 +10,7 @@ from chainlab.ledger.identity import Identity
 from chainlab.protocols.bagchain import Requester
 from chainlab.protocols.bagchain.messages import EnsembleBlock, KeyBlock, MiniBlock
 from chainlab.protocols.bagchain.reasons import Reason
-from chainlab.protocols.effects import Record
+from chainlab.protocols.effects import Persist, Record
 from tests.protocols.bagchain.conftest import Honest, remine
 
 
@@ -67,3 +67,14 @@ def test_the_requester_holds_at_most_max_pending_blocks_key_blocks_waiting_for_a
     assert answers == [[], [], [("KeyBlock", Reason.TOO_MANY_PENDING)]]
     assert requester.on_message(b"peer", orphans[0], 9) == []  # one it holds already: no double entry
     assert sum(len(waiting) for waiting in requester._orphans.values()) == 2  # white-box: nothing else shows it
+
+
+def test_a_requester_whose_driver_keeps_no_records_makes_none_and_follows_the_chain_alike(honest: Honest) -> None:
+    keeping, not_keeping = _requester(honest), _requester(honest)
+    not_keeping.persisting = False
+    blocks = [honest.miniblocks(1)[0], honest.ensembles(1)[0], honest.key_block(1)]
+    kept = [e for now, b in enumerate(blocks, 1) for e in keeping.on_message(b"peer", b, now)]
+    none = [e for now, b in enumerate(blocks, 1) for e in not_keeping.on_message(b"peer", b, now)]
+    assert any(isinstance(e, Persist) for e in kept) and not any(isinstance(e, Persist) for e in none)
+    assert [e for e in kept if not isinstance(e, Persist)] == none
+    assert not_keeping.chain.tip.block_hash == keeping.chain.tip.block_hash == honest.key_block(1).hash

@@ -51,6 +51,17 @@ def test_a_key_block_with_an_unknown_parent_makes_the_node_ask_its_sender_and_co
     assert h.rejections() == []
 
 
+def test_a_node_whose_driver_keeps_no_records_makes_none_and_reaches_the_same_state(honest: Honest) -> None:
+    keeping, not_keeping = fresh_validator(honest), fresh_validator(honest)
+    not_keeping.persisting = False
+    runs = [Harness(keeping, honest), Harness(not_keeping, honest)]
+    for h in runs:
+        h.deliver(b"peer", *honest.history(2), honest.key_block(2))
+    assert persisted(runs[0]) and not persisted(runs[1])
+    assert [e for e in runs[0].effects if not isinstance(e, Persist)] == runs[1].effects
+    assert not_keeping.chain.tip.block_hash == keeping.chain.tip.block_hash == honest.key_block(2).hash
+
+
 def test_a_node_started_late_catches_up_from_its_peers(honest: Honest) -> None:
     node = fresh_validator(honest, sync_max_blocks=1)
     h = Harness(node, honest, now=500)  # one block per answer: the node asks again as its tip gets there
