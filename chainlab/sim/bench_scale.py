@@ -369,7 +369,7 @@ def run_bench_scale(
     workers: int,
     timeout_seconds: float,
     console: Console,
-    difficulty: str = "scaled",
+    difficulty: str = DIFFICULTIES[0],
 ) -> list[Row]:
     """Run every point in its own process, writing the bench files after each; the rows in point order. With
     difficulty "scaled" each point's target is scaled_target's, with "fixed" the config's."""
