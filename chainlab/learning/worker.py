@@ -87,6 +87,9 @@ class _LRU(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, key: K) -> bool:
+        return key in self._items  # a look that does not count as a use
+
 
 class Worker:
     """Runs and caches a node's ML work; `ml_seconds` accumulates the wall time it spent.
@@ -158,12 +161,32 @@ class Worker:
         cached = self._probas.get(key)
         if cached is not None:
             return cached
+        proba = self.fresh_probabilities(model_key, model_bytes, spec, data)
+        self._probas.put(key, proba)
+        return proba
+
+    def fresh_probabilities(
+        self, model_key: bytes, model_bytes: bytes, spec: ModelSpec, data: Dataset
+    ) -> NDArray[np.float32]:
+        """probabilities() computed now and not kept: what a process computes for another (see adopt_probabilities).
+        Raises ModelCodecError as probabilities() does."""
         proba = self._predict(model_key, model_bytes, spec, data.X)
         if proba.shape != (len(data), data.n_classes):
             raise ModelCodecError(f"model outputs {proba.shape}, expected {(len(data), data.n_classes)}")
         proba.flags.writeable = False
-        self._probas.put(key, proba)
         return proba
+
+    def has_probabilities(self, model_key: bytes, data: Dataset) -> bool:
+        """Whether probabilities() of the model on data would come from the cache (without touching its order)."""
+        return (model_key, data.commitment()) in self._probas
+
+    def adopt_probabilities(self, model_key: bytes, data: Dataset, proba: NDArray[np.float32]) -> None:
+        """Cache probabilities of the model on data that another Worker computed from the same model bytes
+        (fresh_probabilities, in another process): probabilities() then returns them, as if computed here."""
+        if proba.shape != (len(data), data.n_classes):
+            raise ValueError(f"probabilities of shape {proba.shape}, expected {(len(data), data.n_classes)}")
+        proba.flags.writeable = False
+        self._probas.put((model_key, data.commitment()), proba)
 
     def base_metric(self, model_key: bytes, model_bytes: bytes, spec: ModelSpec, data: Dataset, metric: str) -> float:
         """Score one model's predictions on `data` with `metric`."""

@@ -121,6 +121,16 @@ class Restorable(Protocol):
         ...
 
 
+@runtime_checkable
+class Recorder(Protocol):
+    """A node that can leave out the Record effects its driver does not keep."""
+
+    kept_events: frozenset[str] | None
+    """The Record events the driver keeps (None when built: all). A driver that keeps a few sets it before start(),
+    and the node then builds no other Record: at 1,000 miners every node records a verdict on every block, millions
+    of records that a simulation's results never read."""
+
+
 class DecodeError(ValueError):
     """Bytes from a peer that do not form a message or request of the protocol."""
 

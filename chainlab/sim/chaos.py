@@ -159,6 +159,7 @@ class ChaosSimulation(Simulation):
                 self._cancelled = {(n, job) for n, job in self._cancelled if n != i}  # job IDs start again
                 assert self.rebuild is not None
                 fresh = self.restored(i, self.rebuild(i))  # on what it persisted, where its protocol persists
+                self.configure(fresh)
                 cast(list[ProtocolNode], self.nodes)[i] = fresh
                 self._step(i, fresh.start, self.now)
             case Byzantine(node, behaviour):

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar, assert_never
+from typing import TypeVar, TypeVarTuple, assert_never
 
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
@@ -24,6 +24,7 @@ from chainlab.protocols.base import (
     DataRequest,
     Observation,
     ProtocolNode,
+    Recorder,
     Restorable,
     Timer,
     WireCodec,
@@ -52,7 +53,7 @@ from chainlab.work.config import WorkConfig
 from chainlab.work.pool import ComputePool, Ticket
 
 T = TypeVar("T")
-P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
 
 _MINE_STEP_ROUNDS = 16  # a search covers this many rounds of trials at a time (see Simulation._mine)
 _MAX_MINE_TRIALS = 1 << 26  # a Key Block this unlucky is reported instead of searched forever
@@ -211,6 +212,13 @@ class Simulation:
             fresh.restore(Persist(r.kind, r.key, r.payload) for r in store.records())
         return fresh
 
+    def configure(self, node: ProtocolNode) -> None:
+        """Before a node starts: tell it what this run keeps of its output, so that it builds nothing else."""
+        if not self.durable and isinstance(node, Restorable):
+            node.persisting = False  # what it would persist is never read back here
+        if isinstance(node, Recorder):
+            node.kept_events = self.kept_events
+
     def run(self) -> int:
         """Start every node and process events until none are left or max_rounds passes; returns the last round."""
         with _young_collections_only():
@@ -218,8 +226,7 @@ class Simulation:
 
     def _run(self) -> int:
         for node in self.nodes:
-            if not self.durable and isinstance(node, Restorable):
-                node.persisting = False  # what it would persist is never read back here
+            self.configure(node)
         for i, node in enumerate(self.nodes):
             self._step(i, node.start, 0)
         queue, cancelled, pop = self._queue, self._cancelled, heapq.heappop
@@ -241,20 +248,21 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._queue, (at, self._seq, node, event))
 
-    def _step(self, i: int, handler: Callable[P, list[Effect]], *args: P.args, **kwargs: P.kwargs) -> None:
+    def _step(self, i: int, handler: Callable[[*Ts], list[Effect]], *args: *Ts) -> None:
         """Run one protocol step of node i, handler(*args), its CPU time counted as the protocol core's, then its
         effects."""
-        effects = self._timed(handler, *args, **kwargs)
+        effects = self._timed(handler, *args)
         if effects:
             self._execute(i, effects)
 
-    def _timed(self, handler: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def _timed(self, handler: Callable[[*Ts], T], *args: *Ts) -> T:
         """handler(*args), its CPU time sampled into protocol_seconds (one call in _TIMED_EVERY, scaled up)."""
+        # Positional only: a **kwargs would build a dict on every one of millions of steps.
         self._steps += 1
         if self._steps % _TIMED_EVERY:
-            return handler(*args, **kwargs)
+            return handler(*args)
         started = time.thread_time()
-        out = handler(*args, **kwargs)
+        out = handler(*args)
         self.protocol_seconds += (time.thread_time() - started) * _TIMED_EVERY
         return out
 
@@ -286,53 +294,67 @@ class Simulation:
         self._step(i, self.nodes[i].on_message, sender, message, self.now)
 
     def _execute(self, i: int, effects: list[Effect]) -> None:
-        # As raft's Ready: a step's records are written before anything it announces can be seen. Cases go from the
-        # most to the least common (a node persists and records several times per block it checks).
+        # As raft's Ready: a step's records are written before anything it announces can be seen. By exact type, most
+        # common first, as _dispatch: a run carries out millions of effects, most of them Records, Requests and
+        # Computes, and a match on class patterns reads every captured field through __match_args__.
         for effect in persist_first(effects) if self.durable else effects:
-            match effect:
-                case Persist(kind, key, payload):
-                    if self.durable:
-                        self.store(i).put(kind, key, payload)
-                case Record(event, data):
-                    if self.kept_events is None or event in self.kept_events:
-                        self.records.append(Observation(self.now, i, event, data))
-                case Request() | FetchData():
-                    self._fetch(i, effect)
-                case Compute(job, op):
-                    if self.pool is not None:
-                        self._push(self.now + self.work.rounds(op), i, _Result(job, self.pool.submit(i, op)))
-                        continue
-                    train = self._training_data(i, op) if isinstance(op, TrainModel) else None
-                    result = executor.execute(self.worker, op, self.datasets, train, self.private.get(i))
-                    self._push(self.now + self.work.rounds(op), i, _Result(job, result))
-                case StartTimer(timer, after):
-                    self._push(self.now + after, i, timer)
-                case Broadcast(message, size_mb, payload_mb):
-                    sender = self.nodes[i].node_id
-                    # Keyed like the sidecar's: the same message draws the same hop times in sim and live.
-                    wire_id = message_id(sender, self.codec.encode_message(message))
-                    arrivals = self.network.broadcast(i, size_mb, self.now, wire_id)
-                    self.wire.count(i, size_mb, payload_mb, len(arrivals))
-                    self._flood(sender, message, arrivals)
-                case Send(peer, message, size_mb, payload_mb):
-                    if self._send(i, peer, message, size_mb):
-                        self.wire.count(i, size_mb, payload_mb, 1)
-                case CancelJob(job):
-                    self._cancelled.add((i, job))
-                case Mine(job):
-                    self._mine(i, _Mining(job, effect, self.now, 0))
-                case Put(job, content):
-                    address = raw_cid(content).encode("ascii")
-                    self.content[address] = content
-                    self.wire.count_served(i, len(content))
-                    self._push(self.now + self.work.fetch_rounds, i, _Result(job, address))
-                case Get(job, address):
-                    found = self.content.get(address)
-                    if found is not None:
-                        self.wire.count_served(i, len(found))
-                    self._push(self.now + self.work.fetch_rounds, i, _Result(job, found))
-                case _:
-                    assert_never(effect)
+            if type(effect) is Record:
+                if self.kept_events is None or effect.event in self.kept_events:
+                    self.records.append(Observation(self.now, i, effect.event, effect.data))
+            elif type(effect) is Request or type(effect) is FetchData:
+                self._fetch(i, effect)
+            elif type(effect) is Compute:
+                self._compute(i, effect)
+            elif type(effect) is Persist:
+                if self.durable:
+                    self.store(i).put(effect.kind, effect.key, effect.payload)
+            elif type(effect) is StartTimer:
+                self._push(self.now + effect.after, i, effect.timer)
+            elif type(effect) is Broadcast:
+                self._broadcast(i, effect)
+            else:
+                self._execute_rare(i, effect)
+
+    def _execute_rare(self, i: int, effect: Effect) -> None:
+        match effect:
+            case Send(peer, message, size_mb, payload_mb):
+                if self._send(i, peer, message, size_mb):
+                    self.wire.count(i, size_mb, payload_mb, 1)
+            case CancelJob(job):
+                self._cancelled.add((i, job))
+            case Mine(job):
+                self._mine(i, _Mining(job, effect, self.now, 0))
+            case Put(job, content):
+                address = raw_cid(content).encode("ascii")
+                self.content[address] = content
+                self.wire.count_served(i, len(content))
+                self._push(self.now + self.work.fetch_rounds, i, _Result(job, address))
+            case Get(job, address):
+                found = self.content.get(address)
+                if found is not None:
+                    self.wire.count_served(i, len(found))
+                self._push(self.now + self.work.fetch_rounds, i, _Result(job, found))
+            case Record() | Request() | FetchData() | Compute() | Persist() | StartTimer() | Broadcast():
+                raise TypeError(f"{type(effect).__name__} is carried out by _execute, not here")
+            case _:
+                assert_never(effect)
+
+    def _compute(self, i: int, effect: Compute) -> None:
+        op = effect.op
+        if self.pool is not None:
+            self._push(self.now + self.work.rounds(op), i, _Result(effect.job, self.pool.submit(i, op)))
+            return
+        train = self._training_data(i, op) if isinstance(op, TrainModel) else None
+        result = executor.execute(self.worker, op, self.datasets, train, self.private.get(i))
+        self._push(self.now + self.work.rounds(op), i, _Result(effect.job, result))
+
+    def _broadcast(self, i: int, effect: Broadcast) -> None:
+        sender = self.nodes[i].node_id
+        # Keyed like the sidecar's: the same message draws the same hop times in sim and live.
+        wire_id = message_id(sender, self.codec.encode_message(effect.message))
+        arrivals = self.network.broadcast(i, effect.size_mb, self.now, wire_id)
+        self.wire.count(i, effect.size_mb, effect.payload_mb, len(arrivals))
+        self._flood(sender, effect.message, arrivals)
 
     def _flood(self, sender: bytes, message: object, arrivals: Mapping[int, int]) -> None:
         """Deliveries by round, each round's in node order: the order one push per node would give, since nothing

@@ -5,7 +5,9 @@ only the wall time changes. With one worker nothing leaves this process. With mo
 weight-space operations run in a spawned process pool (one thread each: the DFL paper's runs showed two torch
 threads contend on these cores), while ensemble evaluations run in this process, where one Worker's caches of
 decoded models and class probabilities serve every simulated node (in a pool each process would keep its own
-caches and the same model bytes would cross a pipe for every evaluation).
+caches and the same model bytes would cross a pipe for every evaluation). The predictions an evaluation combines
+are the exception: each model's on each dataset is started in a worker process by the first evaluation that names
+it, and taken into this process's cache when an evaluation needing it is collected.
 
 Safety: the pool pickles only objects this process made itself (operations, datasets, results, exceptions) over
 local multiprocessing pipes to and from its own child processes. Nothing from the network or from disk is ever
@@ -26,9 +28,11 @@ from types import TracebackType
 import numpy as np
 from numpy.typing import NDArray
 
+from chainlab.learning.codec import ModelCodecError
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
 from chainlab.protocols.effects import EvaluateEnsemble, JobResult, TrainModel, WorkOp
+from chainlab.protocols.spec import ModelSpec
 from chainlab.work import executor
 
 THREAD_VARIABLES = (
@@ -42,6 +46,7 @@ THREAD_VARIABLES = (
 """Thread-count variables that numerical libraries read once, when they load; a worker process gets each as 1."""
 
 _Outcome = tuple[JobResult, float]  # (result, ML seconds spent on it)
+_Probabilities = tuple[NDArray[np.float32] | None, float]  # (class probabilities or None, ML seconds spent on them)
 _Arrays = tuple[NDArray[np.float32], NDArray[np.int64], int, tuple[int, ...], str]  # a Dataset's fields
 _TrainKey = tuple[tuple[bytes, ...], bool, bytes | None]
 
@@ -139,10 +144,28 @@ def _start_child(datasets: dict[bytes, _Arrays], private: dict[bytes, _Arrays], 
 
 
 def _run_in_child(node: int, op: WorkOp) -> _Outcome:
+    worker, data = _initialised()
+    return data.run(worker, node, op)
+
+
+def _probabilities_in_child(model_key: bytes, model: bytes, spec: ModelSpec, dataset: bytes) -> _Probabilities:
+    """A model's class probabilities on a dataset for the pool's own Worker; None where the model does not decode
+    or fit (the evaluation that needs them then fails there, naming it)."""
+    worker, data = _initialised()
+    before = worker.ml_seconds
+    try:
+        proba: NDArray[np.float32] | None = worker.fresh_probabilities(
+            model_key, model, executor.learning_spec(spec), data.datasets[dataset]
+        )
+    except ModelCodecError:
+        proba = None
+    return proba, worker.ml_seconds - before
+
+
+def _initialised() -> tuple[Worker, _Data]:
     if _child is None:
         raise RuntimeError("ComputePool worker process was not initialised")
-    worker, data = _child
-    return data.run(worker, node, op)
+    return _child
 
 
 class _OneThreadProcess(SpawnProcess):
@@ -178,8 +201,9 @@ class ComputePool:
     `datasets` is every dataset a node may name, by commitment; `private` maps a node to its D_Mi. With one worker,
     operations run in this process when their result is collected (so a cancelled job costs nothing, as a job
     that is never collected should). With more, training and weight-space operations start at submit in the
-    process pool, and ensemble evaluations run here at collection, sharing this process's caches. `worker`, if
-    given, is the Worker this process uses (a driver that reads its caches passes its own).
+    process pool, and ensemble evaluations run here at collection, sharing this process's caches (their models'
+    predictions start in the process pool: see _prefetch). `worker`, if given, is the Worker this process uses (a
+    driver that reads its caches passes its own).
 
     The data is fixed when the pool is made (worker processes receive it then, once each); an operation's
     exception (e.g. MissingData) is raised by `result`, never by `submit`. Use from one thread.
@@ -200,6 +224,10 @@ class ComputePool:
         self._local = _Data(datasets, distinct, owners)
         self._worker = worker if worker is not None else Worker()
         self._pending: dict[int, _Deferred | Future[_Outcome]] = {}
+        # Probabilities started in the worker processes for evaluations here (see _prefetch), by dataset and model,
+        # and every model asked for so far by dataset.
+        self._prefetched: dict[bytes, dict[bytes, Future[_Probabilities]]] = {}
+        self._asked: dict[bytes, set[bytes]] = {}
         self._issued = 0
         self._ml_seconds = 0.0
         self._here_seconds = 0.0
@@ -225,6 +253,8 @@ class ComputePool:
         ticket = Ticket(self._issued)
         if self._executor is None or isinstance(op, EvaluateEnsemble):
             self._pending[ticket.number] = _Deferred(node, op)
+            if self._executor is not None and isinstance(op, EvaluateEnsemble):
+                self._prefetch(op)
         else:
             try:
                 self._pending[ticket.number] = self._executor.submit(_run_in_child, node, op)
@@ -238,6 +268,8 @@ class ComputePool:
         if pending is None:
             raise KeyError(f"ComputePool ticket {ticket.number} is unknown, already collected or cancelled")
         if isinstance(pending, _Deferred):
+            if isinstance(pending.op, EvaluateEnsemble):
+                self._adopt(pending.op)
             result, seconds = self._local.run(self._worker, pending.node, pending.op)
             self._here_seconds += seconds
         else:
@@ -247,6 +279,46 @@ class ComputePool:
                 raise self._broken(exc) from exc
         self._ml_seconds += seconds
         return result
+
+    def _prefetch(self, op: EvaluateEnsemble) -> None:
+        """Start, in the worker processes, the class probabilities of op's models that no evaluation asked for yet.
+
+        They are most of an evaluation's ML (decoding and predicting), and each model's are computed once per
+        dataset: started at the first evaluation that names the model, they run beside the simulation instead of
+        in it, and the evaluation here, when collected, only combines them. Each model's bytes cross the pipe once
+        per dataset, not once per evaluation."""
+        dataset = self._local.datasets.get(op.dataset)
+        if dataset is None:
+            return  # the evaluation raises MissingData when collected
+        asked = self._asked.setdefault(op.dataset, set())
+        models = dict(op.models)
+        new = models.keys() - asked
+        if not new:
+            return  # the common case: every node checks the same models
+        asked |= new
+        started = self._prefetched.setdefault(op.dataset, {})
+        assert self._executor is not None
+        for key in sorted(new):
+            if not self._worker.has_probabilities(key, dataset):
+                try:
+                    started[key] = self._executor.submit(_probabilities_in_child, key, models[key], op.spec, op.dataset)
+                except BrokenProcessPool as exc:
+                    raise self._broken(exc) from exc
+
+    def _adopt(self, op: EvaluateEnsemble) -> None:
+        """Take into this process's Worker the probabilities started for op's models, waiting for them if need be."""
+        started = self._prefetched.get(op.dataset)
+        if not started:
+            return
+        dataset = self._local.datasets[op.dataset]
+        for key in sorted(started.keys() & dict(op.models).keys()):
+            try:
+                proba, seconds = started.pop(key).result()
+            except BrokenProcessPool as exc:
+                raise self._broken(exc) from exc
+            self._ml_seconds += seconds
+            if proba is not None:
+                self._worker.adopt_probabilities(key, dataset, proba)
 
     def cancel(self, ticket: Ticket) -> None:
         """Give up on a ticket: its result will never be collected (again, or after collection: a no-op)."""
@@ -268,6 +340,7 @@ class ComputePool:
         """Stop the worker processes (waiting for them to exit) and drop every uncollected ticket."""
         self._closed = True
         self._pending.clear()
+        self._prefetched.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None

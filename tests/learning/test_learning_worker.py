@@ -82,6 +82,26 @@ def test_probabilities_cached_and_cleared(digits: tuple[Dataset, Dataset], bagge
     assert worker.probabilities(key, data, TREE, test) is not again
 
 
+def test_probabilities_computed_elsewhere_are_adopted_as_if_computed_here(
+    digits: tuple[Dataset, Dataset], bagged: list[tuple[bytes, bytes]]
+) -> None:
+    _, test = digits
+    (key, model), (other, _) = bagged[0], bagged[1]
+    there = Worker().fresh_probabilities(key, model, TREE, test)
+    here = Worker()
+    assert not here.has_probabilities(key, test)
+    here.adopt_probabilities(key, test, there.copy())  # as from a pipe: a writeable copy
+    assert here.has_probabilities(key, test) and not here.has_probabilities(other, test)
+    adopted = here.probabilities(key, b"never decoded", TREE, test)
+    assert np.array_equal(adopted, there) and not adopted.flags.writeable
+    assert here.ml_seconds == 0.0
+    with pytest.raises(ValueError, match="expected"):
+        here.adopt_probabilities(other, test, there[:5])
+    with pytest.raises(ModelCodecError):
+        here.fresh_probabilities(other, b"not a model", TREE, test)
+    assert not here.has_probabilities(other, test)  # neither a wrong shape nor a fresh computation is kept
+
+
 def test_ensemble_predict_matches_metric(digits: tuple[Dataset, Dataset], bagged: list[tuple[bytes, bytes]]) -> None:
     _, test = digits
     worker = Worker()

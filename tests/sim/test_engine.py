@@ -29,6 +29,7 @@ from chainlab.protocols.effects import (
     Mine,
     Persist,
     Put,
+    Record,
     Send,
     TrainSteps,
 )
@@ -230,6 +231,25 @@ class _Persisting(_Node):
 
     def restore(self, records: Iterable[Persist]) -> None:
         self.restored.extend(records)
+
+
+@dataclass
+class _Recording(_Node):
+    """A Recorder: records two events at start, leaving out those its driver does not keep."""
+
+    kept_events: frozenset[str] | None = None
+
+    def start(self, now: int) -> list[Effect]:
+        return [Record(e, {}) for e in ("kept", "dropped") if self.kept_events is None or e in self.kept_events]
+
+
+@pytest.mark.parametrize("kept", [None, frozenset({"kept"})])
+def test_a_driver_tells_recorders_which_events_it_keeps(kept: frozenset[str] | None) -> None:
+    node = _Recording(b"\x01" * 32, kept_events=frozenset({"stale"}))
+    simulation = Simulation([node], _Codec(), _line(1), Worker(), {}, {}, WorkConfig(), kept_events=kept)
+    simulation.run()
+    assert node.kept_events == kept
+    assert [r.event for r in simulation.records] == (["kept", "dropped"] if kept is None else ["kept"])
 
 
 @pytest.mark.parametrize("durable", [True, False])

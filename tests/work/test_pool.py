@@ -184,6 +184,24 @@ def test_two_workers_give_the_one_worker_results_exactly(
 
 
 @pytest.mark.slow
+def test_two_workers_predict_for_evaluations_in_their_processes(two: ComputePool, data: Data) -> None:
+    trained = _collect(two, [(n, TrainModel(TREE, (data.public.commitment(),), True, 300 + n)) for n in range(3)])
+    refs = tuple((hashlib.sha256(m).digest(), m) for m in trained if isinstance(m, bytes))
+    dv = data.validation.commitment()
+    ops = [
+        EvaluateEnsemble(refs[:1], TREE, dv, "majority", "accuracy"),
+        EvaluateEnsemble(refs, TREE, dv, "soft", "accuracy"),
+    ]
+    got = _collect(two, [(0, op) for op in ops])
+    with ComputePool(1, data.datasets, data.private) as one:
+        assert got == _collect(one, [(0, op) for op in ops])
+    # This process combined probabilities computed in the workers: it never decoded a model itself.
+    assert all(two._worker.has_probabilities(key, data.validation) for key, _ in refs)
+    assert not any(key in two._worker._models for key, _ in refs)
+    assert not two._prefetched[dv]  # each started prediction was taken in
+
+
+@pytest.mark.slow
 def test_two_workers_sum_ml_seconds_of_collected_jobs(two: ComputePool, data: Data) -> None:
     seen = two.ml_seconds
     tickets = [two.submit(n, TrainModel(TREE, (data.public.commitment(),), True, 100 + n)) for n in range(4)]

@@ -166,6 +166,7 @@ class FullNode:
         self._next_job = 0
         self._out: list[Effect] = []
         self.persisting = True  # see Restorable.persisting
+        self.kept_events: frozenset[str] | None = None  # see Recorder.kept_events
         self.now = 0
         # Catch-up (see sync.py): who to ask, what is asked for, and who has answered (they serve models too).
         self.peers = tuple(p for p in peers if p != identity.node_id)
@@ -629,7 +630,8 @@ class FullNode:
             return True
         self._record_verdict(block_hash, None)
         self._persist(persist.of_verdict, block_hash, None)
-        self._record("accepted", kind=kind, block=block_hash.hex(), height=block.height)
+        if self._keeps("accepted"):
+            self._record("accepted", kind=kind, block=block_hash.hex(), height=block.height)
         return True
 
     def _record_verdict(self, block_hash: bytes, verdict: Reason | None) -> None:
@@ -1058,7 +1060,12 @@ class FullNode:
         self._record("rejected", **data)
 
     def _record(self, event: str, **data: RecordValue) -> None:
-        self._out.append(Record(event, data))
+        if self._keeps(event):
+            self._out.append(Record(event, data))
+
+    def _keeps(self, event: str) -> bool:
+        """Whether the driver keeps Records of event (see Recorder.kept_events); hot callers ask before building."""
+        return self.kept_events is None or event in self.kept_events
 
     def _emit(self, effect: Effect) -> None:
         self._out.append(effect)

@@ -137,7 +137,17 @@ class Reward:
 
     def encode(self) -> bytes:
         """Canonical bytes: a Merkle leaf."""
+        return self.leaf
+
+    @cached_property
+    def leaf(self) -> bytes:
+        """Its canonical bytes (kept: candidates and checks of a Key Block hash the same entries again and again)."""
         return encoding.encode(self)
+
+    @cached_property
+    def record(self) -> bytes:
+        """Its bytes in a Key Block's encoding (kept, as RankedEnsemble.record)."""
+        return encoding.field_record(_REWARDS_FIELD, self.leaf)
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,7 @@ class KeyBlock(Signed):
         head = encoding.canonical_bytes(self, exclude=_ALL_BUT_HEAD)
         middle = encoding.canonical_bytes(self, exclude=_ALL_BUT_MIDDLE)
         ranking = [entry.record for entry in self.ranking]
-        rewards = [reward_record(reward.recipient, reward.amount) for reward in self.rewards]
+        rewards = [reward.record for reward in self.rewards]
         return b"".join([head, *ranking, middle, *rewards])
 
     @cached_property
@@ -194,12 +204,6 @@ _ALL_BUT_HEAD = _KEY_BLOCK_FIELDS - {f.name for f in pb.KeyBlock.DESCRIPTOR.fiel
 _ALL_BUT_MIDDLE = _KEY_BLOCK_FIELDS - {
     f.name for f in pb.KeyBlock.DESCRIPTOR.fields if _RANKING_FIELD < f.number < _REWARDS_FIELD
 }
-
-
-@lru_cache(maxsize=1 << 16)
-def reward_record(recipient: bytes, amount: int) -> bytes:
-    """A reward entry's bytes in a Key Block's encoding (kept: candidates repeat the same entries)."""
-    return encoding.field_record(_REWARDS_FIELD, encoding.encode(Reward(recipient, amount)))
 
 
 def nonce_suffix(nonce: int) -> bytes:

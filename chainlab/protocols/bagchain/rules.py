@@ -82,18 +82,19 @@ def allocate_rewards(
         for rank, mb in enumerate(sorted(winners, key=lambda m: m.hash)):
             totals[mb.miner_id] += share + (1 if rank < remainder else 0)
     totals[producer_id] += key_block_reward
-    return tuple(Reward(recipient, amount) for recipient, amount in sorted(totals.items()) if amount > 0)
+    return tuple(_reward(recipient, amount) for recipient, amount in sorted(totals.items()) if amount > 0)
 
 
 def rewards_root(rewards: Iterable[Reward]) -> bytes:
     """Merkle root of the Key Block payload (its reward entries)."""
-    return merkle_root([_leaf(r.recipient, r.amount) for r in rewards])
+    return merkle_root([r.leaf for r in rewards])
 
 
 @lru_cache(maxsize=1 << 16)
-def _leaf(recipient: bytes, amount: int) -> bytes:
-    """A reward entry's canonical bytes: a miner's candidates repeat the same entries, block after block."""
-    return Reward(recipient, amount).encode()
+def _reward(recipient: bytes, amount: int) -> Reward:
+    """One object per entry: a miner's candidates, and every node's check of a Key Block, list the same entries again
+    and again, and an entry's encodings are kept on its object (Reward.leaf, Reward.record)."""
+    return Reward(recipient, amount)
 
 
 def rewards_error(kb: KeyBlock, fee: int, winners: Sequence[MiniBlock], key_block_reward: int) -> Reason | None:

@@ -16,7 +16,7 @@ from chainlab.protocols.bagchain.reasons import Rejected
 from chainlab.protocols.bagchain.timers import SyncDue
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import Restorable
-from chainlab.protocols.effects import Persist, Request
+from chainlab.protocols.effects import Persist, Record, Request
 from tests.protocols.bagchain.conftest import Harness, Honest
 
 
@@ -60,6 +60,19 @@ def test_a_node_whose_driver_keeps_no_records_makes_none_and_reaches_the_same_st
     assert persisted(runs[0]) and not persisted(runs[1])
     assert [e for e in runs[0].effects if not isinstance(e, Persist)] == runs[1].effects
     assert not_keeping.chain.tip.block_hash == keeping.chain.tip.block_hash == honest.key_block(2).hash
+
+
+def test_a_node_whose_driver_keeps_few_events_records_only_those_and_reaches_the_same_state(honest: Honest) -> None:
+    recording, selective = fresh_validator(honest), fresh_validator(honest)
+    selective.kept_events = frozenset({"tip"})
+    runs = [Harness(recording, honest), Harness(selective, honest)]
+    for h in runs:
+        h.deliver(b"peer", *honest.history(2), honest.key_block(2))
+    events = [{e.event for e in h.effects if isinstance(e, Record)} for h in runs]
+    assert {"accepted", "tip"} <= events[0] and events[1] == {"tip"}
+    kept = [e for e in runs[0].effects if not isinstance(e, Record) or e.event == "tip"]
+    assert kept == runs[1].effects
+    assert selective.chain.tip.block_hash == recording.chain.tip.block_hash == honest.key_block(2).hash
 
 
 def test_a_node_started_late_catches_up_from_its_peers(honest: Honest) -> None:
