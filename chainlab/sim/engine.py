@@ -316,6 +316,7 @@ class Simulation:
                 self._execute_rare(i, effect)
 
     def _execute_rare(self, i: int, effect: Effect) -> None:
+        """The effects a run carries out once per block or job rather than once per check."""
         match effect:
             case Send(peer, message, size_mb, payload_mb):
                 if self._send(i, peer, message, size_mb):

@@ -7,7 +7,7 @@ threads contend on these cores), while ensemble evaluations run in this process,
 decoded models and class probabilities serve every simulated node (in a pool each process would keep its own
 caches and the same model bytes would cross a pipe for every evaluation). The predictions an evaluation combines
 are the exception: each model's on each dataset is started in a worker process by the first evaluation that names
-it, and taken into this process's cache when an evaluation needing it is collected.
+it, and taken into this process's cache if it is ready when an evaluation needing it is collected.
 
 Safety: the pool pickles only objects this process made itself (operations, datasets, results, exceptions) over
 local multiprocessing pipes to and from its own child processes. Nothing from the network or from disk is ever
@@ -285,8 +285,8 @@ class ComputePool:
 
         They are most of an evaluation's ML (decoding and predicting), and each model's are computed once per
         dataset: started at the first evaluation that names the model, they run beside the simulation instead of
-        in it, and the evaluation here, when collected, only combines them. Each model's bytes cross the pipe once
-        per dataset, not once per evaluation."""
+        in it, and the evaluation here, when collected, only combines those ready (see _adopt). Each model's bytes
+        cross the pipe once per dataset, not once per evaluation."""
         dataset = self._local.datasets.get(op.dataset)
         if dataset is None:
             return  # the evaluation raises MissingData when collected
@@ -306,14 +306,22 @@ class ComputePool:
                     raise self._broken(exc) from exc
 
     def _adopt(self, op: EvaluateEnsemble) -> None:
-        """Take into this process's Worker the probabilities started for op's models, waiting for them if need be."""
+        """Take into this process's Worker the probabilities started for op's models that are ready.
+
+        One that is not ready is given up (cancelled if it has not started) and computed here instead, as without a
+        pool: the worker processes run jobs in the order submitted, so it may wait behind training for the next
+        height, and waiting for it would stall the whole simulation."""
         started = self._prefetched.get(op.dataset)
         if not started:
             return
         dataset = self._local.datasets[op.dataset]
         for key in sorted(started.keys() & dict(op.models).keys()):
+            future = started.pop(key)
+            if not future.done():
+                future.cancel()  # if already running, it finishes in its process and is dropped
+                continue
             try:
-                proba, seconds = started.pop(key).result()
+                proba, seconds = future.result()
             except BrokenProcessPool as exc:
                 raise self._broken(exc) from exc
             self._ml_seconds += seconds

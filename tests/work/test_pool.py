@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, wait
 
 import numpy as np
 import pytest
@@ -183,22 +184,43 @@ def test_two_workers_give_the_one_worker_results_exactly(
         assert got == want  # bytes equal, floats equal (not approximately), EvaluationFailed equal
 
 
+def _trees(pool: ComputePool, data: Data, seed: int) -> tuple[tuple[bytes, bytes], ...]:
+    trained = _collect(pool, [(n, TrainModel(TREE, (data.public.commitment(),), True, seed + n)) for n in range(3)])
+    return tuple((hashlib.sha256(m).digest(), m) for m in trained if isinstance(m, bytes))
+
+
 @pytest.mark.slow
 def test_two_workers_predict_for_evaluations_in_their_processes(two: ComputePool, data: Data) -> None:
-    trained = _collect(two, [(n, TrainModel(TREE, (data.public.commitment(),), True, 300 + n)) for n in range(3)])
-    refs = tuple((hashlib.sha256(m).digest(), m) for m in trained if isinstance(m, bytes))
-    dv = data.validation.commitment()
+    refs, dv = _trees(two, data, 300), data.validation.commitment()
     ops = [
         EvaluateEnsemble(refs[:1], TREE, dv, "majority", "accuracy"),
         EvaluateEnsemble(refs, TREE, dv, "soft", "accuracy"),
     ]
-    got = _collect(two, [(0, op) for op in ops])
+    tickets = [two.submit(0, op) for op in ops]
+    wait(list(two._prefetched[dv].values()))  # as the rounds a simulation runs before collecting give them time
+    got = [two.result(t) for t in tickets]
     with ComputePool(1, data.datasets, data.private) as one:
         assert got == _collect(one, [(0, op) for op in ops])
     # This process combined probabilities computed in the workers: it never decoded a model itself.
     assert all(two._worker.has_probabilities(key, data.validation) for key, _ in refs)
     assert not any(key in two._worker._models for key, _ in refs)
     assert not two._prefetched[dv]  # each started prediction was taken in
+
+
+@pytest.mark.slow
+def test_two_workers_predict_here_what_is_not_ready_when_collected(two: ComputePool, data: Data) -> None:
+    refs, dv = _trees(two, data, 400), data.validation.commitment()
+    op = EvaluateEnsemble(refs, TREE, dv, "soft", "accuracy")
+    ticket = two.submit(0, op)
+    for key, _ in refs:
+        wait([two._prefetched[dv][key]])
+    late: Future[object] = Future()  # still queued behind other work
+    two._prefetched[dv][refs[0][0]] = late  # type: ignore[assignment]
+    got = two.result(ticket)
+    with ComputePool(1, data.datasets, data.private) as one:
+        assert got == _collect(one, [(0, op)])[0]
+    assert late.cancelled()
+    assert refs[0][0] in two._worker._models and refs[1][0] not in two._worker._models  # only the late one here
 
 
 @pytest.mark.slow
