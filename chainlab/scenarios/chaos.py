@@ -164,10 +164,6 @@ def kind_of(action: ChaosAction) -> str:
             return "byzantine"
 
 
-def _int(where: str, value: object, least: int) -> int:
-    return integer_at_least(value, where, least)
-
-
 def _number(where: str, value: object, low: float, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{where} must be a finite number, got {value!r}")
@@ -208,9 +204,9 @@ def parse_at(where: str, value: object) -> At:
     if "round" in data:
         if "phase" in data:
             raise ValueError(f"{where}: phase goes with a height, not a round")
-        return At(round=_int(f"{where}.round", data["round"], 0))
-    height = _int(f"{where}.height", data["height"], 1)
-    phase = _int(f"{where}.phase", data["phase"], 1) if "phase" in data else None
+        return At(round=integer_at_least(data["round"], f"{where}.round", 0))
+    height = integer_at_least(data["height"], f"{where}.height", 1)
+    phase = integer_at_least(data["phase"], f"{where}.phase", 1) if "phase" in data else None
     return At(height=height, phase=phase)
 
 
@@ -248,7 +244,7 @@ def parse_action(where: str, kind: str, value: object) -> ChaosAction:
         return SetLink(
             a,
             b,
-            latency_rounds=_int(f"{here}.latency_rounds", data["latency_rounds"], 0),
+            latency_rounds=integer_at_least(data["latency_rounds"], f"{here}.latency_rounds", 0),
             bandwidth=_number(f"{here}.bandwidth", data.get("bandwidth", 0.0), 0.0),
             loss=_number(f"{here}.loss", data.get("loss", 0.0), 0.0, 1.0),
             up=up,

@@ -16,9 +16,10 @@ unpickled; a peer's model travels inside an operation as an opaque bytes object 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -256,10 +257,8 @@ class ComputePool:
             if self._executor is not None and isinstance(op, EvaluateEnsemble):
                 self._prefetch(op)
         else:
-            try:
+            with self._alive():
                 self._pending[ticket.number] = self._executor.submit(_run_in_child, node, op)
-            except BrokenProcessPool as exc:
-                raise self._broken(exc) from exc
         return ticket
 
     def result(self, ticket: Ticket) -> JobResult:
@@ -273,10 +272,8 @@ class ComputePool:
             result, seconds = self._local.run(self._worker, pending.node, pending.op)
             self._here_seconds += seconds
         else:
-            try:
+            with self._alive():
                 result, seconds = pending.result()
-            except BrokenProcessPool as exc:
-                raise self._broken(exc) from exc
         self._ml_seconds += seconds
         return result
 
@@ -300,10 +297,8 @@ class ComputePool:
         assert self._executor is not None
         for key in sorted(new):
             if not self._worker.has_probabilities(key, dataset):
-                try:
+                with self._alive():
                     started[key] = self._executor.submit(_probabilities_in_child, key, models[key], op.spec, op.dataset)
-                except BrokenProcessPool as exc:
-                    raise self._broken(exc) from exc
 
     def _adopt(self, op: EvaluateEnsemble) -> None:
         """Take into this process's Worker the probabilities started for op's models that are ready.
@@ -320,10 +315,8 @@ class ComputePool:
             if not future.done():
                 future.cancel()  # if already running, it finishes in its process and is dropped
                 continue
-            try:
+            with self._alive():
                 proba, seconds = future.result()
-            except BrokenProcessPool as exc:
-                raise self._broken(exc) from exc
             self._ml_seconds += seconds
             if proba is not None:
                 self._worker.adopt_probabilities(key, dataset, proba)
@@ -361,5 +354,12 @@ class ComputePool:
     ) -> None:
         self.close()
 
-    def _broken(self, exc: BaseException) -> RuntimeError:
-        return RuntimeError(f"ComputePool: a worker process died unexpectedly, so the pool cannot go on ({exc})")
+    @contextlib.contextmanager
+    def _alive(self) -> Iterator[None]:
+        """Around a call into the process pool: a dead worker process becomes a RuntimeError saying so."""
+        try:
+            yield
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                f"ComputePool: a worker process died unexpectedly, so the pool cannot go on ({exc})"
+            ) from exc

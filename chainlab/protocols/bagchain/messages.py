@@ -135,13 +135,10 @@ class Reward:
     recipient: bytes
     amount: int
 
-    def encode(self) -> bytes:
-        """Canonical bytes: a Merkle leaf."""
-        return self.leaf
-
     @cached_property
     def leaf(self) -> bytes:
-        """Its canonical bytes (kept: candidates and checks of a Key Block hash the same entries again and again)."""
+        """Its canonical bytes, a Merkle leaf (kept: candidates and checks of a Key Block hash the same entries again
+        and again)."""
         return encoding.encode(self)
 
     @cached_property
