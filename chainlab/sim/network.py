@@ -7,6 +7,7 @@ hop times.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -270,8 +271,10 @@ class TopologyNetwork:
         dst = check_vertex(dst, self.n, "dst")
         if src == dst:
             raise ValueError(f"unicast from node {src} to itself")
-        distance = self._distances(src, message_id, size_mb)[dst]
-        return now + int(distance) if np.isfinite(distance) else None
+        distance = float(self._distances(src, message_id, size_mb)[dst])
+        # math's test, not numpy's: a ufunc call on one scalar costs a microsecond, and a run makes a fetch per model
+        # and node.
+        return now + int(distance) if math.isfinite(distance) else None
 
 
 def build_network(config: NetworkConfig, n: int, seed: int) -> FullyConnected | TopologyNetwork:

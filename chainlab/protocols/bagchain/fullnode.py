@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sized
+from functools import lru_cache
 from typing import Any, ClassVar, ParamSpec
 
 from chainlab.ledger import encoding
@@ -81,6 +82,12 @@ class ModelKey(tuple[bytes, ...]):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
+    @staticmethod
+    def of(model_hashes: Iterable[bytes]) -> ModelKey:
+        """The key of these ModelHashes (sorted here), one object per ensemble while it is in use: the Ensemble
+        Blocks of a height mostly list the same models, and equal keys that are one object compare by identity."""
+        return _model_key(tuple(sorted(model_hashes)))
+
     @property
     def digest(self) -> bytes:
         """SHA-256 of the hashes in order, each after its length, computed once: equal digests are equal keys."""
@@ -88,6 +95,11 @@ class ModelKey(tuple[bytes, ...]):
         if cached is None:
             cached = self.__dict__["digest"] = sha256(*(len(h).to_bytes(4, "big") + h for h in self))
         return cached
+
+
+@lru_cache(maxsize=1 << 10)
+def _model_key(sorted_hashes: tuple[bytes, ...]) -> ModelKey:
+    return ModelKey(sorted_hashes)
 
 
 P = ParamSpec("P")
@@ -706,7 +718,7 @@ class FullNode:
 
     def _model_key(self, eb: EnsembleBlock) -> tuple[bytes, ...]:
         """Its members' ModelHashes, sorted: what its metrics are keyed by (see _metric)."""
-        return eb.derived("model_key", lambda: ModelKey(sorted(mb.model_hash for mb in self._members(eb))))
+        return eb.derived("model_key", lambda: ModelKey.of(mb.model_hash for mb in self._members(eb)))
 
     def _parents(self, eb: EnsembleBlock) -> frozenset[bytes]:
         """The Key Blocks its members point to."""

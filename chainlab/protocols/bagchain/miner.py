@@ -19,7 +19,6 @@ from chainlab.protocols.bagchain.messages import (
     KeyBlock,
     MiniBlock,
     ModelRequest,
-    RankedEnsemble,
     Reward,
     Task,
     model_hash,
@@ -264,7 +263,7 @@ class Miner(FullNode):
         members = self._unique_models([mb for mb in candidates if mb.hash in self._valid_mbs])
         if not members:
             return
-        value = self._metric(ModelKey(sorted(mb.model_hash for mb in members)), task, release.dataset)
+        value = self._metric(ModelKey.of(mb.model_hash for mb in members), task, release.dataset)
         self._ensembled.add((height, task.task_id, scope))
         if not value > task.metric_min:
             return
@@ -308,7 +307,7 @@ class Miner(FullNode):
                 continue
             self._to_rank[at].discard(eb_hash)
             scope = self._fork_scope(self._members(eb)[0].prehash)
-            self._rankings[(height, task.task_id, scope)].add(RankedEnsemble(eb_hash, value))
+            self._rankings[(height, task.task_id, scope)].add(rules.ranked(eb_hash, value))
         due.clear()  # only once all are looked at: an evaluation that failed (raised) leaves them due
         if self._to_rank[at]:
             raise Waiting(Reason.EVALUATION_UNFINISHED)

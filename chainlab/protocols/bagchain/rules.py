@@ -124,17 +124,32 @@ class Ranking:
 
     def __init__(self) -> None:
         self._entries: list[RankedEnsemble] = []
+        self._keys: list[tuple[float, bytes]] = []  # rank_key of each entry: searched without calling it again
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, entry: RankedEnsemble) -> None:
-        """Place entry (an Ensemble Block not yet in the ranking)."""
-        bisect.insort(self._entries, entry, key=rank_key)
+        """Place entry (an Ensemble Block not yet in the ranking) after any entry with an equal key."""
+        key = rank_key(entry)
+        at = bisect.bisect_right(self._keys, key)
+        self._keys.insert(at, key)
+        self._entries.insert(at, entry)
 
     def entries(self) -> tuple[RankedEnsemble, ...]:
         """Best first, as rank orders them."""
         return tuple(self._entries)
+
+
+def ranked(ensemble_block: bytes, metric_e: float) -> RankedEnsemble:
+    """The ranking entry of an Ensemble Block of this Metric_E, one object per entry (as _reward): every miner
+    ranks the same Ensemble Blocks, and an entry keeps its encoding (RankedEnsemble.record)."""
+    return _ranked(ensemble_block, metric_e.hex())  # the float's exact bits: 0.0 and -0.0 encode apart
+
+
+@lru_cache(maxsize=1 << 16)
+def _ranked(ensemble_block: bytes, metric_e: str) -> RankedEnsemble:
+    return RankedEnsemble(ensemble_block, float.fromhex(metric_e))
 
 
 def rotate_queue(queue: Sequence[bytes], next_task: bytes | None) -> tuple[bytes, ...]:

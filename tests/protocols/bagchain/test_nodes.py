@@ -108,6 +108,13 @@ def test_a_model_key_is_the_tuple_of_its_model_hashes_as_a_dictionary_key(hashes
     assert restored[key] == 1 and computed[plain] == 2
 
 
+@given(st.lists(st.binary(min_size=1, max_size=8), max_size=20))
+def test_model_key_of_sorts_and_gives_one_object_per_ensemble(hashes: list[bytes]) -> None:
+    key = ModelKey.of(hashes)
+    assert key == tuple(sorted(hashes)) and type(key) is ModelKey
+    assert ModelKey.of(reversed(hashes)) is key
+
+
 hash_lists = st.lists(st.binary(max_size=4), max_size=4)
 
 

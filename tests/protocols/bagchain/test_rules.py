@@ -60,6 +60,19 @@ def test_a_ranking_kept_as_entries_come_is_the_sorted_ranking(entries: dict[byte
     assert ranking.entries() == rules.rank(RankedEnsemble(h, m) for h, m in entries.items())
 
 
+@given(st.binary(min_size=1, max_size=4), st.floats(allow_nan=False))
+def test_a_ranking_entry_is_one_object_per_ensemble_block_and_metric(eb_hash: bytes, metric: float) -> None:
+    entry = rules.ranked(eb_hash, metric)
+    assert entry == RankedEnsemble(eb_hash, metric) and rules.ranked(eb_hash, metric) is entry
+    assert entry.record == RankedEnsemble(eb_hash, metric).record
+
+
+def test_ranking_entries_of_zero_and_negative_zero_stay_apart() -> None:
+    # Equal as floats, but encoded apart: the interned entry must not stand in for the other.
+    assert math.copysign(1.0, rules.ranked(b"e", -0.0).metric_e) == -1.0
+    assert math.copysign(1.0, rules.ranked(b"e", 0.0).metric_e) == 1.0
+
+
 def test_rotate_queue() -> None:
     assert rules.rotate_queue((b"a", b"b", b"c"), b"d") == (b"b", b"c", b"d")
     assert rules.rotate_queue((b"a", b"b"), None) == (b"b",)
