@@ -31,6 +31,7 @@ from chainlab.protocols.effects import (
     Put,
     Record,
     Send,
+    StartTimer,
     TrainSteps,
 )
 from chainlab.protocols.spec import ModelSpec
@@ -181,6 +182,33 @@ def test_a_broadcast_reaches_each_node_in_node_order_within_a_round() -> None:
     nodes[2].first = [Broadcast(b"block", 0.1)]
     Simulation(nodes, _Codec(), FullyConnected(5, 3), Worker(), {}, {}, WorkConfig()).run()
     assert order == [0, 1, 3, 4]
+
+
+@dataclass(frozen=True)
+class _Named(Timer):
+    name: str
+
+
+def test_events_of_a_round_come_in_the_order_they_were_queued_even_those_queued_during_it() -> None:
+    fired: list[tuple[int, str]] = []
+
+    @dataclass
+    class _Clock(_Node):
+        def on_timer(self, timer: Timer, now: int) -> list[Effect]:
+            assert isinstance(timer, _Named)
+            fired.append((now, timer.name))
+            if timer.name == "a":  # one more for this round, after b, and one for the next
+                return [StartTimer(_Named("c"), 0), StartTimer(_Named("d"), 1)]
+            return []
+
+    node = _Clock(
+        b"\x01" * 32, first=[StartTimer(_Named("e"), 3), StartTimer(_Named("a"), 2), StartTimer(_Named("b"), 2)]
+    )
+    simulation = _simulation([node], _line(1))
+    assert simulation.run() == 3
+    assert fired == [(2, "a"), (2, "b"), (2, "c"), (3, "e"), (3, "d")]
+    with pytest.raises(ValueError, match="round 2, which is over"):
+        simulation._push(2, 0, _Named("late"))
 
 
 def test_put_stores_content_under_its_cid_and_get_reads_it_back_or_none() -> None:
