@@ -43,7 +43,9 @@ class Signed:
 
         compute must depend only on the object's content (and on content-addressed data, looked up by hash):
         every holder of the object then shares one result."""
-        memo: dict[object, Any] = self.__dict__.setdefault("_derived", {})
+        memo: dict[object, Any] | None = self.__dict__.get("_derived")
+        if memo is None:  # not setdefault(..., {}): that builds a dict on every one of millions of calls
+            memo = self.__dict__["_derived"] = {}
         if key not in memo:
             memo[key] = compute()
         value: T = memo[key]

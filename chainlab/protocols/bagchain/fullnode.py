@@ -856,9 +856,12 @@ class FullNode:
                 self._model_failures[mb.hash] = Reason.MODEL_HASH_MISMATCH
                 raise Rejected(Reason.MODEL_HASH_MISMATCH, "the model held under this ModelHash is another miner's")
             return model
-        request = ModelRequest(mb.model_hash, release)
-        peer = self._model_sources(mb)[self._model_tries.get(mb.hash, 0)]
-        self._start_job("model", mb.hash, lambda job: Request(job, peer, request))
+
+        def fetch(job: int) -> Effect:
+            peer = self._model_sources(mb)[self._model_tries.get(mb.hash, 0)]
+            return Request(job, peer, ModelRequest(mb.model_hash, release))
+
+        self._start_job("model", mb.hash, fetch)
         raise Waiting(Reason.MODEL_UNAVAILABLE, ("model", mb.hash))
 
     def _model_sources(self, mb: MiniBlock) -> list[bytes]:
@@ -887,18 +890,22 @@ class FullNode:
             return self.metrics[key]
         if key in self._metric_failures:
             raise Rejected(Reason.MODEL_UNDECODABLE, self._metric_failures[key])
-        models = tuple(zip(key[0], map(self.models.__getitem__, key[0]), strict=True))
-        op = EvaluateEnsemble(models, task.train, dataset, task.aggregate, task.metric)
-        self._start_job("metric", key, lambda job: Compute(job, op))
+
+        def evaluate(job: int) -> Effect:
+            # O(models): built only when the job starts, not on every check that finds it under way.
+            models = tuple(zip(model_hashes, map(self.models.__getitem__, model_hashes), strict=True))
+            return Compute(job, EvaluateEnsemble(models, task.train, dataset, task.aggregate, task.metric))
+
+        self._start_job("metric", key, evaluate)
         raise Waiting(Reason.EVALUATION_UNFINISHED, ("metric", key))
 
     def _start_job(self, kind: str, key: Any, effect: Callable[[int], Effect]) -> None:
-        """Emit a job's effect unless the same job is already under way."""
+        """Emit effect(job) unless the same job is already under way: effect is called only then, and before the job
+        counts as under way, so one that raises leaves nothing waiting on it."""
         if key in self._inflight[kind]:
             return
-        job = self._new_job(kind, key)
+        self._emit(effect(self._new_job(kind, key)))
         self._inflight[kind].add(key)
-        self._emit(effect(job))
 
     def _new_job(self, kind: str, key: Any) -> int:
         self._next_job += 1
