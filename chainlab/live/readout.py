@@ -78,10 +78,11 @@ def network_problems(replies: Mapping[str, node_pb2.NodeStatus | None], min_heig
 
 
 def observer_order(candidates: Sequence[str], replies: Mapping[str, node_pb2.NodeStatus | None]) -> list[str]:
-    """The spec's observer candidates that answered Status, in the order to read them: those caught up first (a
-    node still catching up holds only part of the chain), each group in the spec's order."""
+    """The spec's observer candidates that answered Status, in the order to read them: voting nodes first (a node
+    turned Byzantine does not vote, and its view is not the network's), then those caught up (a node still catching
+    up holds only part of the chain), each group in the spec's order."""
     answered = {name: reply for name in candidates if (reply := replies.get(name)) is not None}
-    return sorted(answered, key=lambda name: answered[name].syncing)
+    return sorted(answered, key=lambda name: (not answered[name].votes, answered[name].syncing))
 
 
 async def read_first(

@@ -149,7 +149,10 @@ def run(exp: Experiment, progress: Callable[[int, int], None] | None = None, *, 
     ml_seconds, ml_here = pool.ml_seconds, pool.ml_seconds_here
     # A restart or a byzantine switch replaces a node: its latest incarnation is the simulation's.
     nodes = {slot.name: node for slot, node in zip(deployment.slots, simulation.nodes, strict=True)}
-    observer = spec.observer(deployment.slots)
+    # Read from an honest full node: a node the chaos section turned Byzantine does not vote, and its view is not
+    # the network's (the first candidate still stands in when none votes).
+    candidates = spec.observers(deployment.slots)
+    observer = next((slot for slot in candidates if nodes[slot.name].status().votes), candidates[0])
     protocol_results = spec.summarise(exp, spec.sim_view(nodes[observer.name], nodes), deployment.data, worker)
     names = [slot.name for slot in deployment.slots]
     return assemble(

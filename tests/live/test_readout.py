@@ -33,15 +33,20 @@ def _plan() -> NetworkPlan:
     )  # fmt: skip
 
 
-def _status(role: str, *, syncing: bool = False) -> node_pb2.NodeStatus:
-    reply = node_pb2.NodeStatus(role=role, height=1, tip=b"\x01" * 32)
+def _status(role: str, *, syncing: bool = False, votes: bool = True) -> node_pb2.NodeStatus:
+    reply = node_pb2.NodeStatus(role=role, height=1, tip=b"\x01" * 32, votes=votes)
     if syncing:
         reply.syncing = True  # type: ignore[attr-defined,unused-ignore]  # the field comes with catch-up
     return reply
 
 
-def _replies(plan: NetworkPlan, down: set[str], syncing: frozenset[str] = frozenset()) -> dict[str, Any]:
-    return {e.name: None if e.name in down else _status(e.role, syncing=e.name in syncing) for e in plan.nodes}
+def _replies(
+    plan: NetworkPlan, down: set[str], syncing: frozenset[str] = frozenset(), byzantine: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    return {
+        e.name: None if e.name in down else _status(e.role, syncing=e.name in syncing, votes=e.name not in byzantine)
+        for e in plan.nodes
+    }
 
 
 def _unavailable() -> grpc.aio.AioRpcError:
@@ -67,6 +72,14 @@ def test_the_order_skips_nodes_that_do_not_answer_and_puts_catching_up_ones_last
     if "syncing" in node_pb2.NodeStatus.DESCRIPTOR.fields_by_name:
         order = readout.observer_order(candidates, _replies(plan, {"validator-0"}, frozenset({"validator-1"})))
         assert order == ["miner-0", "miner-1", "miner-2", "validator-1"]
+
+
+def test_a_node_turned_byzantine_is_read_only_when_no_voting_node_answers() -> None:
+    """Its tip does not vote and its view is not the network's; a syncing honest node still comes before it."""
+    plan = _plan()
+    candidates = ["validator-0", "validator-1", "miner-0", "miner-1", "miner-2"]
+    replies = _replies(plan, {"validator-0", "validator-1"}, frozenset({"miner-2"}), frozenset({"miner-0"}))
+    assert readout.observer_order(candidates, replies) == ["miner-1", "miner-2", "miner-0"]
 
 
 def test_reading_moves_on_when_a_node_dies_after_it_answered_status() -> None:

@@ -120,6 +120,18 @@ def test_a_lie_that_costs_the_liar_its_model_costs_the_network_nothing_more() ->
     assert _accuracy(_results("lazy", "clean")) != absent  # so the reference above is not the clean run in disguise
 
 
+def test_without_validators_the_results_come_from_the_first_honest_miner_not_a_liar() -> None:
+    """The compare grid's case: no validator, and miner-0 (the spec's observer) lies. Its tip does not vote, so the
+    results are read from miner-1, and they are the honest network's."""
+    raw = {**_config("false_metric_v"), "validators": 0}
+    raw["chaos"] = [{"at": {"round": 0}, "byzantine": {"node": "miner-0", "behaviour": "false_metric_v"}}]
+    lied = run(Experiment.from_mapping(raw))
+    assert lied["observer"] == "miner-1" and lied["truncated"] is False and lied["tips_agree"]
+    clean = run(Experiment.from_mapping({k: v for k, v in raw.items() if k != "chaos"}))
+    assert clean["observer"] == "miner-0"
+    assert abs(_accuracy(lied) - _accuracy(clean)) <= TOLERANCE
+
+
 def test_a_scenario_runs_the_same_twice() -> None:
     first, second = (run(load_experiment(CHAOS / "garbage_flood.yaml")) for _ in range(2))
     assert without_measurements(first) == without_measurements(second)
