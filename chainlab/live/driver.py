@@ -17,6 +17,7 @@ from chainlab.ledger.hashing import sha256
 from chainlab.ledger.pow import fixed64_suffix, search_nonce
 from chainlab.ledger.store import BlockStore, MemoryBlockStore
 from chainlab.live.transport import ContentStore, Transport
+from chainlab.network.wire_bytes import WireBytes
 from chainlab.protocols.base import (
     DataGrant,
     DataRequest,
@@ -116,6 +117,7 @@ class LiveNode:
         self._inbox: asyncio.Queue[Timer | tuple[int, JobResult]] = asyncio.Queue()
         self._jobs: dict[int, asyncio.Task[None]] = {}
         self._published: dict[bytes, str] = {}  # what this node has put in the store: key -> address
+        self.wire: WireBytes[str] = WireBytes()  # what reached this node, by kind and sender's hex ID
         self._background: list[Coroutine[Any, Any, None]] = []
         self.started = asyncio.Event()
         self.protocol_seconds = 0.0  # CPU time in the protocol core (the "blockchain share" of seed 001)
@@ -191,8 +193,10 @@ class LiveNode:
             for task in [*self._jobs.values(), *side]:
                 task.cancel()
 
-    def deliver(self, sender: bytes, data: bytes) -> list[Mapping[str, RecordValue]]:
-        """Hand the node one message from the wire now; returns the rejections it caused (empty if none)."""
+    def deliver(self, sender: bytes, data: bytes, size_mb: float, payload_mb: float) -> list[Mapping[str, RecordValue]]:
+        """Hand the node one message from the wire now, declared size_mb with payload_mb of it payload (counted in
+        `wire` as received); returns the rejections it caused (empty if none)."""
+        self.wire.count(sender.hex(), size_mb, payload_mb, 1)
         try:
             with self._protocol_time(codec=True):
                 message = self.codec.decode_message(data)
@@ -260,7 +264,9 @@ class LiveNode:
         answer = await self.transport.request(self.node.node_id, peer, kind, payload)
         if answer is None:
             return None
-        return await self.store.get(answer.decode("ascii"))
+        content = await self.store.get(answer.decode("ascii"))
+        self.wire.count_served(peer.hex(), len(content))
+        return content
 
     def _encode(self, message: object) -> bytes:
         with self._protocol_time(codec=True):
@@ -271,10 +277,10 @@ class LiveNode:
         # As raft's Ready: a step's records are durable before anything it announces leaves this process.
         for effect in persist_first(effects):
             match effect:
-                case Broadcast(message, size_mb):
-                    self.transport.broadcast(self.node.node_id, self._encode(message), size_mb)
-                case Send(peer, message, size_mb):
-                    self.transport.send(self.node.node_id, peer, self._encode(message), size_mb)
+                case Broadcast(message, size_mb, payload_mb):
+                    self.transport.broadcast(self.node.node_id, self._encode(message), size_mb, payload_mb)
+                case Send(peer, message, size_mb, payload_mb):
+                    self.transport.send(self.node.node_id, peer, self._encode(message), size_mb, payload_mb)
                 case StartTimer(timer, after):
                     loop.call_later(after * self.clock.round_seconds, self._inbox.put_nowait, timer)
                 case Persist(kind, key, payload):
@@ -322,9 +328,14 @@ class LiveNode:
             case FetchData():
                 return await self._fetch_data(effect)
             case Put(_, content):
-                return (await self.store.put(content)).encode("ascii")
+                address = await self.store.put(content)
+                self.wire.count_served(self.node.node_id.hex(), len(content))
+                return address.encode("ascii")
             case Get(_, address):
-                return await self.store.find(address.decode("ascii", errors="replace"))
+                found = await self.store.find(address.decode("ascii", errors="replace"))
+                if found is not None:
+                    self.wire.count_served(self.node.node_id.hex(), len(found))
+                return found
             case _:
                 assert_never(effect)
 

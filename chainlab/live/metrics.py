@@ -47,6 +47,11 @@ ML_SECONDS = Gauge("chainlab_ml_seconds", "Wall time of this node's ML jobs (tra
 PREDICTED_SAMPLES = Counter("chainlab_predicted_samples_total", "Samples labelled by the requester's Predict")
 GOSSIP_BYTES = Counter("chainlab_gossip_bytes_total", "Gossip payload bytes, by direction", ["direction"])
 GOSSIP_MESSAGES = Counter("chainlab_gossip_messages_total", "Gossip messages, by direction", ["direction"])
+# results.json's wire_bytes as this node counts it (chainlab.network.wire_bytes): read at each scrape, so a gauge
+# that only grows while the node lives; rate() over it is the node's inbound traffic by kind.
+WIRE_BYTES = Gauge(
+    "chainlab_wire_bytes", "Bytes that reached this node since it started: payload, control or served", ["kind"]
+)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:

@@ -26,14 +26,14 @@ class SidecarTransport:
         self._stub = netem_pb2_grpc.NetemNodeStub(self._channel)
         self._pending: set[asyncio.Task[None]] = set()
 
-    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
         """Hand payload to the sidecar, which floods it charging the declared size_mb per hop; returns at once."""
-        task = asyncio.get_running_loop().create_task(self._broadcast(payload, size_mb))
+        task = asyncio.get_running_loop().create_task(self._broadcast(payload, size_mb, payload_mb))
         self._pending.add(task)  # keep a reference until done, or the task may be collected mid-flight
         task.add_done_callback(self._pending.discard)
 
-    async def _broadcast(self, payload: bytes, size_mb: float) -> None:
-        request = netem_pb2.BroadcastRequest(payload=payload, size_mb=size_mb)
+    async def _broadcast(self, payload: bytes, size_mb: float, payload_mb: float) -> None:
+        request = netem_pb2.BroadcastRequest(payload=payload, size_mb=size_mb, payload_mb=payload_mb)
         try:
             await self._stub.Broadcast(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -43,14 +43,14 @@ class SidecarTransport:
         metrics.GOSSIP_MESSAGES.labels("out").inc()
         metrics.GOSSIP_BYTES.labels("out").inc(len(payload))
 
-    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float) -> None:
+    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
         """Hand a point-to-point message to the sidecar, which routes it to peer; returns at once."""
-        task = asyncio.get_running_loop().create_task(self._send(peer, payload, size_mb))
+        task = asyncio.get_running_loop().create_task(self._send(peer, payload, size_mb, payload_mb))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send(self, peer: bytes, payload: bytes, size_mb: float) -> None:
-        request = netem_pb2.SendRequest(target=peer, payload=payload, size_mb=size_mb)
+    async def _send(self, peer: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
+        request = netem_pb2.SendRequest(target=peer, payload=payload, size_mb=size_mb, payload_mb=payload_mb)
         try:
             reply = await self._stub.Send(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:

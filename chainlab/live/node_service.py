@@ -28,6 +28,7 @@ from chainlab.live.plan import NetworkPlan, NodeEntry, bind_address
 from chainlab.live.rounds import resolve_round_seconds
 from chainlab.live.server import add_service_arguments, running_server, stop_event_on_signals
 from chainlab.live.storage_client import StorageClient
+from chainlab.network.wire_bytes import WireBytes
 from chainlab.proto.v1 import netem_pb2, node_pb2, node_pb2_grpc
 from chainlab.protocols.errors import invalid, unavailable
 from chainlab.scenarios import registry
@@ -59,7 +60,9 @@ class PeerServicer(node_pb2_grpc.PeerServicer):
             self.live.observe_rejection("message", "oversized", f"{len(request.payload)} bytes")
             raise invalid("oversized", f"{len(request.payload)} bytes > {self.max_bytes}")
         await self._started()
-        rejections = self.live.deliver(bytes(request.origin), bytes(request.payload))
+        rejections = self.live.deliver(
+            bytes(request.origin), bytes(request.payload), request.size_mb, request.payload_mb
+        )
         if rejections:
             first = rejections[0]
             detail = first.get("detail")
@@ -108,7 +111,13 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             codec_cpu_seconds=self.live.codec_seconds,
             process_cpu_seconds=self.live.process_seconds,
             ml_seconds=self.live.ml_seconds,
+            wire=wire_status(self.live.wire),
         )
+
+
+def wire_status(wire: WireBytes[str]) -> node_pb2.WireBytes:
+    """A node's wire tally as its Status reports it."""
+    return node_pb2.WireBytes(payload=wire.payload, control=wire.control, served=wire.served, sent_by=wire.sent_by)
 
 
 async def _dataset(storage: StorageClient, plan: NetworkPlan, name: str) -> Dataset:
@@ -204,6 +213,9 @@ def describe_node(spec: ProtocolSpec, entry: NodeEntry, live: LiveNode) -> None:
     metrics.POW_CPU.set_function(lambda: live.pow_seconds)
     metrics.PROCESS_CPU.set_function(lambda: live.process_seconds)
     metrics.ML_SECONDS.set_function(lambda: live.ml_seconds)
+    metrics.WIRE_BYTES.labels("payload").set_function(lambda: live.wire.payload)
+    metrics.WIRE_BYTES.labels("control").set_function(lambda: live.wire.control)
+    metrics.WIRE_BYTES.labels("served").set_function(lambda: live.wire.served)
 
 
 async def publish_status(live: LiveNode, every_seconds: float = STATUS_EVERY_SECONDS) -> None:

@@ -18,6 +18,7 @@ from chainlab.live import adapters
 from chainlab.live.plan import NetworkPlan, NodeEntry
 from chainlab.live.server import insecure_channel
 from chainlab.live.storage_client import StorageClient
+from chainlab.network.wire_bytes import WireBytes, wire_total
 from chainlab.proto.v1 import node_pb2, node_pb2_grpc
 from chainlab.protocols.base import NodeStatus
 from chainlab.scenarios import registry
@@ -59,6 +60,12 @@ def node_cpu(reply: node_pb2.NodeStatus) -> dict[str, float]:
         "process_seconds": reply.process_cpu_seconds,
         "ml_seconds": reply.ml_seconds,
     }
+
+
+def node_wire(reply: node_pb2.NodeStatus) -> WireBytes[str]:
+    """A Status answer's wire tally: what reached that node, by kind and sender."""
+    wire = reply.wire
+    return WireBytes(wire.payload, wire.control, wire.served, dict(wire.sent_by))
 
 
 def network_problems(replies: Mapping[str, node_pb2.NodeStatus | None], min_height: int, agree: bool) -> list[str]:
@@ -155,6 +162,7 @@ async def read_results(
         ml_seconds=worker.ml_seconds + sum(r.ml_seconds for r in replies.values() if r is not None),
         round_seconds=round_seconds,
         cpu={name: node_cpu(r) for name, r in replies.items() if r is not None},
+        wire_bytes=wire_total([node_wire(r) for r in replies.values() if r is not None], len(plan.nodes)),
     )
     if error is not None:
         results["error"] = error

@@ -8,6 +8,7 @@ import time
 from chainlab.learning.worker import Worker
 from chainlab.live.driver import LiveNode, RoundClock
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
+from chainlab.network.wire_bytes import wire_total
 from chainlab.protocols.base import Observation
 from chainlab.scenarios import registry
 from chainlab.scenarios.base import Deployment
@@ -75,6 +76,7 @@ async def run_live(
         wall_seconds=time.perf_counter() - started,
         ml_seconds=worker.ml_seconds + sum(d.ml_seconds for d in drivers),
         round_seconds=round_seconds,
+        wire_bytes=wire_total([d.wire for d in drivers], len(drivers)),
     )
     results["gossip_bytes"] = transport.bytes_sent
     return deployment, results

@@ -8,18 +8,20 @@ from typing import Protocol
 
 from chainlab.ledger.hashing import sha256
 
-Deliver = Callable[[bytes, bytes], object]  # (sender ID, wire bytes)
+Deliver = Callable[[bytes, bytes, float, float], object]  # (sender ID, wire bytes, size_mb, payload_mb)
 Serve = Callable[[bytes, str, bytes], Awaitable[bytes | None]]  # (sender ID, request kind, payload) -> answer
 
 
 class Transport(Protocol):
     """Gossip out, and point-to-point requests (Fetch) whose answers are content addresses."""
 
-    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
-        """Flood payload to every other node, its hops charged on the declared size_mb; returns at once."""
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
+        """Flood payload to every other node, its hops charged on the declared size_mb (payload_mb of it model or
+        gradient data, which receivers count apart from control); returns at once."""
 
-    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float) -> None:
-        """Route payload to one peer, charged on size_mb per hop; returns at once (lost if unreachable)."""
+    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
+        """Route payload to one peer, charged on size_mb per hop as broadcast's; returns at once (lost if
+        unreachable)."""
 
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Ask `peer`; None if it is unknown, unreachable or refuses."""
@@ -52,20 +54,20 @@ class InMemoryTransport:
         self._deliver[node_id] = deliver
         self._serve[node_id] = serve
 
-    def broadcast(self, sender: bytes, payload: bytes, size_mb: float) -> None:
+    def broadcast(self, sender: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
         """Deliver payload to every other node after the delay, whatever size_mb (the full network's rule)."""
         loop = asyncio.get_running_loop()
         for node_id, deliver in self._deliver.items():
             if node_id != sender:
                 self.bytes_sent += len(payload)
-                loop.call_later(self.delay_seconds, deliver, sender, payload)
+                loop.call_later(self.delay_seconds, deliver, sender, payload, size_mb, payload_mb)
 
-    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float) -> None:
+    def send(self, sender: bytes, peer: bytes, payload: bytes, size_mb: float, payload_mb: float) -> None:
         """Deliver payload to peer after the delay, if it is registered."""
         deliver = self._deliver.get(peer)
         if deliver is not None and peer != sender:
             self.bytes_sent += len(payload)
-            asyncio.get_running_loop().call_later(self.delay_seconds, deliver, sender, payload)
+            asyncio.get_running_loop().call_later(self.delay_seconds, deliver, sender, payload, size_mb, payload_mb)
 
     async def request(self, sender: bytes, peer: bytes, kind: str, payload: bytes) -> bytes | None:
         """Point-to-point request/response (Fetch) after the delay."""

@@ -519,6 +519,14 @@ def network() -> str:
             unit="Bps",
             width=12,
         ),
+        timeseries(
+            "Bytes on the wire/s by kind",
+            "What reached the nodes per second as results.json's wire_bytes counts it: model or gradient payload, "
+            "control, and answers served (models, datasets) or storage traffic",
+            [Query(f"sum by (kind) (rate(chainlab_wire_bytes{s}[{RATE}]))", "{{kind}}")],
+            unit="Bps",
+            width=24,
+        ),
     ]
     return _dashboard(
         "chainlab-network",

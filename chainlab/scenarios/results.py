@@ -69,9 +69,10 @@ def assemble(
     (seed 001 counts it among network tasks); both None without it. chaos is the scenario's report (ChaosClock):
     each action with when it took effect and when the nodes it restarted or healed caught up. cost (simulation
     only: None live, where each node is its own process) holds `workers`, `non_ml_seconds`, `peak_rss_mb` and
-    `peak_rss_worker_mb` (see chainlab.sim.experiment.run). wire_bytes (simulation only for now) counts the bytes
-    delivered by kind: model or gradient payload, control, and answers served on request (chainlab.sim.engine
-    WireBytes). protocol_share stands for protocol_cpu_share where there is no cpu by node (simulation: the time
+    `peak_rss_worker_mb` (see chainlab.sim.experiment.run). wire_bytes counts the bytes
+    delivered by kind: model or gradient payload, control, and answers served on request, by one definition in
+    both drivers (chainlab.network.wire_bytes; live, summed over the nodes that answer at read-out, each since its
+    last start). protocol_share stands for protocol_cpu_share where there is no cpu by node (simulation: the time
     in the nodes' handlers over the simulator's CPU plus the workers' ML). round_trace (simulation only: None
     live) samples (virtual round, wall seconds since the run began, the observer's height) as rounds advance
     (chainlab.sim.experiment.RoundTrace), so that a history on rounds or heights maps onto wall-clock seconds.

@@ -18,6 +18,7 @@ from chainlab.ledger.cid import raw_cid
 from chainlab.ledger.pow import fixed64_suffix, search_nonce
 from chainlab.ledger.store import MemoryBlockStore
 from chainlab.network.links import message_id
+from chainlab.network.wire_bytes import WireBytes
 from chainlab.protocols.base import (
     Answer,
     DataGrant,
@@ -118,43 +119,6 @@ _Event = _Deliver | _Flood | Timer | _Result | _Mining | _Serve
 
 
 @dataclass
-class WireBytes:
-    """Bytes delivered over the network, one copy per receiving node: model or gradient payload, control, and
-    the answers served to point-to-point requests (models, datasets' grants, blocks for catch-up) and the content
-    moved to or from storage (Put, Get)."""
-
-    payload: int = 0
-    control: int = 0
-    served: int = 0
-    sent_by: dict[int, int] = field(default_factory=dict)  # node index -> bytes it sent or served
-
-    def count(self, sender: int, size_mb: float, payload_mb: float, copies: int) -> None:
-        """A message of size_mb (payload_mb of it payload) delivered to copies receivers."""
-        payload = round(payload_mb * 1e6) * copies
-        total = round(size_mb * 1e6) * copies
-        self.payload += payload
-        self.control += max(0, total - payload)
-        self.sent_by[sender] = self.sent_by.get(sender, 0) + total
-
-    def count_served(self, server: int, size: int) -> None:
-        """An answer of size bytes to a point-to-point request, or content of size bytes to or from storage."""
-        self.served += size
-        self.sent_by[server] = self.sent_by.get(server, 0) + size
-
-    def summary(self, nodes: int) -> dict[str, float | int]:
-        """results.json's `wire_bytes`: the totals by kind and the mean per node."""
-        total = self.payload + self.control + self.served
-        return {
-            "payload": self.payload,
-            "control": self.control,
-            "served": self.served,
-            "total": total,
-            "per_node_mean": total / nodes if nodes else 0.0,
-            "per_node_max": max(self.sent_by.values(), default=0),
-        }
-
-
-@dataclass
 class Simulation:
     """Executes effects: network deliveries, timers, ML work, mining and point-to-point requests."""
 
@@ -190,7 +154,7 @@ class Simulation:
     # ML jobs go to the pool when there is one: submitted when asked for, collected when due (simulated rounds
     # later), so that independent jobs run on every worker meanwhile; without one they run here, one at a time.
     pool: ComputePool | None = None
-    wire: WireBytes = field(default_factory=WireBytes)
+    wire: WireBytes[int] = field(default_factory=WireBytes)
     # CPU time inside the nodes' handlers (this thread's, so a loaded machine or the pool's collecting thread does not
     # count): the protocol core's share of the CPU. Estimated from one step in _TIMED_EVERY.
     protocol_seconds: float = 0.0

@@ -53,7 +53,7 @@ async def _run_until(
     effects: list[Effect],
     done: Callable[[], bool],
     *,
-    deliver: tuple[bytes, bytes] | None = None,
+    deliver: tuple[bytes, bytes, float, float] | None = None,
     polls: int = 300,
 ) -> None:
     """Run the driver, hand it effects (and a message), until done() holds or `polls` polls of 20 ms pass."""
@@ -79,7 +79,7 @@ def test_malformed_bytes_are_counted_dropped_and_reported() -> None:
         net = _net()
         records: list[Observation] = []
         node = _driver(net, net.miners[0], records)
-        return [node.deliver(b"attacker", g) for g in (b"", b"\x09junk", b"\x03\xff\xff\xff")], records
+        return [node.deliver(b"attacker", g, 0.001, 0.0) for g in (b"", b"\x09junk", b"\x03\xff\xff\xff")], records
 
     answers, records = asyncio.run(scenario())
     assert [[a["reason"] for a in answer] for answer in answers] == [[Reason.MALFORMED]] * 3
@@ -89,7 +89,7 @@ def test_malformed_bytes_are_counted_dropped_and_reported() -> None:
 def test_a_valid_message_causes_no_rejection() -> None:
     async def scenario() -> list[Any]:
         net = _net()
-        return _driver(net, net.miners[0], []).deliver(net.requester.node_id, to_wire(net.tasks[0]))
+        return _driver(net, net.miners[0], []).deliver(net.requester.node_id, to_wire(net.tasks[0]), 0.001, 0.0)
 
     assert asyncio.run(scenario()) == []
 
@@ -143,7 +143,7 @@ def test_a_job_that_keeps_failing_reaches_the_node_as_job_failed_and_training_is
             driver,
             [],
             lambda: sum(isinstance(r, JobFailed) for _, r in results) >= 2,
-            deliver=(net.requester.node_id, task),
+            deliver=(net.requester.node_id, task, 0.001, 0.0),
         )
         return records, results
 
@@ -181,6 +181,9 @@ def test_a_released_dataset_travels_through_the_store_and_is_checked_against_its
             store._objects[answer.decode()] = encode_dataset(net.validation)
         ok = await miner._work(FetchData(1, net.requester.node_id, commitment))
         assert (commitment in miner.datasets) is ok
+        # What the miner read from the store is counted as served by the requester, at its real length.
+        fetched = len(encode_dataset(net.validation if tamper else net.public))
+        assert miner.wire.sent_by == {net.requester.node_id.hex(): fetched} and miner.wire.served == fetched
         return bool(ok), records
 
     assert asyncio.run(scenario(tamper=False))[0] is True
@@ -207,3 +210,23 @@ def test_put_and_get_go_through_the_store_and_an_unknown_address_reads_as_none()
 
     address, found, missing = asyncio.run(scenario())
     assert address and found == b"contribution" and missing is None
+
+
+def test_what_reaches_a_node_is_counted_by_kind_and_sender_as_the_simulator_counts_it() -> None:
+    """A message at its declared size, split as its sender declared; storage traffic at its real length."""
+
+    async def scenario() -> LiveNode:
+        net = _net()
+        driver = _driver(net, net.miners[0], [])
+        driver.deliver(b"\x01" * 32, b"\x09junk", 0.25, 0.2)  # counted even though the node drops it
+        driver.deliver(b"\x02" * 32, to_wire(net.tasks[0]), 0.001, 0.0)
+        address = await driver._work(Put(1, b"x" * 100))
+        assert isinstance(address, bytes)
+        await driver._work(Get(2, address))
+        await driver._work(Get(3, b"no-such-address"))
+        return driver
+
+    driver = asyncio.run(scenario())
+    me = driver.node.node_id.hex()
+    assert (driver.wire.payload, driver.wire.control, driver.wire.served) == (200_000, 51_000, 200)
+    assert driver.wire.sent_by == {"01" * 32: 250_000, "02" * 32: 1_000, me: 200}

@@ -23,6 +23,7 @@ from chainlab.scenarios.experiment import Experiment
 from chainlab.sim.experiment import run as simulate
 from chainlab.sim.network import build_network
 from chainlab.sim.report import figures
+from tests.scenarios.live_demo import assert_wire_bytes_of_the_same_kinds
 
 SMALL: dict[str, Any] = {
     "name": "e2e",
@@ -98,6 +99,8 @@ def test_three_miners_finish_a_task_as_real_processes_and_everything_stops(tmp_p
     assert sum(v for name, v in balances.items() if name.startswith("miner-")) == fee + reward
     assert "chainlab_blocks_accepted_total" in scraped["validator"]
     assert "chainlab_gossip_messages_total" in scraped["validator"]
+    assert 'chainlab_wire_bytes{kind="served"}' in scraped["validator"]
+    assert_wire_bytes_of_the_same_kinds(raw, simulated)
     assert "chainlab_netem_messages_total" in scraped["netem"]
     # Clean shutdown: every service exited 0 on SIGTERM, none is left, and the state file is gone.
     assert set(results["exit_codes"].values()) == {0}, results["exit_codes"]

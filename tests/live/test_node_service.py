@@ -84,9 +84,10 @@ def _serve(honest: Honest, role: str, calls: list[Call], *, node: Any = None, pe
     return asyncio.run(scenario())
 
 
-def _deliver(payload: bytes, origin: bytes = b"\x01" * 32) -> Call:
+def _deliver(payload: bytes, origin: bytes = b"\x01" * 32, size_mb: float = 0.0, payload_mb: float = 0.0) -> Call:
     async def call(channel: grpc.aio.Channel) -> Any:
-        return await node_pb2_grpc.PeerStub(channel).Deliver(netem_pb2.Envelope(origin=origin, payload=payload))
+        envelope = netem_pb2.Envelope(origin=origin, payload=payload, size_mb=size_mb, payload_mb=payload_mb)
+        return await node_pb2_grpc.PeerStub(channel).Deliver(envelope)
 
     return call
 
@@ -149,6 +150,24 @@ def test_bad_gossip_gets_a_named_status_is_counted_and_the_node_carries_on(hones
     # Still serving, chain untouched, and its Status counts what it refused.
     assert (last.height, last.tip) == (first.height, first.tip) == (0, honest.net.miners[0].genesis.hash)
     assert last.rejections["message:malformed"] == 1 and last.rejections["KeyBlock:bad_pow"] == 1
+
+
+def test_status_reports_what_reached_the_node_by_kind_and_sender(honest: Honest) -> None:
+    """results.json's live wire_bytes is summed from these: each message at the size its envelope declares."""
+    task = to_wire(honest.net.tasks[0])
+    first, _, _, last = _serve(
+        honest,
+        "validator",
+        [
+            _status,
+            _deliver(task, b"\x01" * 32, size_mb=0.002, payload_mb=0.0005),
+            _deliver(b"\x09junk", b"\x02" * 32, size_mb=0.001),
+            _status,
+        ],
+    )
+    assert (first.wire.payload, first.wire.control, first.wire.served, dict(first.wire.sent_by)) == (0, 0, 0, {})
+    assert (last.wire.payload, last.wire.control, last.wire.served) == (500, 2_500, 0)
+    assert dict(last.wire.sent_by) == {"01" * 32: 2_000, "02" * 32: 1_000}
 
 
 def test_a_block_re_signed_with_another_key_or_under_another_author_is_refused_and_counted(honest: Honest) -> None:
@@ -348,10 +367,16 @@ def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
     from prometheus_client import REGISTRY
 
     from chainlab.live.node_service import describe_node
+    from chainlab.network.wire_bytes import WireBytes
     from chainlab.scenarios import registry
 
     live = SimpleNamespace(
-        protocol_seconds=1.5, codec_seconds=0.5, process_seconds=10.0, ml_seconds=7.0, pow_seconds=0.25
+        protocol_seconds=1.5,
+        codec_seconds=0.5,
+        process_seconds=10.0,
+        ml_seconds=7.0,
+        pow_seconds=0.25,
+        wire=WireBytes[str](300, 20, 1),
     )
     entry = SimpleNamespace(role="miner", name="miner-7")
     describe_node(registry.get("dfl"), entry, live)  # type: ignore[arg-type]
@@ -362,6 +387,9 @@ def test_a_node_says_which_protocol_it_runs_and_exports_its_cpu_split() -> None:
     assert REGISTRY.get_sample_value("chainlab_node_process_cpu_seconds") == 10.0
     assert REGISTRY.get_sample_value("chainlab_ml_seconds") == 7.0
     assert REGISTRY.get_sample_value("chainlab_pow_cpu_seconds") == 0.25
+    wire = {kind: REGISTRY.get_sample_value("chainlab_wire_bytes", {"kind": kind}) for kind in ("payload", "control")}
+    assert wire == {"payload": 300.0, "control": 20.0}
+    assert REGISTRY.get_sample_value("chainlab_wire_bytes", {"kind": "served"}) == 1.0
 
 
 def test_status_gauges_follow_the_node_and_only_a_voting_node_exports_its_tip() -> None:

@@ -42,6 +42,9 @@ def test_four_miners_and_a_requester_finish_two_heights_in_real_time() -> None:
     assert all(h["miniblocks_used"] >= 2 for h in results["heights"])
     assert results["ensemble_accuracy"] > 0.5
     assert results["gossip_bytes"] > 0
+    # BagChain's blocks are control; its models travel as answers to requests, through the store.
+    wire = results["wire_bytes"]
+    assert wire["payload"] == 0 and wire["control"] > 0 and wire["served"] > 0
     finished = net.requester.results()
     assert [r.height for r in finished] == [1, 2]
     assert all(r.winning_ensemble is not None for r in finished)

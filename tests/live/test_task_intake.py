@@ -83,10 +83,10 @@ def _submit(honest: Honest, requests: list[queries_pb2.SubmitTaskRequest], store
     return asyncio.run(scenario())
 
 
-def _recorder(into: list[bytes]) -> Callable[[bytes, bytes], list[Any]]:
+def _recorder(into: list[bytes]) -> Callable[[bytes, bytes, float, float], list[Any]]:
     """A peer that keeps every message it is sent and rejects none."""
 
-    def deliver(sender: bytes, data: bytes) -> list[Any]:
+    def deliver(sender: bytes, data: bytes, size_mb: float, payload_mb: float) -> list[Any]:
         into.append(data)
         return []
 

@@ -30,6 +30,7 @@ from chainlab.live.netem.topology import LinkSpec, Topology
 from chainlab.live.server import insecure_channel
 from chainlab.network import links as network_links
 from chainlab.network.links import whole_rounds
+from chainlab.network.wire_bytes import check_payload
 from chainlab.proto.v1 import netem_pb2, netem_pb2_grpc, node_pb2_grpc
 
 log = logging.getLogger("chainlab.netem")
@@ -166,7 +167,7 @@ class Sidecar:
 
     async def broadcast(self, request: netem_pb2.BroadcastRequest) -> netem_pb2.BroadcastReply:
         """Flood the own node's message to every neighbour; a payload broadcast twice goes out once."""
-        _check_size(request.size_mb)
+        _check_size(request.size_mb, request.payload_mb)
         message_id = network_links.message_id(self.me, request.payload)
         if not self.dedup.add(message_id):
             return netem_pb2.BroadcastReply(message_id=message_id, neighbours=0)
@@ -177,6 +178,7 @@ class Sidecar:
             hops=0,
             relayed_by=self.me,
             size_mb=request.size_mb,
+            payload_mb=request.payload_mb,
         )
         return netem_pb2.BroadcastReply(message_id=message_id, neighbours=self._flood(envelope, ()))
 
@@ -188,7 +190,7 @@ class Sidecar:
         # The ID is the de-duplication key: one that does not match its content could suppress a real message.
         if envelope.message_id != _message_id(envelope.origin, envelope.target, envelope.payload):
             raise invalid("bad_message_id")
-        _check_size(envelope.size_mb)
+        _check_size(envelope.size_mb, envelope.payload_mb)
         peer = short(envelope.relayed_by)
         if not self.dedup.add(envelope.message_id):
             link.counters.duplicates_received += 1
@@ -206,6 +208,7 @@ class Sidecar:
             hops=envelope.hops + 1,
             relayed_by=self.me,
             size_mb=envelope.size_mb,
+            payload_mb=envelope.payload_mb,
         )
         # Neither the neighbour it came from nor its origin needs it back.
         self._flood(forward, (envelope.relayed_by, envelope.origin))
@@ -214,7 +217,7 @@ class Sidecar:
 
     async def send(self, request: netem_pb2.SendRequest) -> netem_pb2.SendReply:
         """Route the own node's message to one target, hop by hop; a message it cannot route now is lost."""
-        _check_size(request.size_mb)
+        _check_size(request.size_mb, request.payload_mb)
         if request.target == self.me:
             raise invalid("send_to_self")
         # Keyed as the simulator keys a Send, so both draw the same hop times for the same message.
@@ -227,6 +230,7 @@ class Sidecar:
             hops=0,
             relayed_by=self.me,
             size_mb=request.size_mb,
+            payload_mb=request.payload_mb,
             target=request.target,
         )
         return netem_pb2.SendReply(message_id=message_id, routed=await self._route(envelope))
@@ -249,6 +253,7 @@ class Sidecar:
             hops=envelope.hops + (0 if envelope.relayed_by == self.me else 1),
             relayed_by=self.me,
             size_mb=envelope.size_mb,
+            payload_mb=envelope.payload_mb,
             target=target,
         )
         others = [peer for peer in self.table.links if peer != hop]
@@ -413,10 +418,10 @@ def _message_id(origin: bytes, target: bytes, payload: bytes) -> bytes:
     return network_links.message_id(origin, b"send:" + target + payload if target else payload)
 
 
-def _check_size(size_mb: float) -> None:
-    """A declared size the hop rule can charge, else INVALID_ARGUMENT bad_size."""
+def _check_size(size_mb: float, payload_mb: float) -> None:
+    """A declared size the hop rule can charge, with a payload share of it, else INVALID_ARGUMENT bad_size."""
     try:
-        network_links.check_size(size_mb)
+        check_payload(size_mb, payload_mb)
     except ValueError as exc:
         raise invalid("bad_size", str(exc)) from None
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hainlab/proto/v1/netem.proto\x12\x0b\x63hainlab.v1\"\x82\x01\n\x08\x45nvelope\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x0e\n\x06origin\x18\x02 \x01(\x0c\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0c\n\x04hops\x18\x04 \x01(\r\x12\x12\n\nrelayed_by\x18\x05 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x06 \x01(\x01\x12\x0e\n\x06target\x18\x07 \x01(\x0c\"M\n\x0c\x46\x65tchRequest\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x0e\n\x06target\x18\x02 \x01(\x0c\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"+\n\nFetchReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\x0c\"4\n\x10\x42roadcastRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x02 \x01(\x01\"?\n\x0bSendRequest\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x03 \x01(\x01\"/\n\tSendReply\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x0e\n\x06routed\x18\x02 \x01(\x08\"8\n\x0e\x42roadcastReply\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x12\n\nneighbours\x18\x02 \x01(\r\"\x1f\n\nRelayReply\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"f\n\x04Link\x12\x0c\n\x04peer\x18\x01 \x01(\x0c\x12\x16\n\x0elatency_rounds\x18\x02 \x01(\x01\x12\x1e\n\x16\x62\x61ndwidth_mb_per_round\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\n\n\x02up\x18\x05 \x01(\x08\"=\n\x08HopDelay\x12\x0f\n\x07size_mb\x18\x01 \x01(\x01\x12\x0e\n\x06rounds\x18\x02 \x01(\r\x12\x10\n\x08messages\x18\x03 \x01(\x04\"@\n\tHopRecord\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x02 \x01(\x01\x12\x0e\n\x06rounds\x18\x03 \x01(\r\"\xa8\x02\n\tLinkStats\x12\x0c\n\x04peer\x18\x01 \x01(\x0c\x12\x15\n\rmessages_sent\x18\x02 \x01(\x04\x12\x12\n\nbytes_sent\x18\x03 \x01(\x04\x12\x18\n\x10messages_dropped\x18\x04 \x01(\x04\x12\x19\n\x11messages_received\x18\x05 \x01(\x04\x12\x1b\n\x13\x64uplicates_received\x18\x06 \x01(\x04\x12\x1f\n\x04link\x18\x07 \x01(\x0b\x32\x11.chainlab.v1.Link\x12)\n\nhop_delays\x18\x08 \x03(\x0b\x32\x15.chainlab.v1.HopDelay\x12\x17\n\x0flast_hop_rounds\x18\t \x01(\r\x12+\n\x0brecent_hops\x18\n \x03(\x0b\x32\x16.chainlab.v1.HopRecord\"\x0e\n\x0cLinksRequest\".\n\nLinksReply\x12 \n\x05links\x18\x01 \x03(\x0b\x32\x11.chainlab.v1.Link\":\n\x10PartitionRequest\x12&\n\x06groups\x18\x01 \x03(\x0b\x32\x16.chainlab.v1.NodeGroup\"\x1a\n\tNodeGroup\x12\r\n\x05nodes\x18\x01 \x03(\x0c\"$\n\x0ePartitionReply\x12\x12\n\nlinks_down\x18\x01 \x01(\r\"\r\n\x0bHealRequest\"\x0e\n\x0cStatsRequest\"h\n\nStatsReply\x12\x0c\n\x04node\x18\x01 \x01(\x0c\x12%\n\x05links\x18\x02 \x03(\x0b\x32\x16.chainlab.v1.LinkStats\x12\x11\n\tdelivered\x18\x03 \x01(\x04\x12\x12\n\nduplicates\x18\x04 \x01(\x04\x32\xcb\x01\n\tNetemNode\x12G\n\tBroadcast\x12\x1d.chainlab.v1.BroadcastRequest\x1a\x1b.chainlab.v1.BroadcastReply\x12\x38\n\x04Send\x12\x18.chainlab.v1.SendRequest\x1a\x16.chainlab.v1.SendReply\x12;\n\x05\x46\x65tch\x12\x19.chainlab.v1.FetchRequest\x1a\x17.chainlab.v1.FetchReply2\x82\x01\n\tNetemPeer\x12\x37\n\x05Relay\x12\x15.chainlab.v1.Envelope\x1a\x17.chainlab.v1.RelayReply\x12<\n\x06\x41nswer\x12\x19.chainlab.v1.FetchRequest\x1a\x17.chainlab.v1.FetchReply2\xc1\x02\n\x0cNetemControl\x12/\n\x07SetLink\x12\x11.chainlab.v1.Link\x1a\x11.chainlab.v1.Link\x12;\n\x05Links\x12\x19.chainlab.v1.LinksRequest\x1a\x17.chainlab.v1.LinksReply\x12G\n\tPartition\x12\x1d.chainlab.v1.PartitionRequest\x1a\x1b.chainlab.v1.PartitionReply\x12=\n\x04Heal\x12\x18.chainlab.v1.HealRequest\x1a\x1b.chainlab.v1.PartitionReply\x12;\n\x05Stats\x12\x19.chainlab.v1.StatsRequest\x1a\x17.chainlab.v1.StatsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hainlab/proto/v1/netem.proto\x12\x0b\x63hainlab.v1\"\x96\x01\n\x08\x45nvelope\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x0e\n\x06origin\x18\x02 \x01(\x0c\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0c\n\x04hops\x18\x04 \x01(\r\x12\x12\n\nrelayed_by\x18\x05 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x06 \x01(\x01\x12\x0e\n\x06target\x18\x07 \x01(\x0c\x12\x12\n\npayload_mb\x18\x08 \x01(\x01\"M\n\x0c\x46\x65tchRequest\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x0e\n\x06target\x18\x02 \x01(\x0c\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"+\n\nFetchReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\x0c\"H\n\x10\x42roadcastRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x02 \x01(\x01\x12\x12\n\npayload_mb\x18\x03 \x01(\x01\"S\n\x0bSendRequest\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x03 \x01(\x01\x12\x12\n\npayload_mb\x18\x04 \x01(\x01\"/\n\tSendReply\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x0e\n\x06routed\x18\x02 \x01(\x08\"8\n\x0e\x42roadcastReply\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x12\n\nneighbours\x18\x02 \x01(\r\"\x1f\n\nRelayReply\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"f\n\x04Link\x12\x0c\n\x04peer\x18\x01 \x01(\x0c\x12\x16\n\x0elatency_rounds\x18\x02 \x01(\x01\x12\x1e\n\x16\x62\x61ndwidth_mb_per_round\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\n\n\x02up\x18\x05 \x01(\x08\"=\n\x08HopDelay\x12\x0f\n\x07size_mb\x18\x01 \x01(\x01\x12\x0e\n\x06rounds\x18\x02 \x01(\r\x12\x10\n\x08messages\x18\x03 \x01(\x04\"@\n\tHopRecord\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x0f\n\x07size_mb\x18\x02 \x01(\x01\x12\x0e\n\x06rounds\x18\x03 \x01(\r\"\xa8\x02\n\tLinkStats\x12\x0c\n\x04peer\x18\x01 \x01(\x0c\x12\x15\n\rmessages_sent\x18\x02 \x01(\x04\x12\x12\n\nbytes_sent\x18\x03 \x01(\x04\x12\x18\n\x10messages_dropped\x18\x04 \x01(\x04\x12\x19\n\x11messages_received\x18\x05 \x01(\x04\x12\x1b\n\x13\x64uplicates_received\x18\x06 \x01(\x04\x12\x1f\n\x04link\x18\x07 \x01(\x0b\x32\x11.chainlab.v1.Link\x12)\n\nhop_delays\x18\x08 \x03(\x0b\x32\x15.chainlab.v1.HopDelay\x12\x17\n\x0flast_hop_rounds\x18\t \x01(\r\x12+\n\x0brecent_hops\x18\n \x03(\x0b\x32\x16.chainlab.v1.HopRecord\"\x0e\n\x0cLinksRequest\".\n\nLinksReply\x12 \n\x05links\x18\x01 \x03(\x0b\x32\x11.chainlab.v1.Link\":\n\x10PartitionRequest\x12&\n\x06groups\x18\x01 \x03(\x0b\x32\x16.chainlab.v1.NodeGroup\"\x1a\n\tNodeGroup\x12\r\n\x05nodes\x18\x01 \x03(\x0c\"$\n\x0ePartitionReply\x12\x12\n\nlinks_down\x18\x01 \x01(\r\"\r\n\x0bHealRequest\"\x0e\n\x0cStatsRequest\"h\n\nStatsReply\x12\x0c\n\x04node\x18\x01 \x01(\x0c\x12%\n\x05links\x18\x02 \x03(\x0b\x32\x16.chainlab.v1.LinkStats\x12\x11\n\tdelivered\x18\x03 \x01(\x04\x12\x12\n\nduplicates\x18\x04 \x01(\x04\x32\xcb\x01\n\tNetemNode\x12G\n\tBroadcast\x12\x1d.chainlab.v1.BroadcastRequest\x1a\x1b.chainlab.v1.BroadcastReply\x12\x38\n\x04Send\x12\x18.chainlab.v1.SendRequest\x1a\x16.chainlab.v1.SendReply\x12;\n\x05\x46\x65tch\x12\x19.chainlab.v1.FetchRequest\x1a\x17.chainlab.v1.FetchReply2\x82\x01\n\tNetemPeer\x12\x37\n\x05Relay\x12\x15.chainlab.v1.Envelope\x1a\x17.chainlab.v1.RelayReply\x12<\n\x06\x41nswer\x12\x19.chainlab.v1.FetchRequest\x1a\x17.chainlab.v1.FetchReply2\xc1\x02\n\x0cNetemControl\x12/\n\x07SetLink\x12\x11.chainlab.v1.Link\x1a\x11.chainlab.v1.Link\x12;\n\x05Links\x12\x19.chainlab.v1.LinksRequest\x1a\x17.chainlab.v1.LinksReply\x12G\n\tPartition\x12\x1d.chainlab.v1.PartitionRequest\x1a\x1b.chainlab.v1.PartitionReply\x12=\n\x04Heal\x12\x18.chainlab.v1.HealRequest\x1a\x1b.chainlab.v1.PartitionReply\x12;\n\x05Stats\x12\x19.chainlab.v1.StatsRequest\x1a\x17.chainlab.v1.StatsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,49 +32,49 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chainlab.proto.v1.netem_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE']._serialized_start=47
-  _globals['_ENVELOPE']._serialized_end=177
-  _globals['_FETCHREQUEST']._serialized_start=179
-  _globals['_FETCHREQUEST']._serialized_end=256
-  _globals['_FETCHREPLY']._serialized_start=258
-  _globals['_FETCHREPLY']._serialized_end=301
-  _globals['_BROADCASTREQUEST']._serialized_start=303
-  _globals['_BROADCASTREQUEST']._serialized_end=355
-  _globals['_SENDREQUEST']._serialized_start=357
-  _globals['_SENDREQUEST']._serialized_end=420
-  _globals['_SENDREPLY']._serialized_start=422
-  _globals['_SENDREPLY']._serialized_end=469
-  _globals['_BROADCASTREPLY']._serialized_start=471
-  _globals['_BROADCASTREPLY']._serialized_end=527
-  _globals['_RELAYREPLY']._serialized_start=529
-  _globals['_RELAYREPLY']._serialized_end=560
-  _globals['_LINK']._serialized_start=562
-  _globals['_LINK']._serialized_end=664
-  _globals['_HOPDELAY']._serialized_start=666
-  _globals['_HOPDELAY']._serialized_end=727
-  _globals['_HOPRECORD']._serialized_start=729
-  _globals['_HOPRECORD']._serialized_end=793
-  _globals['_LINKSTATS']._serialized_start=796
-  _globals['_LINKSTATS']._serialized_end=1092
-  _globals['_LINKSREQUEST']._serialized_start=1094
-  _globals['_LINKSREQUEST']._serialized_end=1108
-  _globals['_LINKSREPLY']._serialized_start=1110
-  _globals['_LINKSREPLY']._serialized_end=1156
-  _globals['_PARTITIONREQUEST']._serialized_start=1158
-  _globals['_PARTITIONREQUEST']._serialized_end=1216
-  _globals['_NODEGROUP']._serialized_start=1218
-  _globals['_NODEGROUP']._serialized_end=1244
-  _globals['_PARTITIONREPLY']._serialized_start=1246
-  _globals['_PARTITIONREPLY']._serialized_end=1282
-  _globals['_HEALREQUEST']._serialized_start=1284
-  _globals['_HEALREQUEST']._serialized_end=1297
-  _globals['_STATSREQUEST']._serialized_start=1299
-  _globals['_STATSREQUEST']._serialized_end=1313
-  _globals['_STATSREPLY']._serialized_start=1315
-  _globals['_STATSREPLY']._serialized_end=1419
-  _globals['_NETEMNODE']._serialized_start=1422
-  _globals['_NETEMNODE']._serialized_end=1625
-  _globals['_NETEMPEER']._serialized_start=1628
-  _globals['_NETEMPEER']._serialized_end=1758
-  _globals['_NETEMCONTROL']._serialized_start=1761
-  _globals['_NETEMCONTROL']._serialized_end=2082
+  _globals['_ENVELOPE']._serialized_end=197
+  _globals['_FETCHREQUEST']._serialized_start=199
+  _globals['_FETCHREQUEST']._serialized_end=276
+  _globals['_FETCHREPLY']._serialized_start=278
+  _globals['_FETCHREPLY']._serialized_end=321
+  _globals['_BROADCASTREQUEST']._serialized_start=323
+  _globals['_BROADCASTREQUEST']._serialized_end=395
+  _globals['_SENDREQUEST']._serialized_start=397
+  _globals['_SENDREQUEST']._serialized_end=480
+  _globals['_SENDREPLY']._serialized_start=482
+  _globals['_SENDREPLY']._serialized_end=529
+  _globals['_BROADCASTREPLY']._serialized_start=531
+  _globals['_BROADCASTREPLY']._serialized_end=587
+  _globals['_RELAYREPLY']._serialized_start=589
+  _globals['_RELAYREPLY']._serialized_end=620
+  _globals['_LINK']._serialized_start=622
+  _globals['_LINK']._serialized_end=724
+  _globals['_HOPDELAY']._serialized_start=726
+  _globals['_HOPDELAY']._serialized_end=787
+  _globals['_HOPRECORD']._serialized_start=789
+  _globals['_HOPRECORD']._serialized_end=853
+  _globals['_LINKSTATS']._serialized_start=856
+  _globals['_LINKSTATS']._serialized_end=1152
+  _globals['_LINKSREQUEST']._serialized_start=1154
+  _globals['_LINKSREQUEST']._serialized_end=1168
+  _globals['_LINKSREPLY']._serialized_start=1170
+  _globals['_LINKSREPLY']._serialized_end=1216
+  _globals['_PARTITIONREQUEST']._serialized_start=1218
+  _globals['_PARTITIONREQUEST']._serialized_end=1276
+  _globals['_NODEGROUP']._serialized_start=1278
+  _globals['_NODEGROUP']._serialized_end=1304
+  _globals['_PARTITIONREPLY']._serialized_start=1306
+  _globals['_PARTITIONREPLY']._serialized_end=1342
+  _globals['_HEALREQUEST']._serialized_start=1344
+  _globals['_HEALREQUEST']._serialized_end=1357
+  _globals['_STATSREQUEST']._serialized_start=1359
+  _globals['_STATSREQUEST']._serialized_end=1373
+  _globals['_STATSREPLY']._serialized_start=1375
+  _globals['_STATSREPLY']._serialized_end=1479
+  _globals['_NETEMNODE']._serialized_start=1482
+  _globals['_NETEMNODE']._serialized_end=1685
+  _globals['_NETEMPEER']._serialized_start=1688
+  _globals['_NETEMPEER']._serialized_end=1818
+  _globals['_NETEMCONTROL']._serialized_start=1821
+  _globals['_NETEMCONTROL']._serialized_end=2142
 # @@protoc_insertion_point(module_scope)

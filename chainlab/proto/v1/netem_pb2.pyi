@@ -34,6 +34,7 @@ class Envelope(_message.Message):
     RELAYED_BY_FIELD_NUMBER: _builtins.int
     SIZE_MB_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
+    PAYLOAD_MB_FIELD_NUMBER: _builtins.int
     message_id: _builtins.bytes
     """SHA-256 of origin then payload: the de-duplication key and the hop draws' key"""
     origin: _builtins.bytes
@@ -47,6 +48,8 @@ class Envelope(_message.Message):
     """declared size in MB (a Key Block counts 6 MB): what every hop's delay is charged on"""
     target: _builtins.bytes
     """a Send's destination node ID: relayed along the route to it only; empty for gossip"""
+    payload_mb: _builtins.float
+    """the part of size_mb that is model or gradient data, in [0, size_mb]; the rest is control"""
     def __init__(
         self,
         *,
@@ -57,10 +60,11 @@ class Envelope(_message.Message):
         relayed_by: _builtins.bytes = ...,
         size_mb: _builtins.float = ...,
         target: _builtins.bytes = ...,
+        payload_mb: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hops", b"hops", "message_id", b"message_id", "origin", b"origin", "payload", b"payload", "relayed_by", b"relayed_by", "size_mb", b"size_mb", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hops", b"hops", "message_id", b"message_id", "origin", b"origin", "payload", b"payload", "payload_mb", b"payload_mb", "relayed_by", b"relayed_by", "size_mb", b"size_mb", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -125,18 +129,22 @@ class BroadcastRequest(_message.Message):
 
     PAYLOAD_FIELD_NUMBER: _builtins.int
     SIZE_MB_FIELD_NUMBER: _builtins.int
+    PAYLOAD_MB_FIELD_NUMBER: _builtins.int
     payload: _builtins.bytes
     size_mb: _builtins.float
     """declared size in MB, finite and >= 0 (the protocol's Broadcast size, as in the simulator)"""
+    payload_mb: _builtins.float
+    """the part of size_mb that is model or gradient data, in [0, size_mb]"""
     def __init__(
         self,
         *,
         payload: _builtins.bytes = ...,
         size_mb: _builtins.float = ...,
+        payload_mb: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "size_mb", b"size_mb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "payload_mb", b"payload_mb", "size_mb", b"size_mb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -151,20 +159,24 @@ class SendRequest(_message.Message):
     TARGET_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     SIZE_MB_FIELD_NUMBER: _builtins.int
+    PAYLOAD_MB_FIELD_NUMBER: _builtins.int
     target: _builtins.bytes
     payload: _builtins.bytes
     size_mb: _builtins.float
     """declared size in MB, charged per hop as for Broadcast"""
+    payload_mb: _builtins.float
+    """as BroadcastRequest's"""
     def __init__(
         self,
         *,
         target: _builtins.bytes = ...,
         payload: _builtins.bytes = ...,
         size_mb: _builtins.float = ...,
+        payload_mb: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "size_mb", b"size_mb", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "payload_mb", b"payload_mb", "size_mb", b"size_mb", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

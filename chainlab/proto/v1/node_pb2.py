@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chainlab.proto.v1 import netem_pb2 as chainlab_dot_proto_dot_v1_dot_netem__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hainlab/proto/v1/node.proto\x12\x0b\x63hainlab.v1\x1a\x1d\x63hainlab/proto/v1/netem.proto\"\x0e\n\x0c\x44\x65liverReply\"\x0f\n\rStatusRequest\"\x99\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x0b\n\x03tip\x18\x05 \x01(\x0c\x12;\n\nrejections\x18\x06 \x03(\x0b\x32\'.chainlab.v1.NodeStatus.RejectionsEntry\x12\x10\n\x08protocol\x18\x07 \x01(\t\x12\r\n\x05\x66orks\x18\x08 \x01(\x04\x12\r\n\x05votes\x18\t \x01(\x08\x12\x17\n\x0finternal_errors\x18\n \x01(\x04\x12\x0c\n\x04\x64one\x18\x0b \x01(\x08\x12\x1c\n\x14protocol_cpu_seconds\x18\x0c \x01(\x01\x12\x1b\n\x13process_cpu_seconds\x18\r \x01(\x01\x12\x12\n\nml_seconds\x18\x0e \x01(\x01\x12\x19\n\x11\x63odec_cpu_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07syncing\x18\x10 \x01(\x08\x1a\x31\n\x0fRejectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x80\x01\n\x04Peer\x12;\n\x07\x44\x65liver\x12\x15.chainlab.v1.Envelope\x1a\x19.chainlab.v1.DeliverReply\x12;\n\x05Serve\x12\x19.chainlab.v1.FetchRequest\x1a\x17.chainlab.v1.FetchReply2E\n\x04Node\x12=\n\x06Status\x12\x1a.chainlab.v1.StatusRequest\x1a\x17.chainlab.v1.NodeStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hainlab/proto/v1/node.proto\x12\x0b\x63hainlab.v1\x1a\x1d\x63hainlab/proto/v1/netem.proto\"\x0e\n\x0c\x44\x65liverReply\"\x0f\n\rStatusRequest\"\xbf\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x0b\n\x03tip\x18\x05 \x01(\x0c\x12;\n\nrejections\x18\x06 \x03(\x0b\x32\'.chainlab.v1.NodeStatus.RejectionsEntry\x12\x10\n\x08protocol\x18\x07 \x01(\t\x12\r\n\x05\x66orks\x18\x08 \x01(\x04\x12\r\n\x05votes\x18\t \x01(\x08\x12\x17\n\x0finternal_errors\x18\n \x01(\x04\x12\x0c\n\x04\x64one\x18\x0b \x01(\x08\x12\x1c\n\x14protocol_cpu_seconds\x18\x0c \x01(\x01\x12\x1b\n\x13process_cpu_seconds\x18\r \x01(\x01\x12\x12\n\nml_seconds\x18\x0e \x01(\x01\x12\x19\n\x11\x63odec_cpu_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07syncing\x18\x10 \x01(\x08\x12$\n\x04wire\x18\x11 \x01(\x0b\x32\x16.chainlab.v1.WireBytes\x1a\x31\n\x0fRejectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xa1\x01\n\tWireBytes\x12\x0f\n\x07payload\x18\x01 \x01(\x04\x12\x0f\n\x07\x63ontrol\x18\x02 \x01(\x04\x12\x0e\n\x06served\x18\x03 \x01(\x04\x12\x33\n\x07sent_by\x18\x04 \x03(\x0b\x32\".chainlab.v1.WireBytes.SentByEntry\x1a-\n\x0bSentByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x80\x01\n\x04Peer\x12;\n\x07\x44\x65liver\x12\x15.chainlab.v1.Envelope\x1a\x19.chainlab.v1.DeliverReply\x12;\n\x05Serve\x12\x19.chainlab.v1.FetchRequest\x1a\x17.chainlab.v1.FetchReply2E\n\x04Node\x12=\n\x06Status\x12\x1a.chainlab.v1.StatusRequest\x1a\x17.chainlab.v1.NodeStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODESTATUS_REJECTIONSENTRY']._loaded_options = None
   _globals['_NODESTATUS_REJECTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_WIREBYTES_SENTBYENTRY']._loaded_options = None
+  _globals['_WIREBYTES_SENTBYENTRY']._serialized_options = b'8\001'
   _globals['_DELIVERREPLY']._serialized_start=76
   _globals['_DELIVERREPLY']._serialized_end=90
   _globals['_STATUSREQUEST']._serialized_start=92
   _globals['_STATUSREQUEST']._serialized_end=107
   _globals['_NODESTATUS']._serialized_start=110
-  _globals['_NODESTATUS']._serialized_end=519
-  _globals['_NODESTATUS_REJECTIONSENTRY']._serialized_start=470
-  _globals['_NODESTATUS_REJECTIONSENTRY']._serialized_end=519
-  _globals['_PEER']._serialized_start=522
-  _globals['_PEER']._serialized_end=650
-  _globals['_NODE']._serialized_start=652
-  _globals['_NODE']._serialized_end=721
+  _globals['_NODESTATUS']._serialized_end=557
+  _globals['_NODESTATUS_REJECTIONSENTRY']._serialized_start=508
+  _globals['_NODESTATUS_REJECTIONSENTRY']._serialized_end=557
+  _globals['_WIREBYTES']._serialized_start=560
+  _globals['_WIREBYTES']._serialized_end=721
+  _globals['_WIREBYTES_SENTBYENTRY']._serialized_start=676
+  _globals['_WIREBYTES_SENTBYENTRY']._serialized_end=721
+  _globals['_PEER']._serialized_start=724
+  _globals['_PEER']._serialized_end=852
+  _globals['_NODE']._serialized_start=854
+  _globals['_NODE']._serialized_end=923
 # @@protoc_insertion_point(module_scope)

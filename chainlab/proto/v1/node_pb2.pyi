@@ -88,6 +88,7 @@ class NodeStatus(_message.Message):
     ML_SECONDS_FIELD_NUMBER: _builtins.int
     CODEC_CPU_SECONDS_FIELD_NUMBER: _builtins.int
     SYNCING_FIELD_NUMBER: _builtins.int
+    WIRE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.bytes
     role: _builtins.str
     round: _builtins.int
@@ -117,6 +118,10 @@ class NodeStatus(_message.Message):
     def rejections(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """"kind:reason" -> count"""
 
+    @_builtins.property
+    def wire(self) -> Global___WireBytes:
+        """bytes this node received since it started (a restarted node counts from its restart)"""
+
     def __init__(
         self,
         *,
@@ -136,11 +141,68 @@ class NodeStatus(_message.Message):
         ml_seconds: _builtins.float = ...,
         codec_cpu_seconds: _builtins.float = ...,
         syncing: _builtins.bool = ...,
+        wire: Global___WireBytes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wire", b"wire"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec_cpu_seconds", b"codec_cpu_seconds", "done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "syncing", b"syncing", "tip", b"tip", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec_cpu_seconds", b"codec_cpu_seconds", "done", b"done", "forks", b"forks", "height", b"height", "internal_errors", b"internal_errors", "ml_seconds", b"ml_seconds", "node_id", b"node_id", "process_cpu_seconds", b"process_cpu_seconds", "protocol", b"protocol", "protocol_cpu_seconds", b"protocol_cpu_seconds", "rejections", b"rejections", "role", b"role", "round", b"round", "syncing", b"syncing", "tip", b"tip", "votes", b"votes", "wire", b"wire"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeStatus: _TypeAlias = NodeStatus  # noqa: Y015
+
+@_typing.final
+class WireBytes(_message.Message):
+    """What reached one node over the network, by kind, as results.json's wire_bytes counts it: each gossip or Send
+    message at its declared size (split into payload and control as its sender declared), each fetched answer and
+    each object it put in or got from storage at its real length.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SentByEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    CONTROL_FIELD_NUMBER: _builtins.int
+    SERVED_FIELD_NUMBER: _builtins.int
+    SENT_BY_FIELD_NUMBER: _builtins.int
+    payload: _builtins.int
+    control: _builtins.int
+    served: _builtins.int
+    @_builtins.property
+    def sent_by(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """hex node ID -> bytes of the above that node sent or served"""
+
+    def __init__(
+        self,
+        *,
+        payload: _builtins.int = ...,
+        control: _builtins.int = ...,
+        served: _builtins.int = ...,
+        sent_by: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "payload", b"payload", "sent_by", b"sent_by", "served", b"served"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WireBytes: _TypeAlias = WireBytes  # noqa: Y015

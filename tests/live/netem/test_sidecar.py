@@ -119,10 +119,12 @@ async def _until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
         await asyncio.sleep(0.005)
 
 
-async def _broadcast(net: Net, i: int, payload: bytes, size_mb: float = 0.01) -> netem_pb2.BroadcastReply:
+async def _broadcast(
+    net: Net, i: int, payload: bytes, size_mb: float = 0.01, payload_mb: float = 0.0
+) -> netem_pb2.BroadcastReply:
     async with insecure_channel(net.addresses[i]) as channel:
         reply: netem_pb2.BroadcastReply = await netem_pb2_grpc.NetemNodeStub(channel).Broadcast(
-            netem_pb2.BroadcastRequest(payload=payload, size_mb=size_mb), timeout=WAIT
+            netem_pb2.BroadcastRequest(payload=payload, size_mb=size_mb, payload_mb=payload_mb), timeout=WAIT
         )
         return reply
 
@@ -141,7 +143,7 @@ LINE = [(0, 1), (1, 2), (2, 3)]
 def test_a_broadcast_reaches_every_other_node_exactly_once() -> None:
     async def run() -> None:
         async with _net(4, RING) as net:
-            reply = await _broadcast(net, 0, b"block-1")
+            reply = await _broadcast(net, 0, b"block-1", payload_mb=0.004)
             assert reply.message_id == message_id(_id(0), b"block-1") == sha256(_id(0) + b"block-1")
             assert reply.neighbours == 2
             await _until(lambda: all(net.nodes[i].got for i in (1, 2, 3)))
@@ -151,7 +153,8 @@ def test_a_broadcast_reaches_every_other_node_exactly_once() -> None:
             assert [len(node.got) for node in net.nodes] == [0, 1, 1, 1]
             assert net.nodes[2].got[0][1].hops == 1
             assert net.nodes[1].got[0][1].origin == _id(0)
-            assert net.nodes[2].got[0][1].size_mb == 0.01  # the declared size travels with the message
+            # The declared size and its payload share travel with the message, across relays too.
+            assert (net.nodes[2].got[0][1].size_mb, net.nodes[2].got[0][1].payload_mb) == (0.01, 0.004)
             stats = await control.stats(net.addresses[0])
             assert stats.node == _id(0)
             assert {link.peer: link.messages_sent for link in stats.links} == {_id(1): 1, _id(3): 1}
@@ -315,16 +318,29 @@ def test_relays_from_strangers_or_with_forged_ids_are_refused() -> None:
             negative = netem_pb2.Envelope(
                 message_id=message_id(_id(0), b"p"), origin=_id(0), payload=b"p", relayed_by=_id(0), size_mb=-1.0
             )
-            cases = ((forged, "bad_message_id"), (stranger, "not_a_neighbour"), (negative, "bad_size"))
+            oversold = netem_pb2.Envelope(
+                message_id=message_id(_id(0), b"p"), origin=_id(0), payload=b"p", relayed_by=_id(0), size_mb=1.0,
+                payload_mb=1.5,
+            )  # fmt: skip
+            cases = (
+                (forged, "bad_message_id"),
+                (stranger, "not_a_neighbour"),
+                (negative, "bad_size"),
+                (oversold, "bad_size"),
+            )
             for envelope, reason in cases:
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await stub.Relay(envelope, timeout=WAIT)
                 assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert (caught.value.details() or "").startswith(reason)
             assert net.nodes[1].got == []
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await _broadcast(net, 0, b"q", size_mb=float("nan"))
-            assert (caught.value.details() or "").startswith("bad_size")
+            for size_mb, payload_mb in ((float("nan"), 0.0), (1.0, -0.5), (1.0, float("inf"))):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await _broadcast(net, 0, b"q", size_mb=size_mb, payload_mb=payload_mb)
+                assert (caught.value.details() or "").startswith("bad_size")
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await _send(net, 0, _id(1), b"q", size_mb=size_mb, payload_mb=payload_mb)
+                assert (caught.value.details() or "").startswith("bad_size")
 
     asyncio.run(run())
 
@@ -341,10 +357,12 @@ def test_partition_with_unknown_or_overlapping_nodes_is_refused() -> None:
     asyncio.run(run())
 
 
-async def _send(net: Net, i: int, target: bytes, payload: bytes, size_mb: float = 0.01) -> netem_pb2.SendReply:
+async def _send(
+    net: Net, i: int, target: bytes, payload: bytes, size_mb: float = 0.01, payload_mb: float = 0.0
+) -> netem_pb2.SendReply:
     async with insecure_channel(net.addresses[i]) as channel:
         reply: netem_pb2.SendReply = await netem_pb2_grpc.NetemNodeStub(channel).Send(
-            netem_pb2.SendRequest(target=target, payload=payload, size_mb=size_mb), timeout=WAIT
+            netem_pb2.SendRequest(target=target, payload=payload, size_mb=size_mb, payload_mb=payload_mb), timeout=WAIT
         )
         return reply
 
@@ -361,6 +379,7 @@ def test_a_send_crosses_the_route_to_its_target_only() -> None:
             assert [len(node.got) for node in net.nodes] == [0, 0, 0, 1]
             envelope = net.nodes[3].got[0][1]
             assert (envelope.origin, envelope.target, envelope.hops) == (_id(0), _id(3), 2)
+            assert (envelope.size_mb, envelope.payload_mb) == (0.01, 0.0)
 
     asyncio.run(run())
 

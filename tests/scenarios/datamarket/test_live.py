@@ -16,7 +16,7 @@ from rich.console import Console
 
 from chainlab.live.launcher import UpOptions, up
 from chainlab.scenarios.experiment import load_experiment
-from tests.scenarios.live_demo import live_and_simulated
+from tests.scenarios.live_demo import assert_wire_bytes_of_the_same_kinds, live_and_simulated
 
 DEMO = Path("experiments/datamarket_demo.yaml")
 TIMINGS = Path("runs/datamarket/timings.json")
@@ -37,6 +37,7 @@ def _records(logs: Path, event: str) -> list[dict[str, object]]:
 @pytest.mark.timeout(500)
 def test_the_datamarket_demo_runs_as_live_services_and_agrees_with_the_simulator(tmp_path: Path) -> None:
     live, simulated = live_and_simulated("datamarket_demo", tmp_path, timeout_seconds=400)
+    assert_wire_bytes_of_the_same_kinds(live, simulated)
     assert live["tips_agree"] and not live["truncated"] and set(live["exit_codes"].values()) == {0}
     pr, sim = live["protocol_results"], simulated["protocol_results"]
     assert pr["revealed"] and pr["conserved"]

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenarios.live_demo import live_and_simulated
+from tests.scenarios.live_demo import assert_wire_bytes_of_the_same_kinds, live_and_simulated
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_the_dfl_demo_runs_as_live_services_and_agrees_with_the_simulator(tmp_path: Path) -> None:
     live, simulated = live_and_simulated("dfl_demo", tmp_path)
+    assert_wire_bytes_of_the_same_kinds(live, simulated)
     assert live["protocol"] == "dfl" and live["driver"] == "live" and live["truncated"] is False
     assert set(live) == set(simulated) and set(live["protocol_results"]) == set(simulated["protocol_results"])
     assert set(live["exit_codes"].values()) == {0} and live["rejections"] == {}

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenarios.live_demo import live_and_simulated
+from tests.scenarios.live_demo import assert_wire_bytes_of_the_same_kinds, live_and_simulated
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_the_learningchain_demo_runs_as_live_services_and_agrees_with_the_simulator(tmp_path: Path) -> None:
     live, simulated = live_and_simulated("learningchain_demo", tmp_path)
+    assert_wire_bytes_of_the_same_kinds(live, simulated)
     assert not live["truncated"] and set(live["exit_codes"].values()) == {0}
     # PoW may leave a fork at the last height (a node stops at T), so tips need not agree; the observer's chain is
     # complete and its model is the simulator's within 2 pp.
