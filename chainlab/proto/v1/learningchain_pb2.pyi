@@ -153,15 +153,19 @@ class LcChainRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FROM_HEIGHT_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
     from_height: _builtins.int
+    count: _builtins.int
+    """at most this many blocks (0: up to the head); a catch-up asks in batches"""
     def __init__(
         self,
         *,
         from_height: _builtins.int = ...,
+        count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_height", b"from_height"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "from_height", b"from_height"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

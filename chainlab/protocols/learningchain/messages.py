@@ -101,10 +101,12 @@ class Block:
 
 @dataclass(frozen=True)
 class ChainRequest:
-    """Ask a node for its main chain from a height on (the live results reader's request)."""
+    """Ask a node for its main chain from a height on: all of it (the live results reader) or `count` blocks (a
+    node catching up)."""
 
     PROTO: ClassVar = pb.LcChainRequest
     from_height: int = 0
+    count: int = 0  # 0: up to the head
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ Every agent runs this one node. As a holder it computes a private gradient on th
 it under a pseudonym; as a miner it collects messages of height t, aggregates once it holds l of them and
 collect_rounds have passed, and searches a nonce for the block. Blocks of peers are checked by every rule of
 protocols.md 3.2 and by re-executing the aggregation; the longest valid chain wins, the first seen on a tie.
+
+A node that gets a block whose parent it lacks (it was down, or cut off) asks that block's sender for its main
+chain above its own head, SYNC_BATCH blocks at a time, and checks those blocks as it checks any other. The paper
+says nothing of nodes that miss blocks; this is the usual initial block download of a PoW chain.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from chainlab.ledger import encoding
+from chainlab.ledger.encoding import EncodingError
 from chainlab.ledger.hashing import sha256
 from chainlab.ledger.identity import Identity
 from chainlab.ledger.pow import meets_target
@@ -35,6 +40,7 @@ from chainlab.protocols.effects import (
     Perturb,
     PrivateGradient,
     Record,
+    Request,
     StartTimer,
 )
 from chainlab.protocols.learningchain import rules
@@ -57,18 +63,20 @@ from chainlab.protocols.spec import ModelSpec
 SEED_MODULUS = 2**31  # seeds handed to the driver stay within every ML library's range
 POOL_DEPTH = 2  # heights below the head whose messages are kept (to check a competing block at the head's height)
 MB = 1_000_000
+SYNC_BATCH = 8  # blocks per catch-up answer; a node further behind asks for the next batch at once
 
 
 @dataclass
 class _Job:
     """What a pending job is for."""
 
-    kind: str  # gradient, aggregate, perturb, mine, check
-    head: bytes  # the head it was started on (a check: the checked block's hash)
+    kind: str  # gradient, aggregate, perturb, mine, check, sync
+    head: bytes  # the head it was started on (a check: the checked block's hash; a sync: the peer asked)
     messages: tuple[GradientMessage, ...] = ()
     header: Header | None = None
     weights: bytes = b""
     block: Block | None = None
+    from_height: int = 0  # a sync: the first height asked for
 
 
 class LearningChainNode:
@@ -110,6 +118,11 @@ class LearningChainNode:
         self._aggregated: bytes | None = None  # the head this miner aggregated for (never again: memoryless)
         self._done_recorded = False
         self.rejections: dict[str, int] = {}  # kind.reason -> count
+        self._syncing: int | None = None  # the catch-up request in flight (one at a time)
+        self._asked: dict[bytes, bytes] = {}  # peer -> the head this node had when it last asked that peer
+        # Blocks mined while this node was away, not judged yet: those of catch-up answers and the orphans they
+        # free. Strict mode does not apply to them (the node cannot have received their messages).
+        self._away: set[bytes] = set()
 
     @property
     def node_id(self) -> bytes:
@@ -138,7 +151,7 @@ class LearningChainNode:
                 case GradientMessage():
                     return self._on_gradient(message)
                 case Block():
-                    return self._on_block(message)
+                    return self._on_block(message, sender)
                 case _:
                     return [_rejected(type(message).__name__, "malformed", "not a LearningChain message")]
         except Rejected as exc:
@@ -168,15 +181,18 @@ class LearningChainNode:
                     return self._on_nonce(pending, result)
                 case "check":
                     return self._on_checked(pending, result)
+                case "sync":
+                    return self._on_chain(pending, result)
         except Rejected as exc:
             return [self._rejected(exc)]
         return []
 
     def on_request(self, sender: bytes, request: object, now: int) -> Answer:
-        """The main chain from a height on (the results reader's request); nothing else is served."""
+        """The main chain from a height on, `count` blocks of it if asked (the results reader's request, a peer's
+        catch-up); nothing else is served."""
         if not isinstance(request, ChainRequest):
             return None
-        return encoding.encode(self.chain_view(request.from_height))
+        return encoding.encode(self.chain_view(request.from_height, request.count))
 
     def status(self) -> NodeStatus:
         """Height and tip of the head; forks: accepted blocks off the main chain; done at height T."""
@@ -191,11 +207,12 @@ class LearningChainNode:
             chain.append(self.blocks[chain[-1].header.prev])
         return chain[::-1]
 
-    def chain_view(self, from_height: int = 0) -> Chain:
-        """The main chain from a height on, the fork count and the rejections (what the results read)."""
+    def chain_view(self, from_height: int = 0, count: int = 0) -> Chain:
+        """The main chain from a height on (count blocks of it; 0: up to the head), the fork count and the
+        rejections (what the results read)."""
         reasons = sorted(self.rejections)
         return Chain(
-            tuple(self.main_chain()[from_height:]),
+            tuple(self.main_chain()[from_height : from_height + count if count else None]),
             self.forks(),
             tuple(reasons),
             tuple(self.rejections[r] for r in reasons),
@@ -208,7 +225,8 @@ class LearningChainNode:
     def _begin_height(self) -> list[Effect]:
         """The head changed: drop the old height's work, then compute a gradient on w_t and start collecting."""
         effects: list[Effect] = []
-        for job in [j for j, p in self._jobs.items() if p.kind != "check" or self.done]:
+        # A re-execution outlives the head it started under (its block may extend another), and so does a catch-up.
+        for job in [j for j, p in self._jobs.items() if p.kind not in ("check", "sync") or self.done]:
             del self._jobs[job]
             effects.append(CancelJob(job))
         if self.done:
@@ -241,6 +259,8 @@ class LearningChainNode:
     def _accept(self, block: Block) -> list[Effect]:
         """Add a valid block; a longer chain becomes the main chain (first seen wins a tie); orphans follow it."""
         self.blocks[block.hash] = block
+        away = block.hash in self._away
+        self._away.discard(block.hash)
         extends = block.height > self.head.height
         effects: list[Effect] = [
             Record("block_accepted", {"height": block.height, "block": block.hash.hex(), "head": extends})
@@ -250,6 +270,8 @@ class LearningChainNode:
             effects += self._selected_record(block)
             effects += self._begin_height()
         for child in self.orphans.pop(block.hash, []):
+            if away:
+                self._away.add(child.hash)  # it waited on a block fetched by catch-up: mined while away too
             if not self.done:
                 try:
                     effects += self._on_block(child)
@@ -260,6 +282,7 @@ class LearningChainNode:
     def _reject(self, block: Block, reason: Reason, detail: str = "") -> Rejected:
         """Mark a block invalid (and every orphan waiting on it), and say why."""
         self.rejected.add(block.hash)
+        self._away.discard(block.hash)
         stack = [block.hash]
         while stack:
             for child in self.orphans.pop(stack.pop(), []):
@@ -410,7 +433,9 @@ class LearningChainNode:
 
     # -- validation ---------------------------------------------------------------------------------------------
 
-    def _on_block(self, block: Block) -> list[Effect]:
+    def _on_block(self, block: Block, sender: bytes = b"") -> list[Effect]:
+        """Judge a block from sender (b"": from an orphan buffer or a catch-up answer, where nobody is asked for
+        its ancestors); a block whose parent is unknown is buffered and its ancestors asked of sender."""
         digest = block.hash
         if digest in self.blocks or digest in self.pending or digest in self.rejected:
             return []  # a copy of a block this node has judged, or is judging
@@ -429,12 +454,16 @@ class LearningChainNode:
             held = sum(len(o) for o in self.orphans.values())
             if held < self.params.max_orphans and all(o.hash != digest for o in waiting):
                 waiting.append(block)
-            if header.prev in self.pending:
-                return []  # the parent is being checked: not unknown
-            raise Rejected(Kind.BLOCK, Reason.UNKNOWN_PARENT, "buffered until its parent arrives")
+            if header.prev in self.pending or any(o.hash == header.prev for w in self.orphans.values() for o in w):
+                return []  # the parent is being checked, or waits for its own parent: not unknown
+            unknown = Rejected(Kind.BLOCK, Reason.UNKNOWN_PARENT, "buffered until its parent arrives")
+            return [*self._catch_up(sender, max(1, self.head.height - POOL_DEPTH + 1)), self._rejected(unknown)]
         pool = self.pools.get(parent.height, {})
+        # Strict mode rejects a block holding a message this node never received: that says nothing of a block
+        # mined while it was away.
+        strict = self.params.strict and digest not in self._away
         try:
-            unseen = rules.check_block(block, parent, self.dimension, self.least, pool, self.params.strict)
+            unseen = rules.check_block(block, parent, self.dimension, self.least, pool, strict)
         except Rejected as exc:
             raise self._reject(block, exc.reason, exc.detail) from exc
         if header.model_hash != sha256(block.weights):
@@ -465,6 +494,51 @@ class LearningChainNode:
             raise self._reject(block, Reason.BAD_MODEL, result.detail)
         # JobFailed (or nothing): the driver's trouble, never the block's; a later copy of it is checked again.
         return [Record("check_failed", {"height": block.height, "detail": _detail(result)})]
+
+    # -- catch-up -----------------------------------------------------------------------------------------------
+
+    def _catch_up(self, peer: bytes, from_height: int, *, more: bool = False) -> list[Effect]:
+        """Ask peer for SYNC_BATCH blocks of its main chain from from_height: one request at a time, and once per
+        peer and own head unless it continues a full answer (more), so a peer's blocks cannot make it loop."""
+        if not peer or self._syncing is not None or (not more and self._asked.get(peer) == self.head.hash):
+            return []
+        self._asked[peer] = self.head.hash
+        self._next_job += 1
+        self._syncing = self._next_job
+        self._jobs[self._next_job] = _Job("sync", peer, from_height=from_height)
+        return [
+            Request(self._next_job, peer, ChainRequest(from_height, SYNC_BATCH)),
+            Record("catch_up", {"peer": peer.hex()[:16], "from_height": from_height, "head": self.head.height}),
+        ]
+
+    def _on_chain(self, job: _Job, result: JobResult) -> list[Effect]:
+        """A peer's catch-up answer: each block judged as any other; the next batch is asked for when this one was
+        full and its last block new, above the height asked and not rejected (so answers cannot make it loop)."""
+        self._syncing = None
+        if not isinstance(result, bytes):
+            del self._asked[job.head]  # unreachable or refusing for now: its next block may ask again
+            return [Record("catch_up_failed", {"peer": job.head.hex()[:16], "detail": _detail(result)})]
+        try:
+            chain: Chain = encoding.decode(Chain, result)
+        except (EncodingError, ValueError, TypeError) as exc:
+            return [self._rejected(Rejected(Kind.BLOCK, Reason.BAD_CHAIN, str(exc)[:200]))]
+        effects: list[Effect] = []
+        blocks = chain.blocks[:SYNC_BATCH]  # a peer that sends more than asked gets no more attention than that
+        last = blocks[-1].hash if blocks else b""
+        new = last not in self.blocks and last not in self.rejected and last not in self.pending
+        for block in blocks:
+            if self.done:
+                return effects
+            self._away.add(block.hash)
+            try:
+                effects += self._on_block(block)
+            except Rejected as exc:
+                effects.append(self._rejected(exc))
+        # Only blocks still waiting (buffered or being re-executed) keep the mark; the rest are judged or skipped.
+        self._away &= {o.hash for waiting in self.orphans.values() for o in waiting} | self.pending.keys()
+        if len(blocks) == SYNC_BATCH and new and last not in self.rejected and blocks[-1].height >= job.from_height:
+            effects += self._catch_up(job.head, blocks[-1].height + 1, more=True)
+        return effects
 
     # -- helpers ------------------------------------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ class Reason(enum.StrEnum):
     # valid, and buffering it as an orphan would hold it for ever). A block whose miner signature fails (protocols.md
     # 3.2's [A] miner signature) is blk.bad_signature, the message reason's name.
     INVALID_PARENT = "invalid_parent"
+    # A catch-up answer (the main chain a peer was asked for) that does not decode.
+    BAD_CHAIN = "bad_chain"
 
 
 class Rejected(rejection.Rejected[Kind, Reason]):

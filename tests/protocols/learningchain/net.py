@@ -22,6 +22,7 @@ from chainlab.protocols.effects import (
     InitModel,
     Mine,
     Record,
+    Request,
     StartTimer,
 )
 from chainlab.protocols.learningchain import LearningChainNode, LearningChainParams
@@ -143,6 +144,8 @@ class Driver:
     timers: list[StartTimer] = field(default_factory=list)
     mine: bool = True  # False: Mine jobs are left pending (the node never wins)
     worker: Worker = field(default_factory=Worker)
+    peers: dict[bytes, LearningChainNode] = field(default_factory=dict)  # who answers a Request, by node ID
+    requests: list[Request] = field(default_factory=list)
 
     def run(self, effects: list[Effect]) -> None:
         """Carry out effects (and everything they lead to)."""
@@ -164,6 +167,11 @@ class Driver:
                         continue
                     result = executor.execute(self.worker, op, {}, None, self.private)
                     queue += self.node.on_result(job, result, self.now)
+                case Request(job, peer, request):
+                    self.requests.append(effect)
+                    server = self.peers.get(peer)
+                    answer = None if server is None else server.on_request(self.node.node_id, request, self.now)
+                    queue += self.node.on_result(job, answer if isinstance(answer, bytes) else None, self.now)
                 case Mine(job, prefix, target, tag):
                     if not self.mine or job in cancelled:
                         continue
@@ -174,8 +182,8 @@ class Driver:
     def start(self) -> None:
         self.run(self.node.start(self.now))
 
-    def deliver(self, msg: object) -> None:
-        self.run(self.node.on_message(b"peer", msg, self.now))
+    def deliver(self, msg: object, sender: bytes = b"peer") -> None:
+        self.run(self.node.on_message(sender, msg, self.now))
 
     def fire_timers(self) -> None:
         timers, self.timers = self.timers, []
