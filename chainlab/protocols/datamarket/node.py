@@ -4,11 +4,15 @@ set, contributors add data (inline, or a sample file by CID) and claim refunds o
 turn comes, and off-chain trainers upload models trained on the CID data (model lineage).
 
 Content a block names (a sample file, a model file, the revealed test set) is read from storage by every replica
-before it executes the block (Get); blocks wait in order until their content is in."""
+before it executes the block (Get); blocks wait in order until their content is in.
+
+Every node persists each block it keeps and each content its blocks read, and a restarted node re-executes them
+(restore): the sealer so, above all, since no one else can seal the next block. What a role keeps beyond the chain
+(the sealer's unsealed transactions, an agent's plans) is not persisted: a restart loses it, as a crash would."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,6 +47,7 @@ from chainlab.protocols.effects import (
     Get,
     JobFailed,
     JobResult,
+    Persist,
     Put,
     ReadSample,
     ReadSamples,
@@ -55,6 +60,8 @@ from chainlab.protocols.effects import (
 MAX_HELD_BLOCKS = 256  # blocks ahead of the tip kept while catching up
 WHOLE_DATASET = 2**31  # ReadSamples' count for every sample of a dataset
 REFETCH_ROUNDS = 10  # wait before asking storage again after a failed Get
+# Persist record kinds: a block kept (by hash), content a block read (by address), an address storage had nothing at.
+BLOCK_RECORD, CONTENT_RECORD, MISSING_RECORD = "market_block", "market_content", "market_missing"
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class MarketNode:
         self._queue: list[Block] = []  # blocks after the chain, in order, waiting for their content
         self._getting: dict[int, bytes] = {}  # Get job -> address
         self._sent: dict[bytes, int] = {}  # this node's transactions not yet in a block -> the round they were sent
+        self.persisting = True  # see Restorable.persisting
 
     @property
     def node_id(self) -> bytes:
@@ -141,7 +149,7 @@ class MarketNode:
                 detail = result.detail if isinstance(result, JobFailed) else type(result).__name__
                 return [Record("get_failed", {"detail": detail}), StartTimer(Refetch(address), REFETCH_ROUNDS)]
             self.contents[address] = result
-            return self._on_content(now)
+            return self._persist_content(address, result) + self._on_content(now)
         if job != self._catching_up:
             return []
         self._catching_up = None
@@ -155,6 +163,30 @@ class MarketNode:
         for block in chain.blocks:
             effects += self.on_message(self.genesis.sealer, block, now)
         return effects
+
+    def restore(self, records: Iterable[Persist]) -> None:
+        """Take back the chain this node kept: the content its blocks read, then each block re-executed in order
+        (a block whose state root no longer comes out, a store from another run, ends the chain there)."""
+        blocks: list[Block] = []
+        for record in records:
+            if record.kind == CONTENT_RECORD:
+                self.contents[record.key] = record.payload
+            elif record.kind == MISSING_RECORD:
+                self.contents[record.key] = None
+            elif record.kind == BLOCK_RECORD:
+                blocks.append(encoding.decode(Block, record.payload))
+        for block in sorted(blocks, key=lambda b: b.number):
+            if block.number != len(self.blocks) or block.prev != self.tip:
+                break
+            self.state.execute_block(block, self.contents)
+            root = self.state.state_root(self.roots[-1] if self.roots else b"")
+            if root != block.state_root:
+                self._rebuild()
+                break
+            self.blocks.append(block)
+            self.roots.append(root)
+        mine = [tx.nonce for block in self.blocks for tx in block.txs if tx.sender_key == self.identity.public_key]
+        self._nonce = max(mine, default=0)  # a transaction of this node with a used nonce would be a replay
 
     def on_request(self, sender: bytes, request: object, now: int) -> Answer:
         """Blocks from a number on; nothing else by default."""
@@ -242,7 +274,7 @@ class MarketNode:
             raise Rejected(Kind.BLOCK, Reason.BAD_STATE_ROOT, f"block {block.number}")
         self.blocks.append(block)
         self.roots.append(root)
-        included: list[Effect] = []
+        included: list[Effect] = self._persist_block(block)
         for outcome in outcomes:
             sent = self._sent.pop(outcome.tx.hash, None)
             if sent is not None:  # Table 1's "transaction included": sent until this replica holds its block
@@ -260,6 +292,16 @@ class MarketNode:
         return []
 
     # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _persist_block(self, block: Block) -> list[Effect]:
+        return [Persist(BLOCK_RECORD, block.hash, block.encode())] if self.persisting else []
+
+    def _persist_content(self, address: bytes, content: bytes | None) -> list[Effect]:
+        if not self.persisting:
+            return []
+        if content is None:
+            return [Persist(MISSING_RECORD, address, b"")]
+        return [Persist(CONTENT_RECORD, address, content)]
 
     def _transaction(self, body: Body, now: int, value: int = 0) -> Send:
         """A signed transaction to the sealer, sent at now (its inclusion time is recorded once a block has it)."""
@@ -325,7 +367,7 @@ class SealerNode(MarketNode):
         self.blocks.append(block)
         self.roots.append(root)
         size = self.params.tx_size_mb * max(1, len(txs))
-        effects: list[Effect] = [Broadcast(block, size, sum(tx.data_mb for tx in txs))]
+        effects: list[Effect] = [*self._persist_block(block), Broadcast(block, size, sum(tx.data_mb for tx in txs))]
         effects.append(Record("block_sealed", {"number": block.number, "txs": len(txs)}))
         for outcome in outcomes:
             effects += _outcome_records(outcome, self.state)

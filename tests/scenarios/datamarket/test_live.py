@@ -83,3 +83,21 @@ def test_a_transaction_is_included_within_three_seconds_with_a_one_second_sealer
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
     assert len(seconds) >= 20 and seconds[-1] <= 3.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_the_sealer_and_an_agent_killed_and_restarted_live_go_on_from_what_they_persisted(tmp_path: Path) -> None:
+    """experiments/chaos/datamarket_restart.yaml: each comes back on its stored blocks, the chain goes on from the
+    sealer's last block, and the market closes as in the simulator."""
+    live, simulated = live_and_simulated("chaos/datamarket_restart", tmp_path, timeout_seconds=400)
+    assert not live["truncated"] and set(live["exit_codes"].values()) == {0}
+    for results in (live, simulated):
+        assert results["tips_agree"] and results["internal_errors"] == {}
+        restarts = [c for c in results["chaos"] if c["action"] == "restart"]
+        assert [c["node"] for c in restarts] == ["validator-0", "miner-0"]
+        assert all(c["caught_up_after_rounds"][c["node"]] is not None for c in restarts)
+        # The contract may refuse what a restarted agent asks again (it forgot its claims in flight), nothing else.
+        assert set(results["rejections"]) <= {"add:too_soon", "rf:already_claimed", "rp:already_claimed"}
+    accuracy = live["protocol_results"]["comparison"]["accuracy"]
+    assert abs(accuracy - simulated["protocol_results"]["comparison"]["accuracy"]) <= 0.02
