@@ -88,7 +88,7 @@ bench: $(STAMP)
 
 # Cost against miners (experiments/bench_scale.yaml), each point a fresh `chainlab sim`: MINERS="100 250" picks the
 # points (default 10 100 250 1000), NETWORKS (default full erdos_renyi), WORKERS (default: the cores available),
-# TIMEOUT per point (default 900 s), DIFFICULTY (scaled, the default: the proof-of-work target keeps the time to a
+# TIMEOUT per point (default 1800 s), DIFFICULTY (scaled, the default: the proof-of-work target keeps the time to a
 # Key Block at every size; fixed: the config's). Writes $(OUT)/bench-scale/bench.{json,md,png}; exit 1 if a point failed.
 bench-scale: $(STAMP)
 	MINERS="$(MINERS)" NETWORKS="$(NETWORKS)" WORKERS="$(WORKERS)" TIMEOUT="$(TIMEOUT)" DIFFICULTY="$(DIFFICULTY)" \
