@@ -59,6 +59,7 @@ log = logging.getLogger("chainlab.live")
 MALFORMED = "malformed"
 FETCH_DATA, FETCH_REQUEST = "data", "request"  # the two kinds of point-to-point fetch a transport carries
 JOB_ATTEMPTS = 3  # an internal failure is retried this many times in all before the node hears JobFailed
+EMPTY_ANSWER = b""  # the address a fetch answers with for content of no bytes (storage keeps no empty object)
 
 Job = Compute | Mine | Request | FetchData | Put | Get
 
@@ -250,6 +251,10 @@ class LiveNode:
             content = self.node.on_request(sender, request, self.clock.now())
         if not isinstance(content, bytes):
             return None
+        if not content:
+            # An answer with nothing in it (a catch-up answer with no blocks encodes to no bytes) needs no storage,
+            # which holds no empty objects: the empty address stands for it.
+            return EMPTY_ANSWER
         return await self.publish(sha256(content), lambda: content)
 
     async def publish(self, key: bytes, data: Callable[[], bytes]) -> bytes:
@@ -264,6 +269,8 @@ class LiveNode:
         answer = await self.transport.request(self.node.node_id, peer, kind, payload)
         if answer is None:
             return None
+        if answer == EMPTY_ANSWER:
+            return b""
         content = await self.store.get(answer.decode("ascii"))
         self.wire.count_served(peer.hex(), len(content))
         return content

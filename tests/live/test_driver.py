@@ -12,7 +12,7 @@ from chainlab.learning.datasets import encode_dataset
 from chainlab.live.driver import FETCH_DATA, FETCH_REQUEST, JOB_ATTEMPTS, LiveNode, RoundClock
 from chainlab.live.transport import InMemoryStore, InMemoryTransport
 from chainlab.protocols.bagchain import Miner
-from chainlab.protocols.bagchain.messages import to_wire
+from chainlab.protocols.bagchain.messages import ModelRequest, to_wire
 from chainlab.protocols.bagchain.reasons import Reason
 from chainlab.protocols.bagchain.wire import CODEC
 from chainlab.protocols.base import Observation
@@ -230,3 +230,24 @@ def test_what_reaches_a_node_is_counted_by_kind_and_sender_as_the_simulator_coun
     me = driver.node.node_id.hex()
     assert (driver.wire.payload, driver.wire.control, driver.wire.served) == (200_000, 51_000, 200)
     assert driver.wire.sent_by == {"01" * 32: 250_000, "02" * 32: 1_000, me: 200}
+
+
+def test_an_empty_answer_travels_without_storage_which_keeps_no_empty_object() -> None:
+    """A catch-up answer with no blocks encodes to no bytes: served as the empty address, read back as no bytes."""
+
+    class Refusing(InMemoryStore):
+        async def put(self, data: bytes) -> str:
+            if not data:
+                raise AssertionError("storage was asked to keep an empty object")
+            return await super().put(data)
+
+    async def scenario() -> bytes | None:
+        net = _net()
+        store, transport = Refusing(), InMemoryTransport(0.0)
+        server = _driver(net, net.miners[0], [], store, transport=transport)
+        client = _driver(net, net.requester, [], store, transport=transport)
+        server.node.on_request = lambda sender, request, now: b""  # type: ignore[method-assign]
+        request = CODEC.encode_request(ModelRequest(b"\x01" * 32, None))
+        return await client.fetch(server.node.node_id, FETCH_REQUEST, request)
+
+    assert asyncio.run(scenario()) == b""
