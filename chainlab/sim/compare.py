@@ -375,9 +375,8 @@ def markdown(summary: Mapping[str, object]) -> str:
         "- Final accuracy is on the report set D_R no protocol sees. Histories are on one clock: virtual rounds "
         "(BFLC's FL rounds placed at the virtual round its observer's chain reached that height) and wall-clock "
         "seconds since the run began (the simulator's `round_trace`, build and pre-training included). Each is the "
-        "protocol's output model on D_R, except DFL's: the honest, unflipped nodes' mean local accuracy on "
-        "label-matched test samples (its core measures only that during the run), so its time to 85 % is on "
-        "local accuracy.",
+        "protocol's output model on D_R; DFL's is the mean over its honest, unflipped nodes of each one's model, "
+        "snapshotted at each history point and measured on D_R afterwards.",
         "- Bytes on the wire (simulation's `wire_bytes`, one copy per receiver): payload is model or gradient data "
         "in broadcast/sent messages; served is point-to-point answers and storage transfers (BagChain's base "
         "models, the marketplace's blobs, catch-up blocks); control is the rest of the messages; sent/node is "
@@ -478,7 +477,7 @@ def plots(summary: Mapping[str, object], out: Path) -> None:
         axes.axhline(100 * TARGET_ACCURACY, color="grey", linestyle=":", linewidth=1)
         axes.set_xlabel(label)
         axes.set_ylabel("accuracy (%)")
-        axes.set_title(f"accuracy over {axis} at f = 0 (DFL: local accuracy)")
+        axes.set_title(f"accuracy over {axis} at f = 0")
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="small")

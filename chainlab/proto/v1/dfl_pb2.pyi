@@ -317,17 +317,22 @@ class DflAccuracyPoint(_message.Message):
 
     TICK_FIELD_NUMBER: _builtins.int
     ACCURACY_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
     tick: _builtins.int
     accuracy: _builtins.float
+    """on the node's own label-matched test samples"""
+    weights: _builtins.bytes
+    """the model it measured: the results evaluate it again on the report set"""
     def __init__(
         self,
         *,
         tick: _builtins.int = ...,
         accuracy: _builtins.float = ...,
+        weights: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "tick", b"tick"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "tick", b"tick", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -226,11 +226,13 @@ class PeerReputation:
 
 @dataclass(frozen=True)
 class AccuracyPoint:
-    """The node's local (receipt-style) accuracy at a tick."""
+    """The node's local (receipt-style) accuracy at a tick, and the weights it measured, so that the results can
+    measure the same model on a test set the node never sees (the comparison's D_R)."""
 
     PROTO: ClassVar = pb.DflAccuracyPoint
     tick: int
     accuracy: float
+    weights: bytes
 
 
 @dataclass(frozen=True)

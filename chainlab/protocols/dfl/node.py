@@ -85,9 +85,10 @@ class _Witness:
 
 @dataclass(frozen=True)
 class _Measure:
-    """A local accuracy measurement for the history."""
+    """A local accuracy measurement for the history, of these weights."""
 
     tick: int
+    weights: bytes
 
 
 _Job = _Init | _Train | _Update | _Poison | _Witness | _Measure
@@ -219,7 +220,7 @@ class DflNode:
             return self._witnessed(kind.tx, kind.sender, result, now)
         if isinstance(kind, _Measure):
             if isinstance(result, float) and not isinstance(result, bool):
-                self.history.append(AccuracyPoint(kind.tick, result))
+                self.history.append(AccuracyPoint(kind.tick, result, kind.weights))
                 return [Record("accuracy", {"tick": kind.tick, "accuracy": result})]
             return []
         if isinstance(kind, _Poison):
@@ -276,7 +277,7 @@ class DflNode:
             op = EvaluateModel(
                 self.spec, self.weights, self.local_test, self.params.eval_samples, _seed(self._own, b"record", now)
             )
-            effects.append(self._compute(_Measure(now), op))
+            effects.append(self._compute(_Measure(now, self.weights), op))
         if not self.stopped and now + self.params.record_every <= self._end:
             effects.append(StartTimer(RecordAccuracy(), self.params.record_every))
         return effects

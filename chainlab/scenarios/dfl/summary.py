@@ -71,13 +71,14 @@ def _comparison(
     view: DflView, spec: ModelSpec, report: Dataset, worker: Worker, flippers: frozenset[bytes]
 ) -> dict[str, object]:
     """The compare harness's block: the mean accuracy on D_R of the nodes that neither attack nor train on
-    flipped labels; history is their mean local accuracy (label-matched test samples); chain bytes estimated as the
-    model payload of the transactions in a node's finalised blocks (receipts and headers left out)."""
+    flipped labels, and the same mean over the ticks (each history point's weights measured again on D_R); chain
+    bytes estimated as the model payload of the transactions in a node's finalised blocks (receipts and headers
+    left out)."""
     clean = [r for r in view.reports.values() if not r.attacker and r.node_id not in flippers]
     if not clean:
         clean = [r for r in view.reports.values() if not r.attacker]
     values = [a for r in clean if (a := _accuracy(worker, spec, r.weights, report)) is not None]
-    history = _mean_history(clean)
+    history = _report_history(clean, spec, report, worker)
     reports = list(view.reports.values())
     chain = [sum(b.transactions for b in r.blocks) * len(r.weights) for r in reports]
     return {
@@ -121,11 +122,34 @@ def _attacker_reputation(honest: list[NodeReport], attackers: set[bytes]) -> flo
 
 def _mean_history(honest: list[NodeReport]) -> dict[str, list[float]]:
     """The honest nodes' mean local accuracy at each tick that every one of them measured."""
+    return _mean_at_common_ticks([[(p.tick, p.accuracy) for p in r.history] for r in honest])
+
+
+def _report_history(
+    clean: list[NodeReport], spec: ModelSpec, report: Dataset, worker: Worker
+) -> dict[str, list[float]]:
+    """The nodes' mean accuracy on the report set at each tick that every one of them measured, from the weights
+    each history point carries; weights that did not change between points are evaluated once."""
+    measured: dict[bytes, float | None] = {}
+    series: list[list[tuple[int, float]]] = []
+    for node in clean:
+        points = []
+        for point in node.history:
+            if point.weights not in measured:
+                measured[point.weights] = _accuracy(worker, spec, point.weights, report)
+            if (accuracy := measured[point.weights]) is not None:
+                points.append((point.tick, accuracy))
+        series.append(points)
+    return _mean_at_common_ticks(series)
+
+
+def _mean_at_common_ticks(series: list[list[tuple[int, float]]]) -> dict[str, list[float]]:
+    """The mean over nodes of (tick, accuracy) series, at the ticks every node has a value for."""
     by_tick: dict[int, list[float]] = {}
-    for report in honest:
-        for point in report.history:
-            by_tick.setdefault(point.tick, []).append(point.accuracy)
-    ticks = sorted(t for t, values in by_tick.items() if len(values) == len(honest))
+    for points in series:
+        for tick, accuracy in points:
+            by_tick.setdefault(tick, []).append(accuracy)
+    ticks = sorted(t for t, values in by_tick.items() if len(values) == len(series))
     return {"ticks": [float(t) for t in ticks], "mean": [statistics.fmean(by_tick[t]) for t in ticks]}
 
 

@@ -77,6 +77,6 @@ def test_report_requests_and_reports_round_trip() -> None:
     assert CODEC.decode_request(CODEC.encode_request(ReportRequest())) == ReportRequest()
     report = NodeReport(
         IDS[0].node_id, True, b"w", (BlockStat(1, 4, 7, 8),), (PeerReputation(IDS[1].node_id, 0.95),),
-        (AccuracyPoint(20, 0.5),), 4, 3, 2, 1, b"tip",
+        (AccuracyPoint(20, 0.5, b"weights"),), 4, 3, 2, 1, b"tip",
     )  # fmt: skip
     assert NodeReport.decode(report.encode()) == report
