@@ -176,15 +176,8 @@ class MarketNode:
             elif record.kind == BLOCK_RECORD:
                 blocks.append(encoding.decode(Block, record.payload))
         for block in sorted(blocks, key=lambda b: b.number):
-            if block.number != len(self.blocks) or block.prev != self.tip:
+            if block.number != len(self.blocks) or block.prev != self.tip or self._re_execute(block) is None:
                 break
-            self.state.execute_block(block, self.contents)
-            root = self.state.state_root(self.roots[-1] if self.roots else b"")
-            if root != block.state_root:
-                self._rebuild()
-                break
-            self.blocks.append(block)
-            self.roots.append(root)
         mine = [tx.nonce for block in self.blocks for tx in block.txs if tx.sender_key == self.identity.public_key]
         self._nonce = max(mine, default=0)  # a transaction of this node with a used nonce would be a replay
 
@@ -266,20 +259,27 @@ class MarketNode:
             raise Rejected(Kind.BLOCK, Reason.BAD_POSITION, "does not extend the tip")
         if self.blocks and block.time <= self.blocks[-1].time:
             raise Rejected(Kind.BLOCK, Reason.BAD_TIME, f"{block.time} <= {self.blocks[-1].time}")
-        prev_root = self.roots[-1] if self.roots else b""
-        outcomes = self.state.execute_block(block, self.contents)
-        root = self.state.state_root(prev_root)
-        if root != block.state_root:
-            self._rebuild()
+        outcomes = self._re_execute(block)
+        if outcomes is None:
             raise Rejected(Kind.BLOCK, Reason.BAD_STATE_ROOT, f"block {block.number}")
-        self.blocks.append(block)
-        self.roots.append(root)
         included: list[Effect] = self._persist_block(block)
         for outcome in outcomes:
             sent = self._sent.pop(outcome.tx.hash, None)
             if sent is not None:  # Table 1's "transaction included": sent until this replica holds its block
                 included.append(Record("tx_included", {"kind": outcome.kind, "rounds": now - sent}))
         return included + self._after_block(block, outcomes, now)
+
+    def _re_execute(self, block: Block) -> list[Outcome] | None:
+        """Execute a block on the state and keep it if its state root comes out; None (and the state as the kept
+        chain leaves it) if not."""
+        outcomes = self.state.execute_block(block, self.contents)
+        root = self.state.state_root(self.roots[-1] if self.roots else b"")
+        if root != block.state_root:
+            self._rebuild()
+            return None
+        self.blocks.append(block)
+        self.roots.append(root)
+        return outcomes
 
     def _rebuild(self) -> None:
         """The state as the kept chain leaves it (after executing a block that turned out invalid)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from chainlab.learning.datasets import Dataset
 from chainlab.learning.worker import Worker
 from chainlab.ledger import encoding
@@ -32,6 +34,7 @@ from chainlab.scenarios.federated import flipped_shards
 from chainlab.work.executor import learning_spec
 
 PUBLIC, VALIDATION, TEST = "public", "validation", "test"
+WARM_UP_PER_CLASS = 4  # every class present, so that any family fits
 REPORT = "report"  # D_R when the experiment holds one out (protocols.md 6), else D_E again
 
 ENSEMBLE_ACCURACY = "chainlab_bagchain_ensemble_accuracy"
@@ -170,9 +173,12 @@ class BagChainSpec(ProtocolSpec):
         return _node(slot, identity, settings, gen, tasks, exp.seed, _full_nodes(exp.seed, settings))
 
     def warm_up(self, exp: Experiment, worker: Worker, held: Sequence[Dataset]) -> None:
-        """Fit the model family once on held data: its first import takes seconds, paid before joining."""
+        """Fit the model family once on a few held samples of each class: its first import takes seconds, paid
+        before joining (a fit on all of a large held set would cost more than the import)."""
         if held:
-            worker.fit_plain(learning_spec(BagChainSettings.of(exp).model), held[0], 0)
+            y = held[0].y
+            few = np.concatenate([np.flatnonzero(y == label)[:WARM_UP_PER_CLASS] for label in np.unique(y)])
+            worker.fit_plain(learning_spec(BagChainSettings.of(exp).model), held[0].subset(few), 0)
 
     def phase_start(self, exp: Experiment, phase: int) -> int | None:
         """Phase I (training) starts with KB_{h-1}, Phase II (ensembles) when D_V is released phase1_rounds later,
