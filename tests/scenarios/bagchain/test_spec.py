@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from chainlab.learning.datasets import Dataset
-from chainlab.learning.worker import Worker
-from chainlab.protocols.spec import ModelSpec
+from chainlab.learning.worker import ModelSpec, Worker
 from chainlab.scenarios.bagchain.spec import SPEC, WARM_UP_PER_CLASS
 from chainlab.scenarios.experiment import load_experiment
 
