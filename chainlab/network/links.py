@@ -167,6 +167,14 @@ def hop_array(
     return hops
 
 
+def undrawn_limit_mb(bandwidth: NDArray[np.float64]) -> float:
+    """The largest size no draw of hop_array can stretch: at most the floor of every limited link's bandwidth draw,
+    so it crosses each link in one round of transfer, whatever the message. Without loss such a message takes the
+    same hops as any other of that kind, so they can be worked out once rather than drawn per message."""
+    limited = bandwidth[bandwidth > 0.0]
+    return float((BANDWIDTH_FLOOR_RATIO * limited).min()) if len(limited) else math.inf
+
+
 def partition_groups(groups: Iterable[Iterable[Node]]) -> dict[Node, int]:
     """Each listed node's group number (from 1); a node listed in two groups is an error."""
     group: dict[Node, int] = {}

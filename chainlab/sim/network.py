@@ -29,6 +29,7 @@ from chainlab.network.links import (
     hop_rounds,
     is_cut,
     partition_groups,
+    undrawn_limit_mb,
     whole_rounds,
 )
 
@@ -111,8 +112,9 @@ class _Compiled:
     loss: NDArray[np.float64]
     blocked: NDArray[np.bool_]
     lossless: bool  # no link drops anything
-    # Without loss a message of no size takes the same hops every time (its latency and one round): the
-    # distances from a source are drawn once, not once per fetch.
+    undrawn_mb: float  # sizes up to this cross every link in one round of transfer (links.undrawn_limit_mb)
+    # Without loss a message no larger than undrawn_mb (a block, a vote; not a model) takes the same hops every time
+    # (its latency and one round): the distances from a source are worked out once, not once per message.
     static: dict[int, NDArray[np.float64]] = field(default_factory=dict)
 
 
@@ -221,15 +223,17 @@ class TopologyNetwork:
         if self._compiled_cache is None:
             order = self._order
             specs = tuple(self._links[e] for e in order)
+            bandwidth = np.array([spec.bandwidth_mb_per_round for spec in specs], dtype=np.float64)
             self._compiled_cache = _Compiled(
                 edges=order,
                 specs=specs,
                 ends=(np.array([u for u, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.int64)),
                 latency=np.array([spec.latency_rounds for spec in specs], dtype=np.int64),
-                bandwidth=np.array([spec.bandwidth_mb_per_round for spec in specs], dtype=np.float64),
+                bandwidth=bandwidth,
                 loss=np.array([spec.loss for spec in specs], dtype=np.float64),
                 blocked=np.array([not self._up[e] or is_cut(self._group, *e) for e in order], dtype=np.bool_),
                 lossless=not any(spec.loss for spec in specs),
+                undrawn_mb=undrawn_limit_mb(bandwidth),
             )
         return self._compiled_cache
 
@@ -246,7 +250,7 @@ class TopologyNetwork:
         C) per message, work proportional to the links rather than to nodes x messages."""
         _check_id(message_id)
         c = self._compiled()
-        static = size_mb == 0.0 and c.lossless
+        static = c.lossless and check_size(size_mb) <= c.undrawn_mb
         if static and src in c.static:
             return c.static[src]
         hops = hop_array(self.seed, message_id, c.latency, c.bandwidth, c.loss, check_size(size_mb))

@@ -13,10 +13,12 @@ from chainlab.network.links import (
     BANDWIDTH_FLOOR_RATIO,
     BANDWIDTH_SIGMA_RATIO,
     LinkSpec,
+    hop_array,
     hop_rounds,
     is_cut,
     message_id,
     partition_groups,
+    undrawn_limit_mb,
     whole_rounds,
 )
 
@@ -170,3 +172,26 @@ def test_the_vectorized_rule_matches_the_rule_link_by_link(
     seed: int, mid: bytes, links: list[LinkSpec], size: float
 ) -> None:
     assert hop_rounds(seed, mid, links, size) == _one_link_at_a_time(seed, mid, links, size)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=_seeds, mids=st.lists(_ids, min_size=2, max_size=4), links=st.lists(_specs, min_size=1, max_size=12))
+def test_up_to_the_undrawn_limit_no_draw_changes_a_lossless_hop(
+    seed: int, mids: list[bytes], links: list[LinkSpec]
+) -> None:
+    latency = np.array([spec.latency_rounds for spec in links], dtype=np.int64)
+    bandwidth = np.array([spec.bandwidth_mb_per_round for spec in links], dtype=np.float64)
+    lossless = np.zeros(len(links))
+    limit = undrawn_limit_mb(bandwidth)
+    for size in (0.0, limit / 2, limit) if math.isfinite(limit) else (0.0, 1e6):
+        hops = [hop_array(seed, mid, latency, bandwidth, lossless, size).tolist() for mid in mids]
+        assert hops == [np.maximum(1, latency + (bandwidth > 0)).tolist()] * len(mids)
+
+
+def test_the_undrawn_limit_is_the_least_bandwidth_floor_and_a_bigger_message_is_drawn() -> None:
+    bandwidth = np.array([0.0, 2.0, 0.5])
+    assert undrawn_limit_mb(bandwidth) == BANDWIDTH_FLOOR_RATIO * 0.5
+    assert undrawn_limit_mb(np.array([0.0])) == math.inf
+    latency, lossless = np.zeros(1, dtype=np.int64), np.zeros(1)
+    above = [hop_array(1, bytes([i]), latency, np.array([0.5]), lossless, 0.5).item() for i in range(50)]
+    assert len(set(above)) > 1  # 0.5 MB at 0.5 MB per round: one round or two, by the draw

@@ -99,6 +99,20 @@ def test_unicast_matches_broadcast_for_the_same_message() -> None:
         assert net.unicast(3, 11, 2.0, now=0, message_id=mid(i)) == net.broadcast(3, 2.0, 0, mid(i))[11]
 
 
+def test_small_messages_flood_as_a_fresh_network_draws_them_whatever_was_sent_before() -> None:
+    # Blocks below every link's bandwidth floor take hops no draw changes: their distances are worked out once per
+    # source; each answer must still be what a network that never saw another message gives.
+    graph = erdos_renyi(30, 3.0, seed=2)
+    net = TopologyNetwork(graph, bandwidth_mb=0.5, seed=3)
+    for i, size in enumerate([0.0, 0.01, 0.05, 0.2, 0.01, 0.05]):
+        fresh = TopologyNetwork(graph, bandwidth_mb=0.5, seed=3)
+        assert net.broadcast(i % 3, size, now=5, message_id=mid(i)) == fresh.broadcast(i % 3, size, 5, mid(i))
+    net.set_link(*next(iter(graph.edges)), delay=7)
+    slower = TopologyNetwork(graph, bandwidth_mb=0.5, seed=3)
+    slower.set_link(*next(iter(graph.edges)), delay=7)
+    assert net.broadcast(0, 0.01, now=0, message_id=mid(9)) == slower.broadcast(0, 0.01, 0, mid(9))
+
+
 def test_same_message_same_result_other_message_or_seed_differs() -> None:
     net = TopologyNetwork(erdos_renyi(30, 3.0, seed=1), bandwidth_mb=0.5, seed=5)
     first = net.broadcast(0, 6.0, now=0, message_id=mid(7))
