@@ -106,13 +106,16 @@ class _Compiled:
 
     edges: tuple[tuple[int, int], ...]
     specs: tuple[LinkSpec, ...]
-    ends: tuple[NDArray[np.int64], NDArray[np.int64]]
     latency: NDArray[np.int64]
     bandwidth: NDArray[np.float64]
     loss: NDArray[np.float64]
     blocked: NDArray[np.bool_]
     lossless: bool  # no link drops anything
     undrawn_mb: float  # sizes up to this cross every link in one round of transfer (links.undrawn_limit_mb)
+    # Both directions of every link as one sparse matrix whose structure never changes; entry_edge[k] is the link
+    # behind its k-th stored weight. Building a matrix per message cost more than the shortest paths themselves.
+    adjacency: csr_matrix
+    entry_edge: NDArray[np.int64]
     # Without loss a message no larger than undrawn_mb (a block, a vote; not a model) takes the same hops every time
     # (its latency and one round): the distances from a source are worked out once, not once per message.
     static: dict[int, NDArray[np.float64]] = field(default_factory=dict)
@@ -224,16 +227,18 @@ class TopologyNetwork:
             order = self._order
             specs = tuple(self._links[e] for e in order)
             bandwidth = np.array([spec.bandwidth_mb_per_round for spec in specs], dtype=np.float64)
+            adjacency, entry_edge = _adjacency(self.n, order)
             self._compiled_cache = _Compiled(
                 edges=order,
                 specs=specs,
-                ends=(np.array([u for u, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.int64)),
                 latency=np.array([spec.latency_rounds for spec in specs], dtype=np.int64),
                 bandwidth=bandwidth,
                 loss=np.array([spec.loss for spec in specs], dtype=np.float64),
                 blocked=np.array([not self._up[e] or is_cut(self._group, *e) for e in order], dtype=np.bool_),
                 lossless=not any(spec.loss for spec in specs),
                 undrawn_mb=undrawn_limit_mb(bandwidth),
+                adjacency=adjacency,
+                entry_edge=entry_edge,
             )
         return self._compiled_cache
 
@@ -254,10 +259,11 @@ class TopologyNetwork:
         if static and src in c.static:
             return c.static[src]
         hops = hop_array(self.seed, message_id, c.latency, c.bandwidth, c.loss, check_size(size_mb))
-        usable = (hops >= 1) & ~c.blocked
-        u, v = c.ends
-        graph = csr_matrix((hops[usable].astype(np.float64), (u[usable], v[usable])), shape=(self.n, self.n))
-        distances: NDArray[np.float64] = dijkstra(graph, directed=False, indices=src)
+        weights = hops.astype(np.float64)
+        weights[(hops < 1) | c.blocked] = np.inf  # lost or switched off: no path crosses it
+        # The one matrix takes this message's weights in place (the engine floods one message at a time).
+        c.adjacency.data = weights[c.entry_edge]
+        distances: NDArray[np.float64] = dijkstra(c.adjacency, directed=True, indices=src)
         if static:
             c.static[src] = distances
         return distances
@@ -279,6 +285,17 @@ class TopologyNetwork:
         # math's test, not numpy's: a ufunc call on one scalar costs a microsecond, and a run makes a fetch per model
         # and node.
         return now + int(distance) if math.isfinite(distance) else None
+
+
+def _adjacency(n: int, edges: Sequence[tuple[int, int]]) -> tuple[csr_matrix, NDArray[np.int64]]:
+    """_Compiled's adjacency (both directions of each edge, rows in node order) and entry_edge."""
+    ends = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    index = np.arange(len(ends), dtype=np.int64)
+    rows, cols = np.concatenate([ends[:, 0], ends[:, 1]]), np.concatenate([ends[:, 1], ends[:, 0]])
+    order = np.lexsort((cols, rows))
+    indptr = np.searchsorted(rows[order], np.arange(n + 1))
+    adjacency = csr_matrix((np.ones(len(order)), cols[order], indptr), shape=(n, n))
+    return adjacency, np.concatenate([index, index])[order]
 
 
 def build_network(config: NetworkConfig, n: int, seed: int) -> FullyConnected | TopologyNetwork:

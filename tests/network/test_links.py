@@ -18,6 +18,7 @@ from chainlab.network.links import (
     is_cut,
     message_id,
     partition_groups,
+    rng_of,
     undrawn_limit_mb,
     whole_rounds,
 )
@@ -195,3 +196,11 @@ def test_the_undrawn_limit_is_the_least_bandwidth_floor_and_a_bigger_message_is_
     latency, lossless = np.zeros(1, dtype=np.int64), np.zeros(1)
     above = [hop_array(1, bytes([i]), latency, np.array([0.5]), lossless, 0.5).item() for i in range(50)]
     assert len(set(above)) > 1  # 0.5 MB at 0.5 MB per round: one round or two, by the draw
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(min_size=1, max_size=40), zeros=st.integers(0, 40))
+def test_the_generator_is_default_rng_of_the_key_as_an_integer(key: bytes, zeros: int) -> None:
+    key = bytes(zeros) + key[zeros:]  # high zero words are left out of an integer's words
+    fast = rng_of(key).random(4)
+    assert np.array_equal(fast, np.random.default_rng(int.from_bytes(key, "big")).random(4))
