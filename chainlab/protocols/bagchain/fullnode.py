@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sized
 from functools import lru_cache
-from typing import Any, ClassVar, ParamSpec
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from chainlab.ledger import encoding
 from chainlab.ledger.chain import ChainEntry, ChainIndex
@@ -103,6 +103,7 @@ def _model_key(sorted_hashes: tuple[bytes, ...]) -> ModelKey:
 
 
 P = ParamSpec("P")
+_Checked = TypeVar("_Checked", MiniBlock, EnsembleBlock)  # what _settle checks
 MetricKey = tuple[tuple[bytes, ...], bytes]  # (sorted ModelHashes, dataset commitment)
 _RETRY_ROUNDS = 5  # back-off before asking again for a dataset whose fetch failed
 _UNAUTHENTICATED = frozenset({Reason.BAD_SIGNATURE, Reason.UNAUTHORIZED_RELEASE})
@@ -629,7 +630,7 @@ class FullNode:
             if not self._waiters[key]:
                 del self._waiters[key]
 
-    def _settle(self, kind: str, block_hash: bytes, check: Any, block: Any) -> bool:
+    def _settle(self, kind: str, block_hash: bytes, check: Callable[[_Checked], None], block: _Checked) -> bool:
         try:
             check(block)
         except Waiting as wait:
