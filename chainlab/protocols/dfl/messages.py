@@ -226,8 +226,9 @@ class PeerReputation:
 
 @dataclass(frozen=True)
 class AccuracyPoint:
-    """The node's local (receipt-style) accuracy at a tick, and the weights it measured, so that the results can
-    measure the same model on a test set the node never sees (the comparison's D_R)."""
+    """The node's local (receipt-style) accuracy at a tick, and the weights it measured when the network keeps
+    them (DflParams.snapshot_history; else empty), so that the results can measure the same model on a test set the
+    node never sees (the comparison's D_R)."""
 
     PROTO: ClassVar = pb.DflAccuracyPoint
     tick: int

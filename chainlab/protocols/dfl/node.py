@@ -277,7 +277,7 @@ class DflNode:
             op = EvaluateModel(
                 self.spec, self.weights, self.local_test, self.params.eval_samples, _seed(self._own, b"record", now)
             )
-            effects.append(self._compute(_Measure(now, self.weights), op))
+            effects.append(self._compute(_Measure(now, self.weights if self.params.snapshot_history else b""), op))
         if not self.stopped and now + self.params.record_every <= self._end:
             effects.append(StartTimer(RecordAccuracy(), self.params.record_every))
         return effects

@@ -36,6 +36,9 @@ class DflParams:
     penalty: float = 0.05
     eval_samples: int = 100  # samples of the local test set per receipt and history point
     record_every: int = 20  # ticks between local accuracy measurements; 0: none
+    # Keep the weights each history point measured, so that the results can measure them on a test set the node
+    # never sees (the comparison's D_R): one model per point in the node's report.
+    snapshot_history: bool = False
     receipt_routing: str = "reverse_path"
     perturb_scale: float = 0.001  # model poisoning: weights U(0, perturb_scale)
     overhead_mb: float = 0.001  # what a message adds to the weights it carries
@@ -47,6 +50,8 @@ class DflParams:
         check_integer(self, "interval_max", self.interval_min)
         for name in ("clock_skew", "tx_per_block", "eval_samples", "record_every"):
             check_integer(self, name, 0)
+        if not isinstance(self.snapshot_history, bool):
+            raise ValueError(f"snapshot_history must be true or false, got {self.snapshot_history!r}")
         check_choice(self, "finalize", FINALIZE_RULES)
         check_choice(self, "aggregation", AGGREGATIONS)
         check_choice(self, "receipt_routing", RECEIPT_ROUTINGS)

@@ -53,7 +53,10 @@ class DflSettings:
         model = section.get("model", DEFAULT_MODEL)
         if not isinstance(model, Mapping) or "family" not in model:
             raise ValueError("model must be a mapping {family: ..., lr: ..., ...}")
-        params = DflParams.from_mapping({k: v for k, v in section.items() if k not in SCENARIO_KEYS})
+        given = {k: v for k, v in section.items() if k not in SCENARIO_KEYS}
+        # With a report set D_R the comparison measures the history's models on it (chainlab compare's configs).
+        given.setdefault("snapshot_history", exp.report_set is not None)
+        params = DflParams.from_mapping(given)
         label_flip = label_flip_of(section)
         return cls(nodes, str(attack), attackers, dict(model), params, label_flip)
 

@@ -129,7 +129,8 @@ def _report_history(
     clean: list[NodeReport], spec: ModelSpec, report: Dataset, worker: Worker
 ) -> dict[str, list[float]]:
     """The nodes' mean accuracy on the report set at each tick that every one of them measured, from the weights
-    each history point carries; weights that did not change between points are evaluated once."""
+    each history point carries (none without DflParams.snapshot_history: the history is then empty); weights that
+    did not change between points are evaluated once."""
     measured: dict[bytes, float | None] = {}
     series: list[list[tuple[int, float]]] = []
     for node in clean:

@@ -47,6 +47,7 @@ def exp(**protocol: object) -> Experiment:
         ({"attackers": [0, 1, 2]}, "at least one node must be honest"),
         ({"bogus": 1}, "unknown DFL parameter"),
         ({"aggregation": "krum"}, "aggregation must be"),
+        ({"snapshot_history": "yes"}, "snapshot_history must be"),
         ({"interval_max": 2}, "interval_max must be"),
         ({"model": {"family": "resnet"}}, "family"),
         ({"model": {"family": "softmax", "momentum": 0.9}}, "unknown softmax parameter"),
@@ -89,6 +90,25 @@ def test_a_short_run_in_the_simulator() -> None:
     assert pr["attacker_reputation"] < 1.0  # the noise model is the worst in every buffer
     assert [row["node"] for row in pr["nodes"]] == ["miner-0", "miner-1", "miner-2"]
     assert pr["nodes"][0]["accuracy"] is None and pr["history"]["ticks"]
+
+
+def test_history_snapshots_are_kept_where_a_report_set_measures_them_unless_the_config_says() -> None:
+    assert not DflSettings.of(exp()).params.snapshot_history
+    with_report = Experiment.from_mapping({**BASE, "report_set": 200})
+    assert DflSettings.of(with_report).params.snapshot_history
+    told = Experiment.from_mapping(
+        {**BASE, "report_set": 200, "protocol": {**BASE["protocol"], "snapshot_history": False}}
+    )
+    assert not DflSettings.of(told).params.snapshot_history
+
+
+def test_the_comparison_history_is_on_d_r_only_with_snapshots() -> None:
+    plain = run(exp())["protocol_results"]["comparison"]["history"]
+    assert plain["rounds"] == [] and plain["accuracy"] == []  # nothing measured on D_R, so nothing shown
+    snapshots = run(Experiment.from_mapping({**BASE, "report_set": 200}))["protocol_results"]
+    history = snapshots["comparison"]["history"]
+    assert history["rounds"] and history["rounds"] == [int(t) for t in snapshots["history"]["ticks"]]
+    assert history["accuracy"] != snapshots["history"]["mean"]  # D_R, not the nodes' own test samples
 
 
 def test_metric_updates() -> None:
