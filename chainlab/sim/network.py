@@ -116,8 +116,9 @@ class _Compiled:
     # behind its k-th stored weight. Building a matrix per message cost more than the shortest paths themselves.
     adjacency: csr_matrix
     entry_edge: NDArray[np.int64]
-    # Without loss a message no larger than undrawn_mb (a block, a vote; not a model) takes the same hops every time
-    # (its latency and one round): the distances from a source are worked out once, not once per message.
+    # Without loss a message no larger than undrawn_mb (a fetch's request, a release; not a 2 MB block) takes the same
+    # hops every time (its latency and one round): the distances from a source are worked out once, not once per
+    # message.
     static: dict[int, NDArray[np.float64]] = field(default_factory=dict)
 
 
@@ -255,10 +256,11 @@ class TopologyNetwork:
         C) per message, work proportional to the links rather than to nodes x messages."""
         _check_id(message_id)
         c = self._compiled()
-        static = c.lossless and check_size(size_mb) <= c.undrawn_mb
+        size = check_size(size_mb)
+        static = c.lossless and size <= c.undrawn_mb
         if static and src in c.static:
             return c.static[src]
-        hops = hop_array(self.seed, message_id, c.latency, c.bandwidth, c.loss, check_size(size_mb))
+        hops = hop_array(self.seed, message_id, c.latency, c.bandwidth, c.loss, size)
         weights = hops.astype(np.float64)
         weights[(hops < 1) | c.blocked] = np.inf  # lost or switched off: no path crosses it
         # The one matrix takes this message's weights in place (the engine floods one message at a time).

@@ -100,7 +100,7 @@ def test_unicast_matches_broadcast_for_the_same_message() -> None:
 
 
 def test_small_messages_flood_as_a_fresh_network_draws_them_whatever_was_sent_before() -> None:
-    # Blocks below every link's bandwidth floor take hops no draw changes: their distances are worked out once per
+    # Messages below every link's bandwidth floor take hops no draw changes: their distances are worked out once per
     # source; each answer must still be what a network that never saw another message gives.
     graph = erdos_renyi(30, 3.0, seed=2)
     net = TopologyNetwork(graph, bandwidth_mb=0.5, seed=3)
